@@ -1,0 +1,1 @@
+"""Real datasets: registered by the loaders module (CIFAR, SVHN, ImageFolder, VOC)."""

@@ -1,0 +1,214 @@
+"""``shapes``: the built-in synthetic dataset with exact ground-truth masks.
+
+Ten classes, colour x shape, in this fixed order (label = index)::
+
+    0 red circle    1 red square    2 red triangle    3 red cross    4 red star
+    5 blue circle   6 blue square   7 blue triangle   8 blue cross   9 blue star
+
+Each image holds one class object on a textured, noisy background with one or two
+distractor objects (a ring or a bar, in any colour) that belong to no class. Nuisances:
+position, scale, rotation, colour jitter, background texture, pixel noise.
+
+Class evidence lies only inside the object's mask, by construction:
+
+* the object is drawn with hard edges (no anti-aliasing), and its mask is exactly the set of
+  pixels painted with it;
+* everything outside it (background, distractors, noise) is drawn from a distribution that
+  does not depend on the class: distractors are kept outside the object's bounding circle,
+  whose radius and centre are sampled the same way for every class.
+
+Generation is vectorised over a chunk of images and deterministic: image ``i`` of a split
+depends only on ``(seed, split, i)``, not on the split size.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Optional
+
+import torch
+
+from ..errors import UserError
+from .base import DatasetInfo, TensorImageDataset
+
+COLOURS = {  # RGB in [0, 1]
+    "red": (0.86, 0.16, 0.14),
+    "blue": (0.16, 0.32, 0.90),
+    "green": (0.18, 0.72, 0.22),
+    "yellow": (0.92, 0.84, 0.16),
+}
+CLASS_COLOURS = ("red", "blue")
+CLASS_SHAPES = ("circle", "square", "triangle", "cross", "star")
+CLASS_NAMES = tuple(f"{c} {s}" for c in CLASS_COLOURS for s in CLASS_SHAPES)
+DISTRACTOR_SHAPES = ("ring", "bar")
+DISTRACTOR_COLOURS = ("red", "blue", "green", "yellow")
+
+SPLITS = {"train": 0, "val": 1, "test": 2}
+DEFAULT_SIZES = {"train": 6000, "val": 1000, "test": 1000}
+CHUNK = 1024  # images per generator; fixes which random numbers image i gets
+
+OBJECT_RADIUS = (0.22, 0.34)      # fraction of the image size
+DISTRACTOR_RADIUS = (0.14, 0.24)
+
+
+def _inside(shape: str, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Membership of a shape inscribed in the unit circle. p, q: [n, H, W] local coords."""
+    if shape == "circle":
+        return p * p + q * q <= 0.85 ** 2
+    if shape == "square":
+        return torch.maximum(p.abs(), q.abs()) <= 0.70
+    if shape == "triangle":  # equilateral, circumradius 1, inradius 0.5
+        inside = torch.ones_like(p, dtype=torch.bool)
+        for k in range(3):
+            a = -math.pi / 2 + 2 * math.pi * k / 3
+            inside &= p * math.cos(a) + q * math.sin(a) <= 0.5
+        return inside
+    if shape == "cross":
+        return ((p.abs() <= 0.30) & (q.abs() <= 0.95)) | ((q.abs() <= 0.30) & (p.abs() <= 0.95))
+    if shape == "star":  # five smooth points, radius between 0.38 and 0.95
+        r = torch.sqrt(p * p + q * q)
+        return r <= 0.95 * (0.7 + 0.3 * torch.cos(5 * torch.atan2(q, p)))
+    if shape == "ring":
+        r2 = p * p + q * q
+        return (r2 <= 0.95 ** 2) & (r2 >= 0.55 ** 2)
+    if shape == "bar":
+        return (p.abs() <= 0.95) & (q.abs() <= 0.22)
+    raise ValueError(shape)
+
+
+def _local(xs, ys, cx, cy, r, theta):
+    """Pixel-centre coordinates in each object's frame, scaled by its radius. -> [n, H, W]."""
+    dx = xs - cx.view(-1, 1, 1)
+    dy = ys - cy.view(-1, 1, 1)
+    c, s = torch.cos(theta).view(-1, 1, 1), torch.sin(theta).view(-1, 1, 1)
+    rr = r.view(-1, 1, 1)
+    return (c * dx + s * dy) / rr, (-s * dx + c * dy) / rr
+
+
+def _paint(img, masks_out, shape_idx, shapes, cx, cy, r, theta, colour, xs, ys):
+    """Paint objects with hard edges. img: [n,3,H,W] float; masks_out: [n,H,W] bool or None."""
+    for k, name in enumerate(shapes):
+        sel = (shape_idx == k).nonzero().flatten()
+        if len(sel) == 0:
+            continue
+        p, q = _local(xs, ys, cx[sel], cy[sel], r[sel], theta[sel])
+        m = _inside(name, p, q) & (r[sel] > 0).view(-1, 1, 1)
+        img[sel] = torch.where(m.unsqueeze(1), colour[sel].view(-1, 3, 1, 1), img[sel])
+        if masks_out is not None:
+            masks_out[sel] = m
+
+
+def generate_chunk(n: int, size: int, g: torch.Generator):
+    """Generate ``n`` images of ``size`` px with generator ``g``.
+
+    Returns images [n,3,S,S] uint8, labels [n] int64, masks [n,S,S] bool.
+    """
+    S = float(size)
+    U = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+    ar = torch.arange(size, dtype=torch.float32) + 0.5
+    ys, xs = ar.view(1, -1, 1), ar.view(1, 1, -1)
+
+    labels = torch.randint(0, len(CLASS_NAMES), (n,), generator=g)
+    # Background: grey level + slight tint + two random sinusoidal gratings.
+    base = 0.25 + 0.40 * U(n, 1, 1, 1) + 0.06 * (2 * U(n, 3, 1, 1) - 1)
+    img = base.expand(n, 3, size, size).clone()
+    for _ in range(2):
+        f = (1.0 + 3.0 * U(n)).view(-1, 1, 1) / S
+        w = math.pi * U(n).view(-1, 1, 1)
+        ph = 2 * math.pi * U(n).view(-1, 1, 1)
+        amp = (0.03 + 0.07 * U(n)).view(-1, 1, 1)
+        wave = amp * torch.sin(2 * math.pi * f * (xs * torch.cos(w) + ys * torch.sin(w)) + ph)
+        img += wave.unsqueeze(1)
+
+    # Class object: the same position/scale/rotation law for every class.
+    r_obj = S * (OBJECT_RADIUS[0] + (OBJECT_RADIUS[1] - OBJECT_RADIUS[0]) * U(n))
+    cx = r_obj + (S - 2 * r_obj) * U(n)
+    cy = r_obj + (S - 2 * r_obj) * U(n)
+    th = 2 * math.pi * U(n)
+    jitter = 0.08 * (2 * U(n, 3) - 1)
+
+    # Distractors: 1 or 2, each outside the object's bounding circle (rejection sampling
+    # among 16 candidates; a distractor with no valid place is dropped, for any class).
+    n_dis = 1 + torch.randint(0, 2, (n,), generator=g)
+    dis_cols = torch.tensor([COLOURS[c] for c in DISTRACTOR_COLOURS])
+    for j in range(2):
+        rd = S * (DISTRACTOR_RADIUS[0] + (DISTRACTOR_RADIUS[1] - DISTRACTOR_RADIUS[0]) * U(n))
+        cand_x = rd.view(-1, 1) + (S - 2 * rd.view(-1, 1)) * U(n, 16)
+        cand_y = rd.view(-1, 1) + (S - 2 * rd.view(-1, 1)) * U(n, 16)
+        ok = torch.hypot(cand_x - cx.view(-1, 1), cand_y - cy.view(-1, 1)) >= (r_obj + rd + 1).view(-1, 1)
+        first = ok.float().argmax(dim=1)
+        dx = cand_x.gather(1, first.view(-1, 1)).flatten()
+        dy = cand_y.gather(1, first.view(-1, 1)).flatten()
+        present = ok.any(dim=1) & (n_dis > j)
+        rd = torch.where(present, rd, torch.zeros_like(rd))
+        dshape = torch.randint(0, len(DISTRACTOR_SHAPES), (n,), generator=g)
+        dcol = dis_cols[torch.randint(0, len(DISTRACTOR_COLOURS), (n,), generator=g)]
+        dcol = dcol + 0.08 * (2 * U(n, 3) - 1)
+        dth = 2 * math.pi * U(n)
+        _paint(img, None, dshape, DISTRACTOR_SHAPES, dx, dy, rd, dth, dcol, xs, ys)
+
+    colour_idx = labels // len(CLASS_SHAPES)
+    shape_idx = labels % len(CLASS_SHAPES)
+    cls_cols = torch.tensor([COLOURS[c] for c in CLASS_COLOURS])[colour_idx] + jitter
+    masks = torch.zeros(n, size, size, dtype=torch.bool)
+    _paint(img, masks, shape_idx, CLASS_SHAPES, cx, cy, r_obj, th, cls_cols, xs, ys)
+
+    img += 0.03 * torch.randn(img.shape, generator=g)
+    images = (img.clamp_(0, 1) * 255).round_().to(torch.uint8)
+    return images, labels, masks
+
+
+def generate(split: str, n: int, size: int = 32, seed: int = 0):
+    """Images [n,3,S,S] uint8, labels [n] int64, masks [n,S,S] bool of one split."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r} of shapes; use one of {', '.join(SPLITS)}.")
+    out = [], [], []
+    for c in range(math.ceil(n / CHUNK)):
+        g = torch.Generator().manual_seed(((seed * 7 + SPLITS[split]) * 1_000_003 + c) % (2**63))
+        parts = generate_chunk(min(CHUNK, n - c * CHUNK), size, g)
+        for lst, t in zip(out, parts):
+            lst.append(t)
+    return tuple(torch.cat(lst) if lst else torch.empty(0) for lst in out)
+
+
+def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
+    """masks: [N,H,W] bool -> boxes [N,4] int64 (x0, y0, x1, y1), end-exclusive."""
+    rows, cols = masks.any(dim=2), masks.any(dim=1)
+    H, W = masks.shape[1:]
+    y0 = rows.float().argmax(1)
+    y1 = H - rows.flip(1).float().argmax(1)
+    x0 = cols.float().argmax(1)
+    x1 = W - cols.flip(1).float().argmax(1)
+    return torch.stack([x0, y0, x1, y1], dim=1).long()
+
+
+@lru_cache(maxsize=None)
+def _stats(size: int):
+    """Per-channel mean/std of the train split (seed 0, first chunk) at this size."""
+    images, _, _ = generate("train", CHUNK, size, seed=0)
+    x = images.float().div(255.0)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3))
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def shapes_info(image_size: int = 32) -> DatasetInfo:
+    mean, std = _stats(image_size)
+    return DatasetInfo("shapes", CLASS_NAMES, mean, std, image_size, has_masks=True)
+
+
+class ShapesDataset(TensorImageDataset):
+    """The built-in dataset; see the module docstring. ``boxes``: [N,4] int64."""
+
+    def __init__(self, split: str = "train", image_size: Optional[int] = None, seed: int = 0,
+                 n: Optional[int] = None):
+        size = 32 if image_size is None else int(image_size)
+        if size < 16:
+            raise UserError(f"shapes image size {size} is too small; use 16 px or more (32, 64, 128, 224).")
+        n = DEFAULT_SIZES.get(split, 0) if n is None else int(n)
+        if n <= 0:
+            raise UserError(f"shapes split size must be positive, got {n}.")
+        images, labels, masks = generate(split, n, size, seed)
+        super().__init__(shapes_info(size), split, images, labels, masks)
+        self.boxes = boxes_from_masks(masks)
+        self.seed = seed

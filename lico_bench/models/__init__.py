@@ -1,0 +1,183 @@
+"""Model registry, :class:`ModelCfg` and checkpoints.
+
+``baseline_<arch>`` and ``lico_<arch>`` build the *same* classifier: LICO changes only how
+it is trained (its text branch lives in :mod:`lico_bench.lico` and is never part of the
+inference model). A :class:`ModelCfg` is attached as ``model.cfg`` and travels inside every
+checkpoint, so a checkpoint rebuilds its model without being told what it is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..errors import UserError
+from ..io import torch_save
+from ..registry import Registry
+from .backbones import Classifier, resnet, wide_resnet
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class ModelCfg:
+    """Everything needed to rebuild a model and feed it images."""
+
+    name: str                      # registry name, e.g. "lico_r18"
+    arch: str                      # backbone, e.g. "resnet18" (shared by baseline_/lico_)
+    num_classes: int
+    image_size: int = 32
+    mean: Tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: Tuple[float, ...] = (1.0, 1.0, 1.0)
+    class_names: Tuple[str, ...] = ()
+    cam_layer: str = "features"    # dotted module path of the default CAM target layer
+    dataset: str = ""
+    family: str = "baseline"       # "baseline" or "lico": how it was (to be) trained
+    text_encoder: Optional[str] = None  # LICO only: the frozen text encoder used in training
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mean"], d["std"], d["class_names"] = list(self.mean), list(self.std), list(self.class_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ModelCfg":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise UserError(f"model config has unknown keys {sorted(unknown)}; the checkpoint was "
+                            "written by another version of lico-bench.")
+        d = dict(d)
+        for k in ("mean", "std", "class_names"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+_MODELS: Registry[Callable[..., Classifier]] = Registry("model")
+_ARCHS: Dict[str, Tuple[Callable[[int, int], Classifier], str]] = {
+    # arch: (builder(num_classes, image_size), default CAM layer)
+    "resnet18": (lambda k, s: resnet(18, k, s), "features.layer4"),
+    "resnet50": (lambda k, s: resnet(50, k, s), "features.layer4"),
+    "wrn28_2": (lambda k, s: wide_resnet(28, 2, k), "features.relu"),
+    "wrn28_8": (lambda k, s: wide_resnet(28, 8, k), "features.relu"),
+}
+_SHORT = {"r18": "resnet18", "r50": "resnet50", "wrn28_2": "wrn28_2", "wrn28_8": "wrn28_8"}
+
+
+def register_model(name: str, factory: Optional[Callable[..., Classifier]] = None):
+    """Register ``factory(num_classes, image_size, **cfg_fields) -> Classifier`` (with ``.cfg``)."""
+    return _MODELS.register(name, factory)
+
+
+def _make_factory(family: str, short: str):
+    arch = _SHORT[short]
+
+    def factory(num_classes: int, image_size: int = 32, **cfg_fields) -> Classifier:
+        build, cam_layer = _ARCHS[arch]
+        model = build(num_classes, image_size)
+        cfg_fields.setdefault("text_encoder", "minilm" if family == "lico" else None)
+        model.cfg = ModelCfg(name=f"{family}_{short}", arch=arch, num_classes=num_classes,
+                             image_size=image_size, cam_layer=cam_layer, family=family, **cfg_fields)
+        return model
+
+    factory.__doc__ = f"{family} {arch} classifier."
+    return factory
+
+
+for _short in _SHORT:
+    for _family in ("baseline", "lico"):
+        register_model(f"{_family}_{_short}", _make_factory(_family, _short))
+
+
+def list_models() -> List[str]:
+    return _MODELS.names()
+
+
+def create_model(name: str, num_classes: int, image_size: int = 32, dataset_info=None,
+                 **cfg_fields) -> Classifier:
+    """Build registered model ``name``; ``dataset_info`` fills mean/std/class names/dataset."""
+    if num_classes < 1:
+        raise UserError(f"num_classes must be >= 1, got {num_classes}.")
+    if dataset_info is not None:
+        cfg_fields.setdefault("mean", tuple(dataset_info.mean))
+        cfg_fields.setdefault("std", tuple(dataset_info.std))
+        cfg_fields.setdefault("class_names", tuple(dataset_info.class_names))
+        cfg_fields.setdefault("dataset", dataset_info.name)
+    return _MODELS.get(name)(num_classes, image_size, **cfg_fields)
+
+
+def get_module(model: nn.Module, path: str) -> nn.Module:
+    """The submodule at dotted ``path`` (e.g. ``features.layer4``), or a one-line error."""
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        raise UserError(f"model has no layer {path!r}; pass one of its module names "
+                        f"(e.g. {', '.join(n for n, _ in list(model.named_modules())[1:4])}).") from None
+
+
+def save_checkpoint(path: str | os.PathLike, model: Classifier, extra: Optional[dict] = None) -> Path:
+    """Write ``{format, cfg, state_dict, extra}`` atomically to ``path``."""
+    obj = {"format": CHECKPOINT_FORMAT, "cfg": model.cfg.to_dict(),
+           "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+           "extra": extra or {}}
+    return torch_save(obj, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dict, with a one-line error for a missing or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {str(path)!r} does not exist; train one with "
+                        "'lico-bench train' or pass the right path.")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated zip, pickle garbage, ...
+        raise UserError(f"checkpoint {str(path)!r} is corrupt or not a lico-bench checkpoint "
+                        f"({type(e).__name__}); delete it and train again.") from None
+    if not isinstance(obj, dict) or "cfg" not in obj or "state_dict" not in obj:
+        raise UserError(f"{str(path)!r} is not a lico-bench checkpoint (no model config inside).")
+    if obj.get("format", 0) > CHECKPOINT_FORMAT:
+        raise UserError(f"checkpoint {str(path)!r} has format {obj['format']}, newer than this "
+                        f"lico-bench ({CHECKPOINT_FORMAT}); upgrade lico-bench.")
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
+                    num_classes: Optional[int] = None, dataset: Optional[str] = None,
+                    map_location: str | torch.device = "cpu") -> Classifier:
+    """Rebuild the model saved at ``path``; check it against what the caller expects.
+
+    A checkpoint of another architecture, class count or dataset is a one-line error.
+    """
+    obj = read_checkpoint(path)
+    cfg = ModelCfg.from_dict(obj["cfg"])
+    where = f"checkpoint {str(path)!r}"
+    if name is not None and _SHORT.get(name.split("_", 1)[-1]) != cfg.arch:
+        raise UserError(f"{where} holds a {cfg.arch} ({cfg.name}), not {name}; pass a checkpoint "
+                        f"of {name} or the model name {cfg.name}.")
+    if num_classes is not None and num_classes != cfg.num_classes:
+        raise UserError(f"{where} has {cfg.num_classes} classes but {num_classes} are expected; "
+                        "use a checkpoint trained on this dataset.")
+    if dataset is not None and cfg.dataset and dataset != cfg.dataset:
+        raise UserError(f"{where} was trained on {cfg.dataset!r}, not {dataset!r}; use a "
+                        "checkpoint trained on this dataset.")
+    fields = cfg.to_dict()
+    model = create_model(cfg.name, cfg.num_classes, cfg.image_size,
+                         **{k: v for k, v in fields.items() if k not in ("name", "arch", "num_classes", "image_size", "cam_layer", "family")})
+    model.cfg = cfg
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except RuntimeError as e:
+        raise UserError(f"{where} does not match its own architecture {cfg.arch} "
+                        f"({str(e).splitlines()[0]}); it is damaged, train again.") from None
+    return model.to(map_location).eval()
+
+
+__all__ = ["Classifier", "ModelCfg", "create_model", "get_module", "list_models",
+           "load_checkpoint", "read_checkpoint", "register_model", "save_checkpoint"]
