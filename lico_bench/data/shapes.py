@@ -17,8 +17,9 @@ Class evidence lies only inside the object's mask, by construction:
   does not depend on the class: distractors are kept outside the object's bounding circle,
   whose radius and centre are sampled the same way for every class.
 
-Generation is vectorised over a chunk of images and deterministic: image ``i`` of a split
-depends only on ``(seed, split, i)``, not on the split size.
+Generation is vectorised over chunks of 1024 images and deterministic: the same
+``(split, n, size, seed)`` always gives the same images, and the splits never share a
+generator.
 """
 from __future__ import annotations
 
@@ -45,18 +46,28 @@ DISTRACTOR_COLOURS = ("red", "blue", "green", "yellow")
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SIZES = {"train": 6000, "val": 1000, "test": 1000}
-CHUNK = 1024  # images per generator; fixes which random numbers image i gets
+CHUNK = 1024  # images per generator
 
-OBJECT_RADIUS = (0.22, 0.34)      # fraction of the image size
-DISTRACTOR_RADIUS = (0.14, 0.24)
+OBJECT_RADIUS = (0.22, 0.30)      # fraction of the image size
+DISTRACTOR_RADIUS = (0.12, 0.20)
+
+
+# Every class shape has the same area, that of the equilateral triangle inscribed in the
+# unit circle, (3*sqrt(3)/4) r^2: then the area outside the mask, and so any statistic of
+# it, does not depend on the class either.
+AREA = 3 * math.sqrt(3) / 4
+_CIRCLE_R = math.sqrt(AREA / math.pi)
+_SQUARE_A = math.sqrt(AREA) / 2                  # half side
+_CROSS_L = math.sqrt(AREA / (8 * 0.32 - 4 * 0.32 ** 2))  # arm half-length; half-width 0.32 L
+_STAR_R = math.sqrt(AREA / (0.535 * math.pi))    # area of r(phi) = R (0.7 + 0.3 cos 5 phi)
 
 
 def _inside(shape: str, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Membership of a shape inscribed in the unit circle. p, q: [n, H, W] local coords."""
+    """Membership of a shape inside the unit circle. p, q: [n, H, W] local coordinates."""
     if shape == "circle":
-        return p * p + q * q <= 0.85 ** 2
+        return p * p + q * q <= _CIRCLE_R ** 2
     if shape == "square":
-        return torch.maximum(p.abs(), q.abs()) <= 0.70
+        return torch.maximum(p.abs(), q.abs()) <= _SQUARE_A
     if shape == "triangle":  # equilateral, circumradius 1, inradius 0.5
         inside = torch.ones_like(p, dtype=torch.bool)
         for k in range(3):
@@ -64,10 +75,11 @@ def _inside(shape: str, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
             inside &= p * math.cos(a) + q * math.sin(a) <= 0.5
         return inside
     if shape == "cross":
-        return ((p.abs() <= 0.30) & (q.abs() <= 0.95)) | ((q.abs() <= 0.30) & (p.abs() <= 0.95))
-    if shape == "star":  # five smooth points, radius between 0.38 and 0.95
+        L, w = _CROSS_L, 0.32 * _CROSS_L
+        return ((p.abs() <= w) & (q.abs() <= L)) | ((q.abs() <= w) & (p.abs() <= L))
+    if shape == "star":  # five smooth points
         r = torch.sqrt(p * p + q * q)
-        return r <= 0.95 * (0.7 + 0.3 * torch.cos(5 * torch.atan2(q, p)))
+        return r <= _STAR_R * (0.7 + 0.3 * torch.cos(5 * torch.atan2(q, p)))
     if shape == "ring":
         r2 = p * p + q * q
         return (r2 <= 0.95 ** 2) & (r2 >= 0.55 ** 2)
@@ -98,8 +110,8 @@ def _paint(img, masks_out, shape_idx, shapes, cx, cy, r, theta, colour, xs, ys):
             masks_out[sel] = m
 
 
-def generate_chunk(n: int, size: int, g: torch.Generator):
-    """Generate ``n`` images of ``size`` px with generator ``g``.
+def generate_chunk(n: int, size: int, g: torch.Generator, noise: float = 0.03):
+    """Generate ``n`` images of ``size`` px with generator ``g`` (pixel noise std ``noise``).
 
     Returns images [n,3,S,S] uint8, labels [n] int64, masks [n,S,S] bool.
     """
@@ -128,13 +140,13 @@ def generate_chunk(n: int, size: int, g: torch.Generator):
     jitter = 0.08 * (2 * U(n, 3) - 1)
 
     # Distractors: 1 or 2, each outside the object's bounding circle (rejection sampling
-    # among 16 candidates; a distractor with no valid place is dropped, for any class).
+    # among 256 candidates; a distractor with no valid place is dropped, for any class).
     n_dis = 1 + torch.randint(0, 2, (n,), generator=g)
     dis_cols = torch.tensor([COLOURS[c] for c in DISTRACTOR_COLOURS])
     for j in range(2):
         rd = S * (DISTRACTOR_RADIUS[0] + (DISTRACTOR_RADIUS[1] - DISTRACTOR_RADIUS[0]) * U(n))
-        cand_x = rd.view(-1, 1) + (S - 2 * rd.view(-1, 1)) * U(n, 16)
-        cand_y = rd.view(-1, 1) + (S - 2 * rd.view(-1, 1)) * U(n, 16)
+        cand_x = rd.view(-1, 1) + (S - 2 * rd.view(-1, 1)) * U(n, 256)
+        cand_y = rd.view(-1, 1) + (S - 2 * rd.view(-1, 1)) * U(n, 256)
         ok = torch.hypot(cand_x - cx.view(-1, 1), cand_y - cy.view(-1, 1)) >= (r_obj + rd + 1).view(-1, 1)
         first = ok.float().argmax(dim=1)
         dx = cand_x.gather(1, first.view(-1, 1)).flatten()
@@ -153,19 +165,19 @@ def generate_chunk(n: int, size: int, g: torch.Generator):
     masks = torch.zeros(n, size, size, dtype=torch.bool)
     _paint(img, masks, shape_idx, CLASS_SHAPES, cx, cy, r_obj, th, cls_cols, xs, ys)
 
-    img += 0.03 * torch.randn(img.shape, generator=g)
+    img += noise * torch.randn(img.shape, generator=g)
     images = (img.clamp_(0, 1) * 255).round_().to(torch.uint8)
     return images, labels, masks
 
 
-def generate(split: str, n: int, size: int = 32, seed: int = 0):
+def generate(split: str, n: int, size: int = 32, seed: int = 0, noise: float = 0.03):
     """Images [n,3,S,S] uint8, labels [n] int64, masks [n,S,S] bool of one split."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r} of shapes; use one of {', '.join(SPLITS)}.")
     out = [], [], []
     for c in range(math.ceil(n / CHUNK)):
         g = torch.Generator().manual_seed(((seed * 7 + SPLITS[split]) * 1_000_003 + c) % (2**63))
-        parts = generate_chunk(min(CHUNK, n - c * CHUNK), size, g)
+        parts = generate_chunk(min(CHUNK, n - c * CHUNK), size, g, noise)
         for lst, t in zip(out, parts):
             lst.append(t)
     return tuple(torch.cat(lst) if lst else torch.empty(0) for lst in out)
@@ -184,8 +196,9 @@ def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
 
 @lru_cache(maxsize=None)
 def _stats(size: int):
-    """Per-channel mean/std of the train split (seed 0, first chunk) at this size."""
-    images, _, _ = generate("train", CHUNK, size, seed=0)
+    """Per-channel mean/std of the train split (seed 0) at this size, from ~1M pixels."""
+    n = max(64, min(CHUNK, CHUNK * 32 * 32 // (size * size)))
+    images, _, _ = generate("train", n, size, seed=0)
     x = images.float().div(255.0)
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3))

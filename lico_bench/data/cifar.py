@@ -1,0 +1,187 @@
+"""CIFAR-10 and CIFAR-100 from the "python version" pickles (Krizhevsky 2009).
+
+Files (as distributed at https://www.cs.toronto.edu/~kriz/cifar.html and as torchvision's
+``CIFAR10``/``CIFAR100`` unpack them)::
+
+    ROOT/cifar-10-batches-py/data_batch_1 .. data_batch_5, test_batch, batches.meta
+    ROOT/cifar-100-python/train, test, meta
+
+Each batch is a Python 2 pickle of a dict: ``data`` [N, 3072] uint8 (row-major 32x32 planes
+R, G, B), ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100) a list of ints. The meta file
+holds ``label_names`` / ``fine_label_names`` in label order. Keys come back as ``str`` or
+``bytes`` depending on how a file was written; both are accepted.
+
+Images are held in memory as uint8 [N, 3, 32, 32]; ``image_size`` other than 32 resizes
+bilinearly on access (see :class:`~lico_bench.data.real.ResizedTensorDataset`). No masks.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .base import DatasetInfo, TensorImageDataset
+from .real import (base_root, check_image_size, check_split, holdout, in_memory,
+                   torchvision_download)
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
+    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
+    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
+    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone",
+    "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
+    "willow_tree", "wolf", "woman", "worm",
+)
+
+# Per-channel mean and (population) std of the training images in [0, 1], the constants used
+# by FixMatch (kekmodel/FixMatch-pytorch, dataset/cifar.py) and most CIFAR code since.
+# (The other common CIFAR-10 std, (0.2023, 0.1994, 0.2010), is a per-image std; not used.)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
+
+SPECS = {
+    "cifar10": dict(
+        title="CIFAR-10", folder="cifar-10-batches-py",
+        train=tuple(f"data_batch_{i}" for i in range(1, 6)), test=("test_batch",),
+        meta="batches.meta", names_key="label_names", labels_key="labels",
+        classes=CIFAR10_CLASSES, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        torchvision="CIFAR10", url="https://www.cs.toronto.edu/~kriz/cifar.html"),
+    "cifar100": dict(
+        title="CIFAR-100", folder="cifar-100-python", train=("train",), test=("test",),
+        meta="meta", names_key="fine_label_names", labels_key="fine_labels",
+        classes=CIFAR100_CLASSES, mean=CIFAR100_MEAN, std=CIFAR100_STD,
+        torchvision="CIFAR100", url="https://www.cs.toronto.edu/~kriz/cifar.html"),
+}
+SPLITS = ("train", "val", "test")
+
+
+def _text(x) -> str:
+    return x.decode("latin1") if isinstance(x, bytes) else str(x)
+
+
+def unpickle(path: Path) -> dict:
+    """Load one CIFAR pickle; keys as ``str`` whatever way the file was written.
+
+    ``encoding="latin1"`` is what Python 2 pickles of numpy arrays need (it is what
+    torchvision uses); Python 3 pickles with ``bytes`` keys load the same way.
+    """
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="latin1")
+    except Exception as e:
+        raise UserError(f"cannot read {path}: {type(e).__name__}: {e}; the file looks corrupt, "
+                        f"fetch it again.") from e
+    if not isinstance(d, dict):
+        raise UserError(f"{path} is not a CIFAR pickle (holds a {type(d).__name__}, not a dict).")
+    return {_text(k): v for k, v in d.items()}
+
+
+def _find(spec: dict, base: Path, files) -> Optional[Path]:
+    """The folder holding all ``files``: ``base/<folder>`` (torchvision) or ``base`` itself."""
+    for d in (base / spec["folder"], base):
+        if all((d / f).is_file() for f in files):
+            return d
+    return None
+
+
+def _class_names(spec: dict, folder: Path) -> tuple:
+    """Class names in label order from the meta file, checked against the known list."""
+    path = folder / spec["meta"]
+    if not path.is_file():  # the names are fixed; the meta file is a convenience
+        return spec["classes"]
+    meta = unpickle(path)
+    if spec["names_key"] not in meta:
+        raise UserError(f"{path} has no {spec['names_key']!r} entry; the file looks corrupt.")
+    names = tuple(_text(n) for n in meta[spec["names_key"]])
+    if names != spec["classes"]:
+        raise UserError(f"{path} lists classes {list(names)[:4]}…, not the {spec['title']} "
+                        f"classes in their standard order; the file is not {spec['title']}'s.")
+    return names
+
+
+def _read_batch(spec: dict, path: Path):
+    """One batch file -> images [n, 3, 32, 32] uint8, labels [n] int64."""
+    d = unpickle(path)
+    if "data" not in d or spec["labels_key"] not in d:
+        raise UserError(f"{path} lacks 'data' or {spec['labels_key']!r}; is it a "
+                        f"{spec['title']} batch?")
+    data = np.asarray(d["data"])
+    labels = np.asarray(d[spec["labels_key"]], dtype=np.int64).reshape(-1)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 \
+            or len(data) != len(labels):
+        raise UserError(f"{path}: expected data [N, 3072] uint8 and N labels, got data "
+                        f"{list(data.shape)} {data.dtype} and {len(labels)} labels.")
+    n_cls = len(spec["classes"])
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_cls):
+        raise UserError(f"{path}: labels outside 0..{n_cls - 1}.")
+    # Rows are the R, G and B planes of a 32x32 image, each row-major: a plain reshape.
+    images = torch.from_numpy(np.ascontiguousarray(data.reshape(-1, 3, 32, 32)))
+    return images, torch.from_numpy(labels)
+
+
+def cifar_info(name: str, image_size: int = 32) -> DatasetInfo:
+    spec = SPECS[name]
+    return DatasetInfo(name, spec["classes"], spec["mean"], spec["std"], image_size,
+                       has_masks=False)
+
+
+def load_cifar(name: str, split: str = "train", root=None, image_size: Optional[int] = None,
+               seed: int = 0, download: bool = False,
+               val_size: Optional[int] = None) -> TensorImageDataset:
+    """CIFAR-10 (``name="cifar10"``) or CIFAR-100 (``"cifar100"``, fine labels).
+
+    Args:
+        split: ``train`` (50k, or 50k - ``val_size`` when ``val_size`` is given), ``val``
+            (a seeded hold-out of ``val_size`` training images, default 5000) or ``test`` (10k).
+        root: folder holding ``cifar-10-batches-py`` / ``cifar-100-python`` (or the batch
+            files themselves); None: ``$LICO_BENCH_DATA`` or ``./data``.
+        image_size: side of the items, default 32; other sizes resize bilinearly on access.
+        seed: draws the train/val hold-out permutation.
+        download: fetch the archive into ``root`` with torchvision first (if not there).
+
+    Returns a dataset of items ``(image [3, S, S] float32 normalised, label int, None)``
+    with ``.images`` [N, 3, 32, 32] uint8 and ``.labels`` [N] int64.
+    """
+    spec = SPECS[name]
+    check_split(name, split, SPLITS)
+    size = check_image_size(name, image_size, 32)
+    base = base_root(root)
+    files = spec["train"] if split in ("train", "val") else spec["test"]
+    folder = _find(spec, base, files)
+    if folder is None and download:
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, spec["torchvision"])
+        torchvision_download(spec["title"], lambda: cls(str(base), train=True, download=True))
+        folder = _find(spec, base, files)
+    if folder is None:
+        expected = ", ".join(str(base / spec["folder"] / f) for f in files)
+        raise UserError(f"{spec['title']} not found under {base}: expected {expected}; pass "
+                        f"download=True to fetch it with torchvision, or get the python "
+                        f"version from {spec['url']} and extract it under {base}.")
+
+    class_names = _class_names(spec, folder)
+    parts = [_read_batch(spec, folder / f) for f in files]
+    images = torch.cat([p[0] for p in parts])
+    labels = torch.cat([p[1] for p in parts])
+    extra = {}
+    if split != "test":
+        idx, extra = holdout(len(labels), split, val_size, seed)
+        if idx is not None:
+            images, labels = images[idx], labels[idx]
+    spec_info = cifar_info(name, size)
+    info = DatasetInfo(spec_info.name, class_names, spec_info.mean, spec_info.std, size,
+                       has_masks=False, extra=extra)
+    return in_memory(info, split, images, labels)

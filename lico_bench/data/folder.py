@@ -1,0 +1,191 @@
+"""Image folders (torchvision's ``ImageFolder`` layout) and Imagenette.
+
+Layout: ``ROOT/<split>/<class>/**/<image>`` with the extensions torchvision accepts (.jpg,
+.jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp, any case). Labels index the sorted class
+folder names, as in ``ImageFolder``, with one difference: the class list is the union of the
+class folders of all standard split folders present (train, val, test) and the requested
+one, so a split that lacks a class does not shift the labels of the others. Folders whose
+name starts with "." are skipped.
+
+Images are read from disk with PIL on each access (not held in memory) and given the
+deterministic ImageNet evaluation transform: resize the shorter side to
+``int(S * 256 / 224)`` (bilinear, antialiased), centre-crop ``S`` x ``S`` (default S = 224),
+normalise with the ImageNet mean/std. Training augmentation (random resized crops, flips)
+is the trainer's job, applied to these tensors. No masks.
+
+Imagenette (https://github.com/fastai/imagenette, ``imagenette2``, ``-320`` or ``-160``) is
+this layout with ImageNet wnid folder names; ``imagenette`` maps them to readable names.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from ..errors import UserError
+from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, LicoDataset
+from .real import base_root, candidates, check_image_size
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+STANDARD_SPLITS = ("train", "val", "test")
+
+# Imagenette's ten ImageNet classes: wnid -> readable name (sorted wnid = label order).
+IMAGENETTE_WNIDS = {
+    "n01440764": "tench",
+    "n02102040": "English springer",
+    "n02979186": "cassette player",
+    "n03000684": "chain saw",
+    "n03028079": "church",
+    "n03394916": "French horn",
+    "n03417042": "garbage truck",
+    "n03425413": "gas pump",
+    "n03445777": "golf ball",
+    "n03888605": "parachute",
+}
+IMAGENETTE_FOLDERS = ("imagenette2", "imagenette2-320", "imagenette2-160")
+IMAGENETTE_URL = "https://github.com/fastai/imagenette"
+
+
+def is_image(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTENSIONS)
+
+
+def class_folders(directory: Path) -> List[str]:
+    """Names of the visible sub-folders of ``directory``, sorted; [] if it does not exist."""
+    if not directory.is_dir():
+        return []
+    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+
+
+def find_images(split_dir: Path, classes: Sequence[str]) -> List[Tuple[str, int]]:
+    """(path, label) for every image under ``split_dir/<class>``, in torchvision's order."""
+    samples = []
+    for label, cls in enumerate(classes):
+        d = split_dir / cls
+        if not d.is_dir():
+            continue
+        for sub, _, fnames in sorted(os.walk(d, followlinks=True)):
+            samples += [(os.path.join(sub, f), label) for f in sorted(fnames) if is_image(f)]
+    return samples
+
+
+def load_rgb(path: str):
+    """A PIL RGB image; unreadable files -> UserError naming the file."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except Exception as e:
+        raise UserError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
+
+
+def to_normalised(img_u8: torch.Tensor, mean, std) -> torch.Tensor:
+    """[3, H, W] uint8 -> [3, H, W] float32, ``(x / 255 - mean) / std``."""
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (img_u8.float().div_(255.0) - m) / s
+
+
+def eval_transform(img, size: int) -> torch.Tensor:
+    """PIL image -> [3, size, size] uint8: shorter side to int(size*256/224), centre crop."""
+    import torchvision.transforms.functional as TF
+
+    img = TF.resize(img, int(size * 256 / 224), interpolation=TF.InterpolationMode.BILINEAR,
+                    antialias=True)
+    img = TF.center_crop(img, [size, size])
+    return TF.pil_to_tensor(img)
+
+
+class ImageFolderDataset(LicoDataset):
+    """Images under ``split_dir/<class folder>/``, loaded lazily.
+
+    Items: ``(image [3, S, S] float32 normalised, label int, None)``.
+    Attributes: ``paths`` (list of str), ``labels`` [N] int64, ``folders`` (the class folder
+    names in label order; ``info.class_names`` are the display names).
+    """
+
+    def __init__(self, info: DatasetInfo, split: str, split_dir: Path, folders: Sequence[str]):
+        self.info, self.split, self.split_dir = info, split, split_dir
+        self.folders = tuple(folders)
+        samples = find_images(split_dir, self.folders)
+        if not samples:
+            exts = ", ".join(IMG_EXTENSIONS)
+            raise UserError(f"no images found under {split_dir}: expected "
+                            f"{split_dir}/<class>/<image> with one of {exts}.")
+        self.paths = [p for p, _ in samples]
+        self.labels = torch.tensor([lab for _, lab in samples], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        img = eval_transform(load_rgb(self.paths[i]), self.info.image_size)
+        return to_normalised(img, self.info.mean, self.info.std), int(self.labels[i]), None
+
+
+def _split_dir(name: str, base: Path, split: str, search: Sequence[Path], layout: str,
+               hint: str) -> Tuple[Path, Path]:
+    """The first ``d`` in ``search`` with a ``d/split`` folder -> (d, d/split), or UserError."""
+    for d in search:
+        if (d / split).is_dir():
+            return d, d / split
+    found = sorted({s for d in search for s in class_folders(d)})
+    have = f" (found folders: {', '.join(found)})" if found else ""
+    raise UserError(f"{name} split {split!r} not found under {base}: expected {layout}"
+                    f"{have}; {hint}")
+
+
+def _all_classes(d: Path, split: str) -> List[str]:
+    return sorted({c for s in set(STANDARD_SPLITS) | {split} for c in class_folders(d / s)})
+
+
+def load_imagefolder(split: str = "train", root=None, image_size: Optional[int] = None,
+                     download: bool = False) -> ImageFolderDataset:
+    """``ROOT/<split>/<class>/*`` with class names = folder names (sorted).
+
+    ``root`` None: ``$LICO_BENCH_DATA`` or ``./data``. ``image_size`` default 224.
+    Mean/std: ImageNet's.
+    """
+    base = base_root(root)
+    if download:
+        raise UserError("imagefolder cannot be downloaded: it reads your own folder "
+                        f"{base}/<split>/<class>/<image>; drop download=True.")
+    size = check_image_size("imagefolder", image_size, 224)
+    d, split_dir = _split_dir("imagefolder", base, split, (base,), f"{base}/{split}/<class>/<image>",
+                              "pass root= the folder that holds the split folders.")
+    folders = _all_classes(d, split)
+    if not folders:
+        raise UserError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>.")
+    info = DatasetInfo("imagefolder", tuple(folders), IMAGENET_MEAN, IMAGENET_STD, size,
+                       has_masks=False)
+    return ImageFolderDataset(info, split, split_dir, folders)
+
+
+def load_imagenette(split: str = "train", root=None, image_size: Optional[int] = None,
+                    download: bool = False) -> ImageFolderDataset:
+    """Imagenette 2 (``train``, ``val``): ten ImageNet classes, readable class names.
+
+    ``root``: the folder with ``train/`` and ``val/``, or one holding ``imagenette2``
+    (``-320``, ``-160``); None: ``$LICO_BENCH_DATA`` or ``./data``. Labels follow the sorted
+    wnids, i.e. the order of :data:`IMAGENETTE_WNIDS`. ``image_size`` default 224.
+    """
+    base = base_root(root)
+    how = (f"download imagenette2 (or -320/-160) from {IMAGENETTE_URL} and extract it "
+           f"under {base}.")
+    if download:
+        raise UserError(f"imagenette is not downloaded by lico-bench; {how}")
+    size = check_image_size("imagenette", image_size, 224)
+    d, split_dir = _split_dir("imagenette", base, split, candidates(base, IMAGENETTE_FOLDERS),
+                              f"{base}/imagenette2/{split}/n01440764/…", how)
+    folders = _all_classes(d, split)
+    if set(folders) != set(IMAGENETTE_WNIDS):
+        odd = sorted(set(folders) ^ set(IMAGENETTE_WNIDS))
+        raise UserError(f"{d} does not hold exactly the ten Imagenette class folders "
+                        f"({', '.join(IMAGENETTE_WNIDS)}); these differ: {', '.join(odd)}. "
+                        f"Use dataset 'imagefolder' for other class sets.")
+    names = tuple(IMAGENETTE_WNIDS[w] for w in folders)
+    info = DatasetInfo("imagenette", names, IMAGENET_MEAN, IMAGENET_STD, size, has_masks=False)
+    return ImageFolderDataset(info, split, split_dir, folders)

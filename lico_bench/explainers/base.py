@@ -1,0 +1,268 @@
+"""The explainer interface and the checks every explainer shares.
+
+An explainer is a small object holding its options; calling it explains a batch::
+
+    maps = explainer(model, images, targets)   # maps: [B, H, W] float32, raw, images' device
+
+Rules (DESIGN.md, "Rules"): an explainer never calls ``model.eval()`` or ``.to()``, never
+flips ``requires_grad``, never edits the caller's tensors, and leaves no hooks behind. It
+checks the model instead and raises a one-line :class:`~lico_bench.errors.UserError`.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import math
+from typing import Any, Dict, Iterator, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import UserError
+
+
+class Explainer(abc.ABC):
+    """Base class: option bookkeeping, input checks, grad-mode handling.
+
+    Subclasses set ``name``, call ``super().__init__(**all_their_options)`` and implement
+    :meth:`explain`. ``options`` holds every option with its value (defaults included) and
+    is JSON-serialisable, for the run manifest; ``None`` means "chosen from the model or the
+    image size at call time" and :meth:`resolved_options` says what it became.
+    """
+
+    name: str = ""
+    #: True when :meth:`explain` needs autograd (run under ``torch.enable_grad()``).
+    needs_grad: bool = False
+
+    def __init__(self, **options: Any):
+        try:
+            json.dumps(options)
+        except TypeError:
+            raise UserError(f"options of explainer {self.name!r} must be plain values "
+                            f"(numbers, strings, lists); got {options!r}.") from None
+        self.options: Dict[str, Any] = dict(options)
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}({opts})"
+
+    def resolved_options(self, model: nn.Module, image_size: tuple) -> Dict[str, Any]:
+        """``options`` with every automatic (``None``) value replaced by what a call on
+        ``model`` with images of ``image_size = (H, W)`` uses."""
+        return dict(self.options)
+
+    def __call__(self, model: nn.Module, images: torch.Tensor,
+                 targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Explain ``images`` for ``targets``.
+
+        images:  [B, 3, H, W] float32 (normalised, as the model expects); left untouched.
+        targets: [B] int64 class indices, or None for the class the model predicts.
+        returns: maps [B, H, W] float32 at input resolution, raw (not normalised), on the
+                 images' device. Use :func:`normalize_maps` for display only.
+        """
+        images, targets = check_call(model, images, targets)
+        grad_ctx = torch.enable_grad() if self.needs_grad else torch.no_grad()
+        with grad_ctx:  # both restore the caller's grad mode on exit
+            maps = self.explain(model, images.detach(), targets)
+        maps = maps.detach().to(device=images.device, dtype=torch.float32)
+        B, _, H, W = images.shape
+        if maps.shape != (B, H, W):
+            raise RuntimeError(f"explainer {self.name!r} returned maps of shape "
+                               f"{tuple(maps.shape)}, expected {(B, H, W)}")
+        return maps
+
+    @abc.abstractmethod
+    def explain(self, model: nn.Module, images: torch.Tensor,
+                targets: Optional[torch.Tensor]) -> torch.Tensor:
+        """images: [B, 3, H, W] float32 (detached); targets: [B] int64 or None (predicted).
+        Returns maps [B, H, W]."""
+
+
+# --------------------------------------------------------------------------------------
+# checks
+
+
+def model_device(model: nn.Module) -> Optional[torch.device]:
+    """The device of the model's first parameter (or buffer); None for a stateless model."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return None
+
+
+def check_call(model: nn.Module, images: Any, targets: Any):
+    """Validate an explainer call; return ``(images, targets)`` (targets [B] int64 or None).
+
+    Raises UserError (one line, says what to do) for a model in training mode, a model and
+    images on different devices, or badly shaped images/targets.
+    """
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    if model.training:
+        raise UserError("the model is in training mode (BatchNorm/Dropout would change the "
+                        "maps); call model.eval() before explaining.")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise UserError(f"images must be a [B, 3, H, W] float tensor, got {shape}.")
+    if not images.is_floating_point():
+        raise UserError(f"images must be a float tensor (normalised), got {images.dtype}.")
+    if images.shape[0] == 0:
+        raise UserError("images is an empty batch; pass at least one image.")
+    dev = model_device(model)
+    if dev is not None and dev != images.device:
+        raise UserError(f"the model is on {dev} but the images are on {images.device}; "
+                        f"move the images with images.to('{dev}').")
+    if targets is not None:
+        if not isinstance(targets, torch.Tensor):
+            targets = torch.as_tensor(targets)
+        if targets.ndim != 1 or targets.shape[0] != images.shape[0] or targets.is_floating_point():
+            raise UserError(f"targets must be a [B] integer tensor with B = {images.shape[0]}, "
+                            f"got {targets.dtype} of shape {tuple(targets.shape)}.")
+        targets = targets.to(device=images.device, dtype=torch.long)
+    return images, targets
+
+
+def layer_path(model: nn.Module, layer: Optional[str]) -> str:
+    """The dotted CAM layer path: the ``layer`` option, else ``model.cfg.cam_layer``."""
+    if layer is not None:
+        return layer
+    cfg = getattr(model, "cfg", None)
+    path = getattr(cfg, "cam_layer", None)
+    if not path:
+        raise UserError("the model has no cfg.cam_layer; pass the target layer as an option, "
+                        "e.g. create_explainer('gradcam', layer='features.layer4').")
+    return path
+
+
+def resolve_layer(model: nn.Module, layer: Optional[str]) -> nn.Module:
+    from ..models import get_module  # models does not import explainers: no cycle
+
+    return get_module(model, layer_path(model, layer))
+
+
+# --------------------------------------------------------------------------------------
+# hooks
+
+
+@contextlib.contextmanager
+def capture_activations(layer: nn.Module, name: str, grad: bool) -> Iterator[List[torch.Tensor]]:
+    """Record the output ``A: [B, C, h, w]`` of ``layer`` during the forward passes inside.
+
+    The list yielded receives one tensor per forward pass. With ``grad=True`` the recorded
+    tensor is part of the autograd graph, so ``torch.autograd.grad(score, A)`` gives
+    d score / d A without touching parameters' ``.grad``; when nothing upstream requires
+    grad (frozen parameters), the output is swapped for a detached leaf that does.
+
+    The hook exists only inside this context and is removed in ``finally``.
+    """
+    store: List[torch.Tensor] = []
+
+    def hook(module, inputs, output):
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise UserError(f"CAM layer {name!r} outputs {shape}, not a [B, C, h, w] feature "
+                            "map; pass a convolutional layer as layer=...")
+        if grad and not output.requires_grad:
+            output = output.detach().requires_grad_(True)
+            store.append(output)
+            return output  # a forward hook's return value replaces the output
+        store.append(output)
+        return None
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def single_activation(store: List[torch.Tensor], name: str) -> torch.Tensor:
+    if len(store) != 1:
+        raise UserError(f"CAM layer {name!r} ran {len(store)} times in one forward pass; pass "
+                        "a layer that runs exactly once (e.g. a block, not a shared ReLU).")
+    return store[0]
+
+
+# --------------------------------------------------------------------------------------
+# tensor helpers
+
+
+def upsample(maps: torch.Tensor, size: tuple) -> torch.Tensor:
+    """[B, h, w] -> [B, H, W], bilinear with align_corners=False.
+
+    For upsampling this equals cv2.resize(INTER_LINEAR), which pytorch-grad-cam uses, and
+    captum's LayerAttribution.interpolate(..., 'bilinear') (checked in the tests).
+    """
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear",
+                         align_corners=False)[:, 0]
+
+
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max normalisation, for display only.
+
+    maps: [B, H, W] float -> [B, H, W] float32 in [0, 1]. A constant map becomes zeros
+    (never NaN). Metrics use the raw maps, not these (METRICS.md).
+    """
+    if not isinstance(maps, torch.Tensor) or maps.ndim != 3:
+        raise UserError("normalize_maps expects a [B, H, W] tensor.")
+    m = maps.detach().float()
+    lo = m.amin(dim=(1, 2), keepdim=True)
+    hi = m.amax(dim=(1, 2), keepdim=True)
+    rng = hi - lo
+    out = (m - lo) / torch.where(rng > 0, rng, torch.ones_like(rng))
+    return torch.where(rng > 0, out, torch.zeros_like(out))
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def scaled(value_at_224: float, size: int) -> int:
+    """A pixel length given at 224 px, scaled to ``size`` px (rounded up, at least 1)."""
+    return max(1, math.ceil(value_at_224 * size / 224))
+
+
+# --------------------------------------------------------------------------------------
+# guarding third-party code
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+               "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
+               "_backward_pre_hooks")
+
+
+@contextlib.contextmanager
+def model_guard(model: nn.Module) -> Iterator[None]:
+    """Undo what third-party explainers leave on ``model``, even when they raise.
+
+    Restores, in ``finally``: every module's hook dicts (hooks added inside are removed),
+    every module's children (pytorch-grad-cam's AblationCAM swaps the target layer for an
+    ablation layer and swaps it back only on success), and the parameters' ``.grad``
+    (pytorch-grad-cam calls ``model.zero_grad()`` and ``loss.backward()``).
+    """
+    modules = list(model.modules())
+    hooks = [{d: set(getattr(m, d, {}).keys()) for d in _HOOK_DICTS} for m in modules]
+    children = [dict(m._modules) for m in modules]
+    full_bw = [getattr(m, "_is_full_backward_hook", None) for m in modules]
+    params = list(model.parameters())
+    grads = [p.grad for p in params]
+    try:
+        yield
+    finally:
+        for m, before, kids, fb in zip(modules, hooks, children, full_bw):
+            for d, keys in before.items():
+                table = getattr(m, d, None)
+                if table is not None:
+                    for k in [k for k in table if k not in keys]:
+                        del table[k]
+            if dict(m._modules) != kids:
+                m._modules.clear()
+                m._modules.update(kids)
+            if hasattr(m, "_is_full_backward_hook"):
+                m._is_full_backward_hook = fb
+        for p, g in zip(params, grads):
+            p.grad = g

@@ -1,0 +1,228 @@
+"""Class activation maps: Grad-CAM, Grad-CAM++ and Score-CAM, batched, in torch.
+
+Structure as pytorch-grad-cam's ``base_cam.py``: :class:`BaseCAM` runs the model once
+with a hook on the target layer, and each method overrides only :meth:`BaseCAM.weights`,
+the channel weights ``w: [B, C]``. The map is then (Selvaraju et al. 2017, eq. 2)
+
+    L = ReLU( Σ_k w_k A_k )        A: [B, C, h, w] activations of the target layer
+
+computed at feature resolution and upsampled bilinearly (align_corners=False) to the input
+size. The map is raw: no min-max normalisation (pytorch-grad-cam normalises every map).
+
+Differences from pytorch-grad-cam, all on purpose: one forward (+ one backward) for the
+whole batch; no numpy round trip, no per-image cv2 resize (bilinear upsampling with
+align_corners=False is the same operation, see the tests); hooks only inside a context
+manager; the model's ``.grad`` fields are never touched (``torch.autograd.grad`` w.r.t. the
+activations, not ``loss.backward()``); it never calls ``model.eval()``.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import UserError
+from .base import (Explainer, capture_activations, layer_path, resolve_layer,
+                   single_activation, upsample)
+
+
+class BaseCAM(Explainer):
+    """A CAM: channel weights times activations of one layer, ReLU, bilinear upsampling.
+
+    Option ``layer``: dotted module path of the target layer; None = ``model.cfg.cam_layer``.
+    Subclasses set ``uses_gradients`` and override :meth:`weights`.
+    """
+
+    uses_gradients: bool = True
+
+    def __init__(self, layer: Optional[str] = None, **options: Any):
+        super().__init__(layer=layer, **options)
+        self.layer = layer
+
+    @property
+    def needs_grad(self) -> bool:
+        return self.uses_gradients
+
+    def resolved_options(self, model: nn.Module, image_size: tuple) -> Dict[str, Any]:
+        return {**self.options, "layer": layer_path(model, self.layer)}
+
+    @abc.abstractmethod
+    def weights(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                activations: torch.Tensor, grads: Optional[torch.Tensor]) -> torch.Tensor:
+        """Channel weights.
+
+        images: [B, 3, H, W]; targets: [B] int64; activations A: [B, C, h, w] (detached);
+        grads: d logit_target / d A, [B, C, h, w], or None when ``uses_gradients`` is False.
+        Returns w: [B, C] float32.
+        """
+
+    def feature_maps(self, model: nn.Module, images: torch.Tensor,
+                     targets: Optional[torch.Tensor]):
+        """One pass for the whole batch.
+
+        Returns ``(A, grads, targets)``: A [B, C, h, w] detached, grads [B, C, h, w] (d
+        target logit / d A, or None), targets [B] int64 (the predicted class where None
+        was given).
+        """
+        path = layer_path(model, self.layer)
+        layer = resolve_layer(model, self.layer)
+        with capture_activations(layer, path, grad=self.uses_gradients) as store:
+            logits = model(images)
+        acts = single_activation(store, path)
+        if targets is None:
+            targets = logits.detach().argmax(dim=1)
+        grads = None
+        if self.uses_gradients:
+            # score = target logit, as pytorch-grad-cam's ClassifierOutputTarget. Summing
+            # over the batch is exact: image b's logit depends only on image b (eval mode).
+            score = logits.gather(1, targets[:, None]).sum()
+            (grads,) = torch.autograd.grad(score, acts)
+        return acts.detach(), grads, targets
+
+    def low_res(self, model: nn.Module, images: torch.Tensor,
+                targets: Optional[torch.Tensor]) -> torch.Tensor:
+        """ReLU(Σ_k w_k A_k) at feature resolution: [B, h, w] float32."""
+        acts, grads, targets = self.feature_maps(model, images, targets)
+        w = self.weights(model, images, targets, acts, grads)
+        return F.relu(torch.einsum("bc,bchw->bhw", w.to(acts.dtype), acts)).float()
+
+    def explain(self, model, images, targets):
+        return upsample(self.low_res(model, images, targets), images.shape[-2:])
+
+
+class GradCAM(BaseCAM):
+    """Grad-CAM (Selvaraju et al. 2017, eq. 1): w_k = mean_ij d y^c / d A_k(i, j).
+
+    y^c is the target class's logit (pre-softmax score, as in the paper and
+    pytorch-grad-cam). Options: ``layer``.
+    """
+
+    name = "gradcam"
+
+    def __init__(self, layer: Optional[str] = None):
+        super().__init__(layer=layer)
+
+    def weights(self, model, images, targets, activations, grads):
+        return grads.mean(dim=(2, 3))
+
+
+class GradCAMPlusPlus(BaseCAM):
+    """Grad-CAM++ (Chattopadhyay et al. 2018), closed form of eq. 19.
+
+    With Y^c = exp(S^c) (S^c the target logit) the higher derivatives reduce to powers of
+    g = d S^c / d A (eq. 18-19):
+
+        alpha_k(ij) = g^2 / (2 g^2 + Σ_ab A_k(ab) g^3)
+        w_k = Σ_ij alpha_k(ij) ReLU(g_k(ij))                         (eq. 7 / 10)
+
+    As pytorch-grad-cam's GradCAMPlusPlus: eps = 1e-6 in the denominator and alpha = 0
+    where g = 0. Options: ``layer``.
+    """
+
+    name = "gradcampp"
+    eps = 1e-6
+
+    def __init__(self, layer: Optional[str] = None):
+        super().__init__(layer=layer)
+
+    def weights(self, model, images, targets, activations, grads):
+        g2 = grads.pow(2)
+        g3 = g2 * grads
+        sum_a = activations.sum(dim=(2, 3), keepdim=True)             # [B, C, 1, 1]
+        alpha = g2 / (2 * g2 + sum_a * g3 + self.eps)                  # eq. 19
+        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+        return (alpha * F.relu(grads)).sum(dim=(2, 3))                 # eq. 7
+
+
+class ScoreCAM(BaseCAM):
+    """Score-CAM (Wang et al. 2020), batched.
+
+    Each channel A_k, upsampled bilinearly to the input size and min-max normalised to
+    H_k in [0, 1], masks the input: X ∘ H_k (eq. 4-5). Its weight is
+
+    * ``variant="official"`` (default; haofanwang/Score-CAM ``scorecam.py``): the softmax
+      probability of the target class on X ∘ H_k. A constant channel is skipped (weight 0),
+      as the official code's ``continue``; its forward pass is skipped too.
+      ``baseline_subtract=True``: minus the probability on the baseline X_b = 0 (zero in
+      normalised space = dataset mean colour), the paper's (v2) channel-wise increase of
+      confidence, CIC = f(X ∘ H_k) - f(X_b) (eq. 5).
+    * ``variant="grad-cam"``: pytorch-grad-cam's ScoreCAM weighting, the target *logit* on
+      X ∘ H_k, softmaxed over channels; normalisation (u - min) / (max - min + 1e-8), so a
+      constant channel masks to 0 and is scored on the zero image (one shared forward).
+
+    map = ReLU(Σ_k w_k A_k) at feature resolution, upsampled bilinearly, like every CAM here.
+    The official code instead upsamples first and applies ReLU at input resolution; the two
+    differ only where the upsampled sum changes sign between feature cells.
+
+    Options:
+      layer: target layer path (None = model.cfg.cam_layer).
+      variant: "official" or "grad-cam".
+      baseline_subtract: official variant only.
+      batch_size: masked images per forward pass; bounds memory at about
+        batch_size x (3·H·W + activations of one forward).
+      mask_align_corners: align_corners of the mask upsampling; False as the official code
+        (F.interpolate), True reproduces pytorch-grad-cam (nn.UpsamplingBilinear2d).
+    """
+
+    name = "scorecam"
+    uses_gradients = False
+    VARIANTS = ("official", "grad-cam")
+
+    def __init__(self, layer: Optional[str] = None, variant: str = "official",
+                 baseline_subtract: bool = False, batch_size: int = 64,
+                 mask_align_corners: bool = False):
+        if variant not in self.VARIANTS:
+            raise UserError(f"unknown Score-CAM variant {variant!r}; choose one of "
+                            f"{', '.join(self.VARIANTS)}.")
+        if baseline_subtract and variant != "official":
+            raise UserError("baseline_subtract applies to variant='official' only.")
+        if not (isinstance(batch_size, int) and batch_size >= 1):
+            raise UserError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        super().__init__(layer=layer, variant=variant, baseline_subtract=bool(baseline_subtract),
+                         batch_size=batch_size, mask_align_corners=bool(mask_align_corners))
+        self.variant, self.baseline_subtract = variant, bool(baseline_subtract)
+        self.batch_size, self.mask_align_corners = batch_size, bool(mask_align_corners)
+
+    def _score(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """[n, K] logits, [n] targets -> [n]: probability (official) or logit (grad-cam)."""
+        if self.variant == "official":
+            logits = F.softmax(logits.float(), dim=1)
+        return logits.gather(1, targets[:, None])[:, 0].float()
+
+    def weights(self, model, images, targets, activations, grads):
+        B, C, h, w = activations.shape
+        H, W = images.shape[-2:]
+        # A constant channel upsamples to a constant mask and only to one (upsampling is
+        # injective), so constancy is checked at feature resolution.
+        flat = activations.flatten(2)
+        const = flat.amax(dim=2) == flat.amin(dim=2)                   # [B, C]
+        scores = torch.zeros(B, C, device=images.device, dtype=torch.float32)
+        pairs = (~const).nonzero()                                     # [P, 2] (b, k)
+        for i in range(0, pairs.shape[0], self.batch_size):
+            b, k = pairs[i:i + self.batch_size].unbind(1)
+            up = F.interpolate(activations[b, k][:, None], size=(H, W), mode="bilinear",
+                               align_corners=self.mask_align_corners)  # [n, 1, H, W]
+            lo = up.amin(dim=(2, 3), keepdim=True)
+            hi = up.amax(dim=(2, 3), keepdim=True)
+            if self.variant == "official":
+                mask = (up - lo) / (hi - lo)   # hi > lo: constant channels are not here
+            else:
+                mask = (up - lo) / (hi - lo + 1e-8)  # pytorch-grad-cam's eps
+            scores[b, k] = self._score(model(images[b] * mask), targets[b])   # eq. 4
+        need_zero = self.baseline_subtract or (self.variant == "grad-cam" and bool(const.any()))
+        if need_zero:
+            # f(0): the baseline X_b (official, CIC) and, for pytorch-grad-cam, the score of
+            # a constant channel, whose mask is 0 so its masked input is the zero image.
+            # One zero image: in eval mode every image's output depends on that image only.
+            zero_logits = model(torch.zeros_like(images[:1])).expand(B, -1)
+            base = self._score(zero_logits, targets)                          # [B]
+        if self.variant == "official":
+            if self.baseline_subtract:
+                scores = scores - base[:, None]                                # eq. 5 (CIC)
+            return scores.masked_fill(const, 0.0)
+        if bool(const.any()):
+            scores = torch.where(const, base[:, None].expand(B, C), scores)
+        return F.softmax(scores, dim=1)

@@ -1,0 +1,139 @@
+"""The training-only LICO branch: prompt learner + mapping net + temperature + losses.
+
+The classifier is unchanged (LICO.md, "Model"); this head only reads its feature map
+``F = clf.forward_features(x)`` and adds ``alpha * L_MM + beta * L_OT`` to the CE loss::
+
+    head = LicoHead(create_text_encoder("minilm"), info.class_names, feat_hw=h * w).to(dev)
+    opt = SGD(list(clf.parameters()) + head.trainable_parameters(), ...)
+    F = clf.forward_features(x); logits = clf.head(F)
+    parts = head.losses(F, y)                        # {"mm": scalar, "ot": scalar}
+    loss = cross_entropy(logits, y) + head.combine(parts)
+
+The head is a separate module from the classifier, so nothing of it reaches the
+classifier's checkpoint; its own ``state_dict()`` holds only what trains (context vectors,
+mapping net, temperature), never the frozen text encoder.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..errors import UserError
+from .losses import manifold_matching_loss, ot_loss
+from .prompts import PromptLearner
+from .text import TextEncoder
+
+
+class MappingNet(nn.Module):
+    """h: ``Linear(D, D) -> Dropout(0.5) -> ReLU -> Linear(D, h*w)`` (LICO.md, paper Sec. 3.3).
+
+    Maps text vectors [..., D] to the image's spatial size [..., h*w].
+    generator: optional torch.Generator for the (PyTorch-default) uniform init.
+    """
+
+    def __init__(self, d_text: int, hw: int, dropout: float = 0.5,
+                 generator: Optional[torch.Generator] = None):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_text, d_text), nn.Dropout(dropout), nn.ReLU(),
+                                 nn.Linear(d_text, hw))
+        if generator is not None:
+            with torch.no_grad():
+                for lin in (self.net[0], self.net[3]):
+                    bound = 1.0 / math.sqrt(lin.in_features)   # nn.Linear's default range
+                    lin.weight.uniform_(-bound, bound, generator=generator)
+                    lin.bias.uniform_(-bound, bound, generator=generator)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """t: [..., D] float -> [..., h*w]."""
+        return self.net(t)
+
+
+class LicoHead(nn.Module):
+    """LICO's text branch and its two losses (arXiv 2310.09821, Eq. 3-7).
+
+    text_encoder: frozen :class:`TextEncoder` (see :func:`create_text_encoder`).
+    class_names: K names in label order. feat_hw: h*w of the classifier's feature map.
+    n_ctx: context vectors = prompts per class M (12). alpha, beta: loss weights (10, 1),
+        used by :meth:`combine`. ot_full_grad / ot_eps / ot_max_iter / ot_tol: see
+        :func:`ot_loss`. tau_init: the MM temperature's initial value, ln(1/0.07);
+        learn_tau: whether it trains (it does in LICO.md). init_std, generator: init.
+    """
+
+    def __init__(self, text_encoder: TextEncoder, class_names: Sequence[str], feat_hw: int,
+                 n_ctx: int = 12, alpha: float = 10.0, beta: float = 1.0,
+                 ot_full_grad: bool = False, ot_eps: float = 0.1, ot_max_iter: int = 100,
+                 ot_tol: float = 1e-3, tau_init: float = math.log(1 / 0.07),
+                 learn_tau: bool = True, init_std: float = 0.02,
+                 generator: Optional[torch.Generator] = None):
+        super().__init__()
+        if feat_hw < 1:
+            raise UserError(f"feat_hw must be >= 1, got {feat_hw}")
+        self.prompt_learner = PromptLearner(text_encoder, class_names, n_ctx=n_ctx,
+                                            init_std=init_std, generator=generator)
+        dev = self.prompt_learner.ctx.device
+        self.mapping = MappingNet(text_encoder.width, feat_hw, generator=generator).to(dev)
+        # tau of LICO.md; named logit_scale as in CLIP / the released code.
+        self.logit_scale = nn.Parameter(torch.tensor(float(tau_init), device=dev),
+                                        requires_grad=learn_tau)
+        self.feat_hw = int(feat_hw)
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.ot_full_grad, self.ot_eps = bool(ot_full_grad), float(ot_eps)
+        self.ot_max_iter, self.ot_tol = int(ot_max_iter), float(ot_tol)
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        return self.prompt_learner.text_encoder
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.prompt_learner.class_names)
+
+    def extra_repr(self) -> str:
+        return (f"classes={self.num_classes}, n_ctx={self.prompt_learner.n_ctx}, "
+                f"feat_hw={self.feat_hw}, alpha={self.alpha}, beta={self.beta}, "
+                f"ot_full_grad={self.ot_full_grad}, text_encoder={self.text_encoder.name!r}")
+
+    def losses(self, feats: torch.Tensor, labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """feats: F [B, C, h, w] float; labels: [B] int64 -> {"mm": scalar, "ot": scalar}.
+
+        The text features are computed once per call, for the classes present in the batch
+        (the same rows as indexing the full T: [K, M, D]), and indexed once:
+        ``T_y = T[y]``: [B, M, D]; MM uses ``T_y[:, 0]``, OT uses ``mapping(T_y)``.
+        """
+        if feats.dim() != 4 or feats.shape[2] * feats.shape[3] != self.feat_hw:
+            raise ValueError(f"LicoHead.losses: feats must be [B, C, h, w] with h*w = "
+                             f"{self.feat_hw}, got {tuple(feats.shape)}")
+        labels = labels.to(self.prompt_learner.ctx.device).long()
+        if labels.shape != feats.shape[:1]:
+            raise ValueError(f"LicoHead.losses: labels must be [B={feats.shape[0]}], "
+                             f"got {tuple(labels.shape)}")
+        classes, inverse = torch.unique(labels, return_inverse=True)
+        if classes[0] < 0 or classes[-1] >= self.num_classes:
+            raise ValueError(f"LicoHead.losses: labels outside [0, {self.num_classes})")
+        t_all = self.prompt_learner(classes)                             # [U, M, D]
+        t_y = t_all[inverse]                                             # [B, M, D]
+        mm = manifold_matching_loss(feats.mean(dim=(2, 3)), t_y[:, 0], self.logit_scale)
+        txt_maps = self.mapping(t_y)                                     # [B, M, h*w]
+        ot = ot_loss(feats, txt_maps, eps=self.ot_eps, max_iter=self.ot_max_iter,
+                     tol=self.ot_tol, full_grad=self.ot_full_grad)
+        return {"mm": mm, "ot": ot}
+
+    def combine(self, parts: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """``alpha * L_MM + beta * L_OT`` from the dict :meth:`losses` returns."""
+        return self.alpha * parts["mm"] + self.beta * parts["ot"]
+
+    def trainable_parameters(self) -> List[nn.Parameter]:
+        """Context vectors, mapping net, temperature (if learned); never the text encoder."""
+        enc = {id(p) for p in self.text_encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in enc and p.requires_grad]
+
+    def trainable_state_dict(self) -> Dict[str, torch.Tensor]:
+        """What a checkpoint needs: ``state_dict()`` already leaves the encoder out."""
+        return self.state_dict()
+
+    def load_trainable_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`trainable_state_dict`; strict about everything but the encoder."""
+        self.load_state_dict(state, strict=True)

@@ -1,0 +1,194 @@
+"""L_MM, batched log-domain Sinkhorn and L_OT against hand-computed values and POT."""
+import math
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from lico_bench.lico import manifold_matching_loss, ot_cost, ot_loss, sinkhorn_log
+
+
+def _kl_rows_by_hand(e, t, tau, sign=-1.0):
+    """sum_i sum_j A^G_ij log(A^G_ij / A^F_ij) / B with scalar Python loops (LICO.md)."""
+    def dist(a, b):
+        return math.sqrt(max(sum(x * x for x in a) + sum(y * y for y in b)
+                             - 2 * sum(x * y for x, y in zip(a, b)), 1e-4))
+
+    def norm(v):
+        n = math.sqrt(sum(x * x for x in v))
+        return [x / n for x in v]
+
+    e, t = [norm(v) for v in e], [norm(v) for v in t]
+    total = 0.0
+    for i in range(len(e)):
+        zf = [math.exp(sign * dist(e[i], e[j]) / tau) for j in range(len(e))]
+        zg = [math.exp(sign * dist(t[i], t[j]) / tau) for j in range(len(t))]
+        af = [z / sum(zf) for z in zf]
+        ag = [z / sum(zg) for z in zg]
+        total += sum(g * math.log(g / f) for f, g in zip(af, ag))
+    return total / len(e)
+
+
+# ----------------------------------------------------------------------------- MM
+
+def test_mm_zero_when_structures_equal():
+    g = torch.Generator().manual_seed(0)
+    img = torch.randn(16, 8, generator=g, dtype=torch.float64)
+    # Text side: the same points rotated into a wider space and rescaled per row.
+    q, _ = torch.linalg.qr(torch.randn(20, 20, generator=g, dtype=torch.float64))
+    txt = (img @ q[:8]) * torch.rand(16, 1, generator=g, dtype=torch.float64).add(0.5)
+    tau = torch.tensor(math.log(1 / 0.07), dtype=torch.float64)
+    assert manifold_matching_loss(img, txt, tau).abs().item() < 1e-12
+    assert manifold_matching_loss(img, 3 * img, 0.5).abs().item() < 1e-12
+    assert manifold_matching_loss(img, torch.randn(16, 5, generator=g, dtype=torch.float64),
+                                  tau).item() > 1e-4
+
+
+def test_mm_hand_computed_two_samples():
+    # Orthogonal images, identical texts: A^G = 1/2 everywhere, A^F = softmax(-[0.01, sqrt 2]/tau).
+    tau = 2.0
+    got = manifold_matching_loss(torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64),
+                                 torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64), tau)
+    af = [math.exp(-0.01 / tau), math.exp(-math.sqrt(2) / tau)]
+    af = [a / sum(af) for a in af]
+    want = sum(0.5 * math.log(0.5 / a) for a in af)        # both rows are equal
+    assert got.item() == pytest.approx(want, rel=1e-12)
+
+
+def test_mm_hand_computed_three_samples_uses_minus_distance():
+    e = [[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 2.0]]
+    t = [[0.0, 1.0], [1.0, 1.0], [1.0, -0.5]]
+    tau = 0.7
+    want = _kl_rows_by_hand(e, t, tau)
+    assert abs(want - _kl_rows_by_hand(e, t, tau, sign=+1.0)) > 1e-3   # the case tells -D from +D
+    got = manifold_matching_loss(torch.tensor(e, dtype=torch.float64),
+                                 torch.tensor(t, dtype=torch.float64), tau)
+    assert got.item() == pytest.approx(want, rel=1e-12)
+
+
+def test_mm_temperature_is_differentiable():
+    g = torch.Generator().manual_seed(1)
+    tau = torch.tensor(math.log(1 / 0.07), requires_grad=True)
+    img = torch.randn(8, 6, generator=g, requires_grad=True)
+    loss = manifold_matching_loss(img, torch.randn(8, 4, generator=g), tau)
+    loss.backward()
+    assert tau.grad is not None and tau.grad.abs() > 0 and img.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- Sinkhorn
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_sinkhorn_matches_pot(uniform):
+    g = torch.Generator().manual_seed(2)
+    bsz, n, m, eps = 4, 7, 5, 0.1
+    cost = torch.rand(bsz, n, m, generator=g, dtype=torch.float64) * 2
+    if uniform:
+        a = b = None
+    else:
+        a = torch.rand(bsz, n, generator=g, dtype=torch.float64) + 0.2
+        b = torch.rand(bsz, m, generator=g, dtype=torch.float64) + 0.2
+        a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
+    plan = sinkhorn_log(cost, a, b, eps=eps, max_iter=20000, tol=1e-14)
+    for i in range(bsz):
+        ai = np.full(n, 1 / n) if uniform else a[i].numpy()
+        bi = np.full(m, 1 / m) if uniform else b[i].numpy()
+        ref = ot.bregman.sinkhorn_log(ai, bi, cost[i].numpy(), reg=eps, numItermax=20000,
+                                      stopThr=1e-14)
+        ref = torch.from_numpy(ref)
+        rel = ((plan[i] - ref).abs() / ref.abs()).max().item()
+        assert rel < 1e-5, rel
+        assert torch.allclose(plan[i].sum(1), torch.from_numpy(ai), rtol=1e-9)
+        assert torch.allclose(plan[i].sum(0), torch.from_numpy(bi), rtol=1e-9)
+
+
+def test_sinkhorn_stops_on_dual_change():
+    g = torch.Generator().manual_seed(3)
+    cost = torch.rand(3, 30, 6, generator=g) * 4
+    plan = sinkhorn_log(cost, eps=0.1, max_iter=100, tol=1e-3)
+    # The early stop equals a fixed number k of full iterations, with k well below 100.
+    ks = [k for k in range(1, 101)
+          if torch.equal(plan, sinkhorn_log(cost, eps=0.1, max_iter=k, tol=0))]
+    assert ks and ks[0] < 60
+    # At convergence both marginals hold; the last g-update makes the columns exact.
+    assert torch.allclose(plan.sum(1), torch.full((3, 6), 1 / 6), atol=1e-6)
+    assert torch.allclose(plan.sum(2), torch.full((3, 30), 1 / 30), rtol=0.05)
+
+
+def test_sinkhorn_gradcheck_float64():
+    g = torch.Generator().manual_seed(4)
+    cost = torch.rand(2, 3, 4, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda c: sinkhorn_log(c, eps=0.5, max_iter=40, tol=0),
+                                    (cost,))
+
+
+# ----------------------------------------------------------------------------- OT loss
+
+def _orthonormal_feats(scale=1.0):
+    """feats [1, 2, 1, 2] with channels e1, e2; txt_maps [1, 2, 2] = (e1, e2) * scale."""
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64).reshape(1, 2, 1, 2)
+    return feats, torch.eye(2, dtype=torch.float64)[None] * scale
+
+
+def test_ot_two_by_two_closed_form():
+    # Cost [[0, 2], [2, 0]], marginals 1/2: the entropic plan is proportional to exp(-C/eps),
+    # so pi_offdiag = 1 / (2 (1 + e^{2/eps})) and L_OT = 4 pi_offdiag = 2 / (1 + e^{2/eps}).
+    feats, txt = _orthonormal_feats(scale=5.0)     # scale: txt rows get L2-normalised
+    for eps in (1.0, 0.5):
+        got = ot_loss(feats, txt, eps=eps, max_iter=1000, tol=1e-12)
+        assert got.item() == pytest.approx(2 / (1 + math.exp(2 / eps)), rel=1e-8)
+    # eps -> 0: the plan becomes the identity matching, whose cost is 0.
+    assert ot_loss(feats, txt, eps=0.05).item() < 1e-12
+
+
+def test_ot_constant_cost_and_dead_channel():
+    # Channels in span(e1, e2), text in span(e3, e4): every |x - y|^2 = 2, so L_OT = 2.
+    feats = torch.tensor([[1.0, 0, 0, 0], [0.6, 0.8, 0, 0], [0, 3.0, 0, 0]]).reshape(1, 3, 2, 2)
+    txt = torch.tensor([[[0, 0, 1.0, 0], [0, 0, 0.6, -0.8]]])
+    assert ot_loss(feats, txt).item() == pytest.approx(2.0, rel=1e-6)
+    # An all-zero channel (dead ReLU) is at distance |y|^2 = 1 from every text vector.
+    dead = torch.zeros(1, 1, 2, 2)
+    assert ot_cost(dead, txt).flatten().tolist() == pytest.approx([1.0, 1.0])
+    assert ot_loss(dead, txt).item() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_ot_batch_is_mean_of_singles():
+    g = torch.Generator().manual_seed(5)
+    feats = torch.randn(3, 8, 2, 3, generator=g, dtype=torch.float64).relu()
+    txt = torch.randn(3, 4, 6, generator=g, dtype=torch.float64)
+    batched = ot_loss(feats, txt, tol=1e-12, max_iter=5000)
+    singles = [ot_loss(feats[i:i + 1], txt[i:i + 1], tol=1e-12, max_iter=5000) for i in range(3)]
+    assert batched.item() == pytest.approx(torch.stack(singles).mean().item(), rel=1e-9)
+
+
+def test_ot_detached_plan_vs_full_gradient():
+    g = torch.Generator().manual_seed(6)
+    feats = torch.randn(2, 5, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    txt = torch.randn(2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    # Default: pi is a constant, so the gradient is that of sum(pi * C) with pi fixed.
+    ot_loss(feats, txt, tol=1e-10, max_iter=2000).backward()
+    gf, gt = feats.grad.clone(), txt.grad.clone()
+    feats.grad = txt.grad = None
+    plan = sinkhorn_log(ot_cost(feats, txt).detach(), tol=1e-10, max_iter=2000)
+    (plan * ot_cost(feats, txt)).sum(dim=(1, 2)).mean().backward()
+    assert torch.allclose(gf, feats.grad) and torch.allclose(gt, txt.grad)
+    assert gf.abs().sum() > 0 and gt.abs().sum() > 0
+    feats.grad = txt.grad = None
+    ot_loss(feats, txt, tol=1e-10, max_iter=2000, full_grad=True).backward()
+    assert not torch.allclose(gf, feats.grad, atol=1e-6)   # the plan's own gradient counts
+
+
+def test_ot_full_grad_gradcheck_float64():
+    g = torch.Generator().manual_seed(7)
+    feats = torch.randn(2, 3, 2, 2, generator=g, dtype=torch.float64).requires_grad_()
+    txt = torch.randn(2, 4, 4, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda f, t: ot_loss(f, t, eps=0.5, max_iter=30, tol=0, full_grad=True), (feats, txt))
+
+
+def test_losses_compute_in_float32_under_low_precision():
+    g = torch.Generator().manual_seed(8)
+    feats = torch.randn(4, 6, 2, 2, generator=g).bfloat16()
+    txt = torch.randn(4, 3, 4, generator=g).bfloat16()
+    assert ot_loss(feats, txt).dtype == torch.float32
+    assert manifold_matching_loss(feats.mean((2, 3)), txt[:, 0], 2.0).dtype == torch.float32
