@@ -114,5 +114,56 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
 
 
+
+def cmd_train(args) -> int:
+    from .train import make_config, train
+
+    cfg = make_config(args.preset, model=args.model, dataset=args.dataset, root=args.root,
+                      image_size=args.image_size, n_train=args.n_train, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                      ema=args.ema, augment=args.augment, alpha=args.alpha, beta=args.beta,
+                      n_ctx=args.n_ctx, text_encoder=args.text_encoder,
+                      text_checkpoint=args.text_checkpoint,
+                      ot_full_grad=True if args.ot_full_grad else None, seed=args.seed,
+                      device=args.device, workers=args.workers, out=args.out)
+    path = train(cfg, resume=args.resume, force=args.force, progress=not args.quiet)
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def _add_train(sub) -> None:
+    s = sub.add_parser("train", help="train a baseline_* or lico_* classifier")
+    s.add_argument("--model", default="lico_r18", help="registered model (see 'lico-bench info')")
+    s.add_argument("--dataset", default="shapes")
+    s.add_argument("--preset", default=None,
+                   help="recipe: quick (shapes default), cifar10, cifar100, svhn, imagenet")
+    s.add_argument("--root", default=None, help="data root for real datasets")
+    s.add_argument("--image-size", type=_positive_int, default=None)
+    s.add_argument("--n-train", type=_positive_int, default=None, help="shapes: training-split size")
+    s.add_argument("--epochs", type=_positive_int, default=None)
+    s.add_argument("--batch-size", type=_positive_int, default=None)
+    s.add_argument("--lr", type=float, default=None)
+    s.add_argument("--weight-decay", type=float, default=None)
+    s.add_argument("--ema", type=float, default=None, help="EMA decay (0 = off)")
+    s.add_argument("--augment", default=None, help="crop_flip, crop, flip, resized_crop_flip, none")
+    s.add_argument("--alpha", type=float, default=None, help="LICO: weight of the MM loss")
+    s.add_argument("--beta", type=float, default=None, help="LICO: weight of the OT loss")
+    s.add_argument("--n-ctx", type=_positive_int, default=None, help="LICO: context tokens")
+    s.add_argument("--text-encoder", default=None, help="LICO: minilm (default) or clip")
+    s.add_argument("--text-checkpoint", default=None, help="LICO: local CLIP checkpoint file")
+    s.add_argument("--ot-full-grad", action="store_true", help="LICO: gradient through Sinkhorn")
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--device", default=None, help="auto (default), cpu, cuda")
+    s.add_argument("--workers", type=int, default=None, help="data-loader worker processes")
+    s.add_argument("--out", default=None, help="runs directory (default: runs)")
+    s.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
+    s.add_argument("--force", action="store_true", help="train again although model.pt exists")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_train)
+
+
+_EXTRA_COMMANDS.append(_add_train)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -101,9 +101,9 @@ def check_call(model: nn.Module, images: Any, targets: Any):
     """
     if not isinstance(model, nn.Module):
         raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    if model.training:
-        raise UserError("the model is in training mode (BatchNorm/Dropout would change the "
-                        "maps); call model.eval() before explaining.")
+    if any(m.training for m in model.modules()):
+        raise UserError("the model (or one of its modules) is in training mode (BatchNorm/"
+                        "Dropout would change the maps); call model.eval() before explaining.")
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise UserError(f"images must be a [B, 3, H, W] float tensor, got {shape}.")

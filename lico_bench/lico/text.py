@@ -123,6 +123,9 @@ class MiniLMTextEncoder(TextEncoder):
             raise UserError(f"text encoder 'minilm': {str(model_dir)!r} is not a model folder "
                             f"(no config.json); pass a local Hugging Face model folder")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise in our logs
         try:
             # local_files_only: a folder path never goes to the hub, even if the env allows it.
             self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)

@@ -128,3 +128,20 @@ def test_mapping_net_layout():
     kinds = [type(m).__name__ for m in net.net]
     assert kinds == ["Linear", "Dropout", "ReLU", "Linear"]
     assert net.net[1].p == 0.5 and net(torch.randn(3, 4, 10)).shape == (3, 4, 16)
+
+
+def test_head_on_a_real_backbone_leaves_classifier_state_alone(clip_encoder):
+    from lico_bench.models.backbones import wide_resnet
+
+    torch.manual_seed(0)
+    clf = wide_resnet(10, 1, num_classes=len(NAMES))          # F: [B, 64, 8, 8]
+    keys_before = set(clf.state_dict())
+    head = LicoHead(clip_encoder, NAMES, feat_hw=64, n_ctx=2,
+                    generator=torch.Generator().manual_seed(0)).train()
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 3])
+    feats = clf.forward_features(x)
+    loss = torch.nn.functional.cross_entropy(clf.head(feats), y) + head.combine(head.losses(feats, y))
+    loss.backward()
+    assert clf.features.conv1.weight.grad.abs().sum() > 0
+    assert set(clf.state_dict()) == keys_before

@@ -1,0 +1,340 @@
+"""Baseline and LICO training (torchvision-references style: train_one_epoch, evaluate, train).
+
+Loss: ``CE`` for ``baseline_*`` models, ``CE + alpha*L_MM + beta*L_OT`` for ``lico_*``
+(LICO.md). SGD with momentum, the FixMatch cosine schedule ``lr0 * cos(7*pi*k / (16*K))``
+over ``K`` steps, weight decay on the classifier, EMA of the weights for evaluation.
+
+Files, under ``<out>/<dataset>/<model>/seed<seed>/``:
+
+* ``last.pt``: the full training state after each epoch (``--resume`` continues from it);
+* ``log.csv``: one row per epoch with every loss term, the learning rate and accuracies;
+* ``model.pt``: the final inference model (EMA weights, a :func:`save_checkpoint` file).
+  For ``lico_*`` it is the bare classifier: the text branch is not in it.
+
+Randomness: the data order, the augmentation and dropout of epoch ``e`` come from seeds
+derived from ``(seed, e)``, so a run resumed after epoch ``k`` gives the same weights as
+an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data import Batch, create_dataset
+from ..errors import UserError
+from ..io import torch_save, write_text
+from ..models import create_model, read_checkpoint, save_checkpoint
+from .config import TrainConfig
+
+STATE_FORMAT = 1
+
+
+def run_dir(out: str | Path, dataset: str, model: str, seed: int) -> Path:
+    """The stable directory of one trained model: ``<out>/<dataset>/<model>/seed<seed>``."""
+    return Path(out) / dataset / model / f"seed{seed}"
+
+
+def checkpoint_path(out: str | Path, dataset: str, model: str, seed: int = 0) -> Path:
+    """Where :func:`train` leaves the inference checkpoint, found later by names alone."""
+    return run_dir(out, dataset, model, seed) / "model.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N].") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available; use --device cpu.")
+    return dev
+
+
+def _seed_for(seed: int, epoch: int, stream: int) -> int:
+    return (seed * 1_000_003 + epoch * 101 + stream) % (2**63)
+
+
+class EMA:
+    """Exponential moving average of a model's weights (buffers copied), with the usual
+    warm-up ``decay_t = min(decay, (1 + t) / (10 + t))`` so that short runs are usable."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for e, m in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(m.detach(), 1.0 - d)
+        for e, m in zip(self.model.buffers(), model.buffers()):
+            e.copy_(m)
+
+
+def augment_batch(x: torch.Tensor, kind: str, g: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Batched augmentation on the device. x: [B, 3, H, W] float32 normalised -> same shape.
+
+    crop: RandomCrop(H, padding=pad) with reflect padding (as FixMatch); flip: horizontal
+    flip with p = 0.5; resized_crop_flip: RandomResizedCrop(scale 0.35-1, ratio 3/4-4/3)
+    then flip. Random numbers come from ``g`` (a CPU generator) only.
+    """
+    B, _, H, W = x.shape
+    if kind == "none":
+        return x
+    if kind in ("crop_flip", "crop"):
+        xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        oy = torch.randint(0, 2 * pad + 1, (B,), generator=g).to(x.device)
+        ox = torch.randint(0, 2 * pad + 1, (B,), generator=g).to(x.device)
+        rows = (oy[:, None] + torch.arange(H, device=x.device))[:, None, :, None]  # [B,1,H,1]
+        cols = (ox[:, None] + torch.arange(W, device=x.device))[:, None, None, :]  # [B,1,1,W]
+        bidx = torch.arange(B, device=x.device)[:, None, None, None]
+        cidx = torch.arange(3, device=x.device)[None, :, None, None]
+        x = xp[bidx, cidx, rows, cols]
+    elif kind == "resized_crop_flip":
+        area = H * W * (0.35 + 0.65 * torch.rand(B, generator=g))
+        logr = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * torch.rand(B, generator=g)
+        ratio = torch.exp(logr)
+        w = torch.sqrt(area * ratio).clamp(8, W)
+        h = torch.sqrt(area / ratio).clamp(8, H)
+        x0 = torch.rand(B, generator=g) * (W - w)
+        y0 = torch.rand(B, generator=g) * (H - h)
+        # affine grid that maps the output to the crop box (normalised coordinates)
+        theta = torch.zeros(B, 2, 3)
+        theta[:, 0, 0], theta[:, 1, 1] = w / W, h / H
+        theta[:, 0, 2] = (2 * x0 + w) / W - 1
+        theta[:, 1, 2] = (2 * y0 + h) / H - 1
+        grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if kind in ("crop_flip", "flip", "resized_crop_flip"):
+        flip = (torch.rand(B, generator=g) < 0.5).to(x.device).view(B, 1, 1, 1)
+        x = torch.where(flip, x.flip(3), x)
+    return x
+
+
+def _batches(ds, order: torch.Tensor, batch_size: int, workers: int, drop_last: bool) -> Iterator[Batch]:
+    chunks = list(torch.split(order, batch_size))
+    if drop_last and len(chunks) > 1 and len(chunks[-1]) < batch_size:
+        chunks = chunks[:-1]
+    if workers <= 0:
+        for idx in chunks:
+            yield ds.get_batch(idx.tolist())
+        return
+    from ..data import collate
+
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=[c.tolist() for c in chunks],
+                                         collate_fn=collate, num_workers=workers,
+                                         pin_memory=torch.cuda.is_available())
+    yield from loader
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, ds, device: torch.device, batch_size: int = 250,
+             workers: int = 0) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) on dataset ``ds``."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for b in _batches(ds, torch.arange(len(ds)), batch_size, workers, drop_last=False):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(b.images.to(device, non_blocking=True))
+        correct += (logits.argmax(1).cpu() == b.labels).sum().item()
+    model.train(was_training)
+    return correct / max(1, len(ds))
+
+
+def train_one_epoch(model, head, optimizer, scheduler, ema, ds, cfg: TrainConfig, epoch: int,
+                    device: torch.device, progress: bool = True) -> Dict[str, float]:
+    """One pass over ``ds``; returns the epoch means of loss, ce, mm, ot and train accuracy."""
+    from tqdm import tqdm
+
+    model.train()
+    if head is not None:
+        head.train()
+    torch.manual_seed(_seed_for(cfg.seed, epoch, 0))            # dropout in the head
+    g_order = torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, 1))
+    g_aug = torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, 2))
+    order = torch.randperm(len(ds), generator=g_order)
+    n_steps = len(ds) // cfg.batch_size if len(ds) >= cfg.batch_size else 1
+    sums = {"loss": 0.0, "ce": 0.0, "mm": 0.0, "ot": 0.0, "correct": 0.0, "n": 0}
+    bar = tqdm(_batches(ds, order, cfg.batch_size, cfg.workers, drop_last=True), total=n_steps,
+               desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not progress, dynamic_ncols=True)
+    for b in bar:
+        x = b.images.to(device, non_blocking=True)
+        y = b.labels.to(device, non_blocking=True)
+        x = augment_batch(x, cfg.augment, g_aug).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            feats = model.forward_features(x)
+            logits = model.head(feats)
+        ce = F.cross_entropy(logits.float(), y)
+        loss = ce
+        parts = {}
+        if head is not None:
+            parts = head.losses(feats.float(), y)
+            loss = ce + cfg.alpha * parts["mm"] + cfg.beta * parts["ot"]
+        if not torch.isfinite(loss):
+            raise UserError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); the "
+                            "last good checkpoint is kept; lower --lr or check the data.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update(model)
+        n = len(y)
+        sums["n"] += n
+        sums["loss"] += loss.item() * n
+        sums["ce"] += ce.item() * n
+        for k in ("mm", "ot"):
+            if k in parts:
+                sums[k] += parts[k].item() * n
+        sums["correct"] += (logits.argmax(1) == y).sum().item()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    n = max(1, sums.pop("n"))
+    out = {k: v / n for k, v in sums.items() if k != "correct"}
+    out["train_acc"] = sums["correct"] / n
+    if head is None:
+        out["mm"] = out["ot"] = float("nan")
+    return out
+
+
+def _fixmatch_cosine(total_steps: int):
+    # LICO.md / FixMatch: eta_k = eta_0 * cos(7*pi*k / (16*K))
+    return lambda k: math.cos(7 * math.pi * min(k, total_steps) / (16 * max(1, total_steps)))
+
+
+def _write_log(path: Path, rows: List[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def _comparable(d: dict) -> dict:
+    # Fields that may change between a run and its resumption.
+    return {k: v for k, v in d.items() if k not in ("device", "workers", "out", "epochs")}
+
+
+def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
+          log=print) -> Path:
+    """Train ``cfg.model`` on ``cfg.dataset``; return the path of the inference checkpoint."""
+    device = resolve_device(cfg.device)
+    rdir = run_dir(cfg.out, cfg.dataset, cfg.model, cfg.seed)
+    final, last = rdir / "model.pt", rdir / "last.pt"
+    if final.exists() and not (force or resume):
+        raise UserError(f"{final} already exists; pass --force to train again (it will be "
+                        "replaced only when the new run finishes) or --resume to extend it.")
+    try:
+        rdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create run directory {rdir} ({e.strerror}); pass a writable --out.") from None
+
+    opts = {"n": cfg.n_train} if cfg.n_train else {}
+    train_ds = create_dataset(cfg.dataset, "train", root=cfg.root, image_size=cfg.image_size,
+                              seed=cfg.seed, **opts)
+    test_ds = create_dataset(cfg.dataset, "test", root=cfg.root, image_size=cfg.image_size, seed=0)
+    info = train_ds.info
+    torch.manual_seed(_seed_for(cfg.seed, -1, 0))                # weight init
+    model = create_model(cfg.model, info.num_classes, image_size=info.image_size,
+                         dataset_info=info,
+                         text_encoder=cfg.text_encoder if cfg.is_lico else None)
+    model = model.to(device).to(memory_format=torch.channels_last)
+
+    head = None
+    if cfg.is_lico:
+        from ..lico import LicoHead, create_text_encoder
+
+        with torch.no_grad():
+            fh, fw = model.forward_features(torch.zeros(1, 3, info.image_size, info.image_size,
+                                                        device=device)).shape[2:]
+        encoder = create_text_encoder(cfg.text_encoder, checkpoint=cfg.text_checkpoint)
+        head = LicoHead(encoder, info.class_names, feat_hw=fh * fw, n_ctx=cfg.n_ctx,
+                        alpha=cfg.alpha, beta=cfg.beta, ot_full_grad=cfg.ot_full_grad,
+                        generator=torch.Generator().manual_seed(_seed_for(cfg.seed, -1, 1)))
+        head = head.to(device)
+
+    # Weight decay on the classifier; none on the text branch, whose context vectors start
+    # at N(0, 0.02^2) and would only be pulled to zero.
+    groups = [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
+    if head is not None:
+        groups.append({"params": head.trainable_parameters(), "weight_decay": 0.0})
+    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    steps_per_epoch = max(1, len(train_ds) // cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _fixmatch_cosine(cfg.epochs * steps_per_epoch))
+    ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
+
+    start_epoch, history = 0, []
+    if resume and last.exists():
+        state = _read_state(last)
+        if _comparable(state["train_cfg"]) != _comparable(cfg.to_dict()):
+            raise UserError(f"{last} was written with other options; rerun with the same options "
+                            "or without --resume (use --force to start over).")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.model.load_state_dict(state["ema"])
+            ema.updates = state["ema_updates"]
+        if head is not None:
+            head.load_trainable_state_dict(state["head"])
+        start_epoch, history = state["epoch"], state["history"]
+        log(f"resuming {cfg.model} on {cfg.dataset} after epoch {start_epoch}")
+    elif resume:
+        log(f"no training state at {last}; starting from scratch")
+
+    t_start = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        stats = train_one_epoch(model, head, optimizer, scheduler, ema, train_ds, cfg, epoch,
+                                device, progress)
+        eval_model = ema.model if ema is not None else model
+        acc = evaluate(eval_model, test_ds, device, workers=cfg.workers)
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
+               "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 6) for k, v in stats.items()},
+               "test_acc": round(acc, 6), "epoch_s": round(time.perf_counter() - t0, 2)}
+        history.append(row)
+        state = {"format": STATE_FORMAT, "train_cfg": cfg.to_dict(), "epoch": epoch + 1,
+                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(),
+                 "ema": ema.model.state_dict() if ema is not None else None,
+                 "ema_updates": ema.updates if ema is not None else 0,
+                 "head": head.trainable_state_dict() if head is not None else None,
+                 "history": history}
+        torch_save(state, last)
+        _write_log(rdir / "log.csv", history)
+        log(f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.4f} "
+            f"(ce {stats['ce']:.4f}" + (f", mm {stats['mm']:.4f}, ot {stats['ot']:.4f}" if head else "")
+            + f"), train acc {stats['train_acc']:.3f}, test acc {acc:.3f}, {row['epoch_s']:.0f}s")
+
+    final_model = (ema.model if ema is not None else model).to(memory_format=torch.contiguous_format)
+    extra = {"train_cfg": cfg.to_dict(), "history": history,
+             "test_acc": history[-1]["test_acc"] if history else None,
+             "train_seconds": round(time.perf_counter() - t_start, 1)}
+    save_checkpoint(final, final_model, extra=extra)
+    return final
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise UserError(f"training state {path} is corrupt ({type(e).__name__}); delete it and "
+                        "rerun without --resume.") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise UserError(f"{path} is not a lico-bench training state; delete it or rerun without --resume.")
+    return state

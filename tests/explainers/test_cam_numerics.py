@@ -1,0 +1,227 @@
+"""CAM numerics: hand-computed maps, and agreement with captum and pytorch-grad-cam.
+
+Where the definitions agree, the maps must be equal to 1e-5:
+
+* captum LayerGradCam(relu_attributions=True) + LayerAttribution.interpolate('bilinear') is
+  Grad-CAM by the same definition, raw: compared directly at input resolution.
+* pytorch-grad-cam returns ReLU'd maps min-max normalised at feature resolution, resized
+  with cv2 (= bilinear, align_corners=False, for upsampling; checked below) and min-max
+  normalised again, with eps 1e-7. Its raw map at feature resolution comes from its
+  ``get_cam_image`` on the activations and gradients it recorded: compared with our
+  ``low_res`` (raw). Its final output is compared with ours after applying the same two
+  normalisations to our raw map.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lico_bench.explainers import create_explainer
+from lico_bench.explainers.base import upsample
+from lico_bench.models import ModelCfg, create_model
+from lico_bench.models.backbones import Classifier
+
+from .conftest import tiny_net
+
+
+def pg_minmax(x: torch.Tensor) -> torch.Tensor:
+    """pytorch-grad-cam's scale_cam_image normalisation, per map: [B, h, w]."""
+    x = x - x.amin(dim=(1, 2), keepdim=True)
+    return x / (1e-7 + x.amax(dim=(1, 2), keepdim=True))
+
+
+def pg_equivalent(low_res: torch.Tensor, size) -> torch.Tensor:
+    """Our raw feature-resolution map taken through pytorch-grad-cam's output pipeline."""
+    return pg_minmax(upsample(pg_minmax(low_res), size))
+
+
+# --------------------------------------------------------------------------------------
+# hand-computed
+
+
+def hand_net() -> Classifier:
+    """x: [1, 3, 4, 4] -> A = conv(x): [1, 2, 2, 2] -> logits = W · GAP(A), W = [[1, -1], [.5, 2]].
+
+    The conv (2x2, stride 2, no bias) sums input channel 0 over each 2x2 patch into A_0 and
+    input channel 1 into A_1.
+    """
+    conv = nn.Conv2d(3, 2, kernel_size=2, stride=2, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0] = 1.0
+        conv.weight[1, 1] = 1.0
+    model = Classifier(nn.Sequential(OrderedDict(conv=conv)), 2, 2)
+    with torch.no_grad():
+        model.fc.weight.copy_(torch.tensor([[1.0, -1.0], [0.5, 2.0]]))
+        model.fc.bias.zero_()
+    model.cfg = ModelCfg(name="hand", arch="hand", num_classes=2, image_size=4, cam_layer="features.conv")
+    return model.eval()
+
+
+def hand_image() -> torch.Tensor:
+    """Channel 0 = 1 on the top-left 2x2 patch, channel 1 = 2 on the bottom-right patch:
+    A_0 = [[4, 0], [0, 0]], A_1 = [[0, 0], [0, 8]]; GAP(A) = (1, 2); logits = (-1, 4.5)."""
+    x = torch.zeros(1, 3, 4, 4)
+    x[0, 0, :2, :2] = 1.0
+    x[0, 1, 2:, 2:] = 2.0
+    return x
+
+
+# Bilinear 2 -> 4 upsampling (align_corners=False): output o reads input o/2 - 1/4, clamped
+# to [0, 1]: o = 0, 1, 2, 3 -> weights on (a_0, a_1): (1, 0), (.75, .25), (.25, .75), (0, 1).
+U = torch.tensor([1.0, 0.75, 0.25, 0.0])   # weights of the first cell along an axis
+V = torch.tensor([0.0, 0.25, 0.75, 1.0])   # weights of the second cell
+
+
+def test_gradcam_by_hand():
+    # d logit_c / d A_k(i, j) = W[c, k] / 4 everywhere (GAP over 4 cells): w_k = W[c, k] / 4.
+    # class 0: w = (1/4, -1/4): Σ w A = [[1, 0], [0, -2]], ReLU -> [[1, 0], [0, 0]]
+    # class 1: w = (1/8, 1/2):  Σ w A = [[.5, 0], [0, 4]]
+    model, x = hand_net(), hand_image()
+    explainer = create_explainer("gradcam")
+    maps = explainer(model, x.expand(2, -1, -1, -1), torch.tensor([0, 1]))
+    expected0 = torch.outer(U, U)
+    expected1 = 0.5 * torch.outer(U, U) + 4.0 * torch.outer(V, V)
+    torch.testing.assert_close(maps[0], expected0)
+    torch.testing.assert_close(maps[1], expected1)
+    # written out, class 0:
+    torch.testing.assert_close(maps[0], torch.tensor([
+        [1.0, 0.75, 0.25, 0.0], [0.75, 0.5625, 0.1875, 0.0],
+        [0.25, 0.1875, 0.0625, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+    # targets=None: the predicted class, 1 (logits (-1, 4.5))
+    torch.testing.assert_close(explainer(model, x)[0], expected1)
+
+
+def test_gradcampp_by_hand():
+    # g = W[c, k] / 4 constant over the 4 cells; alpha = g^2 / (2 g^2 + ΣA g^3) (eq. 19);
+    # w_k = Σ_ij alpha · ReLU(g) = 4 · alpha · ReLU(g).
+    # class 1: k=0: g = 1/8, ΣA_0 = 4: alpha = (1/64) / (2/64 + 4/512) = 0.4, w_0 = 4·.4/8 = 0.2
+    #          k=1: g = 1/2, ΣA_1 = 8: alpha = (1/4) / (1/2 + 1) = 1/6,    w_1 = 4/(6·2) = 1/3
+    #          Σ w A = [[0.8, 0], [0, 8/3]]
+    # class 0: k=1 has g = -1/4 < 0: ReLU(g) = 0, w_1 = 0;
+    #          k=0: g = 1/4, ΣA_0 = 4: alpha = (1/16) / (2/16 + 4/64) = 1/3, w_0 = 4·(1/3)/4 = 1/3
+    #          Σ w A = [[4/3, 0], [0, 0]]
+    model, x = hand_net(), hand_image()
+    maps = create_explainer("gradcampp")(model, x.expand(2, -1, -1, -1), torch.tensor([0, 1]))
+    # eps = 1e-6 in the denominator (as pytorch-grad-cam) moves the values by < 1e-4.
+    torch.testing.assert_close(maps[0], 4 / 3 * torch.outer(U, U), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(maps[1], 0.8 * torch.outer(U, U) + 8 / 3 * torch.outer(V, V),
+                               rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# captum
+
+
+@pytest.fixture(scope="module")
+def r18():
+    torch.manual_seed(0)
+    return create_model("baseline_r18", 10).eval()
+
+
+@pytest.fixture(scope="module")
+def r18_images():
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+
+
+def test_gradcam_equals_captum_layergradcam(r18, r18_images):
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    targets = torch.tensor([2, 7])
+    ours = create_explainer("gradcam")(r18, r18_images, targets)
+    attr = LayerGradCam(r18, r18.features.layer4).attribute(
+        r18_images.clone(), target=targets, relu_attributions=True)          # [B, 1, 4, 4]
+    ref = LayerAttribution.interpolate(attr, (32, 32), "bilinear")[:, 0]
+    assert ours.abs().max() > 0
+    torch.testing.assert_close(ours, ref.detach(), rtol=1e-5, atol=1e-5 * float(ref.detach().abs().max()))
+    # the captum adapter, reduced and upsampled by our rule, gives the same map
+    via_adapter = create_explainer("captum:LayerGradCam", attribute={"relu_attributions": True})(
+        r18, r18_images, targets)
+    torch.testing.assert_close(via_adapter, ref.detach(), rtol=1e-5, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------
+# pytorch-grad-cam
+
+
+def test_bilinear_upsampling_equals_cv2_resize():
+    g = torch.Generator().manual_seed(0)
+    for h, size in [(4, 32), (2, 16), (7, 224), (5, 32)]:
+        a = torch.rand(1, h, h, generator=g)
+        ref = cv2.resize(a[0].numpy(), (size, size))      # INTER_LINEAR
+        np.testing.assert_allclose(upsample(a, (size, size))[0].numpy(), ref, atol=2e-7)
+
+
+def _pg_run(cam_cls, model, images, targets, **attrs):
+    """pytorch-grad-cam's output and its raw feature-resolution CAM (hooks released)."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    layer = model.get_submodule(model.cfg.cam_layer)
+    cam = cam_cls(model=model, target_layers=[layer])
+    for k, v in attrs.items():
+        setattr(cam, k, v)
+    try:
+        tg = [ClassifierOutputTarget(int(t)) for t in targets]
+        out = cam(input_tensor=images.clone(), targets=tg)
+        acts = cam.activations_and_grads.activations[0].numpy()
+        grads = (cam.activations_and_grads.gradients[0].numpy()
+                 if cam.activations_and_grads.gradients else None)
+        raw = None
+        if grads is not None:  # get_cam_image recomputes the weights: gradient methods only
+            raw = np.maximum(cam.get_cam_image(images, layer, tg, acts, grads), 0)
+    finally:
+        cam.activations_and_grads.release()
+    for p in model.parameters():  # pytorch-grad-cam's loss.backward() fills .grad
+        p.grad = None
+    return torch.from_numpy(out), None if raw is None else torch.from_numpy(raw)
+
+
+@pytest.mark.parametrize("name,cls_name", [("gradcam", "GradCAM"), ("gradcampp", "GradCAMPlusPlus")])
+@pytest.mark.parametrize("which", ["tiny", "r18"])
+def test_cam_equals_pytorch_grad_cam(name, cls_name, which, r18, r18_images):
+    import pytorch_grad_cam
+
+    model, images = (tiny_net(), torch.randn(3, 3, 16, 16)) if which == "tiny" else (r18, r18_images)
+    targets = torch.arange(images.shape[0]) + 1
+    explainer = create_explainer(name)
+    low = explainer.low_res(model, images, targets)
+    pg_out, pg_raw = _pg_run(getattr(pytorch_grad_cam, cls_name), model, images, targets)
+    assert low.abs().max() > 0
+    # raw, at feature resolution
+    torch.testing.assert_close(low, pg_raw, rtol=1e-5, atol=1e-5 * float(pg_raw.max()))
+    # final output: theirs vs ours through the same normalisation
+    torch.testing.assert_close(pg_equivalent(low, images.shape[-2:]), pg_out, rtol=1e-5, atol=1e-5)
+    # the adapter returns exactly pytorch-grad-cam's output
+    torch.testing.assert_close(create_explainer(f"gradcam:{cls_name}")(model, images, targets), pg_out)
+
+
+def test_scorecam_gradcam_variant_equals_pytorch_grad_cam():
+    from pytorch_grad_cam import ScoreCAM as PGScoreCAM
+
+    # Two dead (constant 0) channels: their masks are 0, both score them on the zero image.
+    # (A constant channel c != 0 differs: nn.UpsamplingBilinear2d (align_corners=True) turns
+    # it into a map with float-rounding ripples of ~1e-7·c, which pytorch-grad-cam's
+    # normalisation (eps 1e-8) blows up to a [0, 1] noise mask; ours is 0 as defined.)
+    model, images = tiny_net(constant=(0.0, 0.0)), torch.randn(3, 3, 16, 16)
+    targets = torch.tensor([4, 0, 2])
+    ours = create_explainer("scorecam", variant="grad-cam", mask_align_corners=True, batch_size=7)
+    low = ours.low_res(model, images, targets)
+    pg_out, _ = _pg_run(PGScoreCAM, model, images, targets, batch_size=5)
+    torch.testing.assert_close(pg_equivalent(low, (16, 16)), pg_out, rtol=1e-5, atol=1e-5)
+    # the weights themselves (raw), from pytorch-grad-cam's get_cam_weights
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    acts, _, _ = ours.feature_maps(model, images, targets)
+    pg = PGScoreCAM(model=model, target_layers=[model.features.block])
+    try:
+        pg_w = pg.get_cam_weights(images, None, [ClassifierOutputTarget(int(t)) for t in targets],
+                                  acts.numpy(), None)
+    finally:
+        pg.activations_and_grads.release()
+    w = ours.weights(model, images, targets, acts, None)
+    torch.testing.assert_close(w, torch.from_numpy(pg_w), rtol=1e-5, atol=1e-7)
