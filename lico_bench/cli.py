@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from .errors import UserError
@@ -102,6 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args._argv = argv
         if not getattr(args, "func", None):
             parser.print_help()
             return 0 if not argv else 2
@@ -163,6 +165,101 @@ def _add_train(sub) -> None:
 
 
 _EXTRA_COMMANDS.append(_add_train)
+
+
+
+def _parse_kv_options(items, what: str) -> dict:
+    """``NAME.KEY=VALUE`` items -> {NAME: {KEY: value}}; values parsed as JSON when they can be."""
+    import json
+
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise UserError(f"{what} option {item!r} is not NAME.KEY=VALUE (e.g. rise.N=2000).")
+        lhs, value = item.split("=", 1)
+        name, key = lhs.rsplit(".", 1)
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        out.setdefault(name, {})[key] = parsed
+    return out
+
+
+def cmd_run(args) -> int:
+    import shlex
+
+    from .bench import RunSpec, run
+
+    checkpoints = {}
+    for item in args.checkpoint or []:
+        if "=" in item:
+            name, path = item.split("=", 1)
+        elif len(args.model or []) <= 1:
+            name, path = (args.model or ["lico_r18"])[0], item
+        else:
+            raise UserError(f"--checkpoint {item!r}: with several models write MODEL=PATH.")
+        checkpoints[name] = path
+    metrics = None
+    if args.metrics:
+        metrics = [m for part in args.metrics for m in part.split(",") if m]
+    spec = RunSpec(models=args.model or ["lico_r18"], methods=args.method or ["gradcam"],
+                   metrics=metrics, dataset=args.dataset, split=args.split, root=args.root,
+                   image_size=args.image_size, n_images=args.n_images,
+                   seeds=args.seeds or [0], checkpoints=checkpoints, runs=args.runs, out=args.out,
+                   train=not args.no_train, target=args.target, batch_size=args.batch_size,
+                   save_maps=args.save_maps, device=args.device,
+                   method_options=_parse_kv_options(args.method_option, "method"),
+                   metric_options=_parse_kv_options(args.metric_option, "metric"))
+    command = "lico-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args._argv is None \
+        else "lico-bench " + " ".join(shlex.quote(a) for a in args._argv)
+    out = run(spec, progress=not args.quiet, command=command)
+    print(f"tables: {out / 'summary.md'} (also summary.csv, summary.tex)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    paths = build_report(args.results)
+    print(Path(paths["md"]).read_text())
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _add_run(sub) -> None:
+    s = sub.add_parser("run", help="explain and score models x methods x metrics, then report")
+    s.add_argument("--model", action="append", help="model (repeatable; default lico_r18)")
+    s.add_argument("--method", action="append", help="attribution method (repeatable; default gradcam)")
+    s.add_argument("--metrics", action="append", help="comma-separated metrics (default: insertion, "
+                   "deletion, pointing_game, energy_pointing_game where the dataset has masks)")
+    s.add_argument("--dataset", default="shapes")
+    s.add_argument("--split", default="test")
+    s.add_argument("--root", default=None, help="data root for real datasets")
+    s.add_argument("--image-size", type=_positive_int, default=None)
+    s.add_argument("--n-images", type=_positive_int, default=200, help="first N images of the split")
+    s.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0)")
+    s.add_argument("--checkpoint", action="append", help="PATH or MODEL=PATH (default: runs/...)")
+    s.add_argument("--runs", default="runs", help="where trained checkpoints are found/made")
+    s.add_argument("--out", default=None, help="results directory (default results/<grid name>)")
+    s.add_argument("--no-train", action="store_true", help="error instead of training a missing checkpoint")
+    s.add_argument("--target", default="pred", choices=["pred", "label"], help="explained class")
+    s.add_argument("--batch-size", type=_positive_int, default=50, help="images per batch")
+    s.add_argument("--save-maps", type=int, default=8, help="maps kept per experiment for figures")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--method-option", action="append", metavar="METHOD.KEY=VALUE",
+                   help="e.g. rise.N=2000 or scorecam.variant=grad-cam")
+    s.add_argument("--metric-option", action="append", metavar="METRIC.KEY=VALUE",
+                   help="e.g. insertion.step=64")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_run, _argv=None)
+
+    r = sub.add_parser("report", help="rebuild the tables of a results directory")
+    r.add_argument("results", help="results directory written by 'lico-bench run'")
+    r.set_defaults(func=cmd_report)
+
+
+_EXTRA_COMMANDS.append(_add_run)
 
 
 if __name__ == "__main__":

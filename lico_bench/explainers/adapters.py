@@ -19,6 +19,7 @@ they leave, restores swapped modules and the parameters' ``.grad``.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Dict, Optional
 
 import torch
@@ -194,8 +195,9 @@ class CaptumAdapter(Explainer):
             # Required baselines (GradientShap, DeepLiftShap): zero images, two of them since
             # the *Shap methods sample from a baseline distribution of more than one.
             kw["baselines"] = torch.zeros_like(images[:1]).expand(2, -1, -1, -1).contiguous()
-        with model_guard(model):
-            # A copy: captum sets requires_grad on the tensor it is given.
+        with model_guard(model), warnings.catch_warnings():
+            # We give captum a copy on purpose: it sets requires_grad on its input (and says so).
+            warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require")
             attr = self.cls(*args).attribute(images.clone(), target=targets, **kw)
         if isinstance(attr, tuple):
             attr = attr[0]

@@ -149,12 +149,18 @@ def resolve_layer(model: nn.Module, layer: Optional[str]) -> nn.Module:
 
 @contextlib.contextmanager
 def capture_activations(layer: nn.Module, name: str, grad: bool) -> Iterator[List[torch.Tensor]]:
-    """Record the output ``A: [B, C, h, w]`` of ``layer`` during the forward passes inside.
+    """Record the output ``A: [B, C, h, w]`` of ``layer`` during the forward pass inside.
 
-    The list yielded receives one tensor per forward pass. With ``grad=True`` the recorded
-    tensor is part of the autograd graph, so ``torch.autograd.grad(score, A)`` gives
-    d score / d A without touching parameters' ``.grad``; when nothing upstream requires
-    grad (frozen parameters), the output is swapped for a detached leaf that does.
+    The list yielded receives one tensor per call of the layer, a copy that in-place
+    operations further down the model (``out += identity``, ``ReLU(inplace=True)``) cannot
+    change.
+
+    With ``grad=True`` the forward pass runs without autograd up to the layer; the hook
+    turns autograd on and feeds the rest of the model a copy of a leaf A that requires
+    grad. So ``torch.autograd.grad(score, A)`` gives d score / d A while no graph (and no
+    memory) is spent on the layers before it, the parameters' ``requires_grad`` and
+    ``.grad`` are never touched, and frozen models work alike. The caller's grad mode is
+    restored on exit.
 
     The hook exists only inside this context and is removed in ``finally``.
     """
@@ -165,18 +171,22 @@ def capture_activations(layer: nn.Module, name: str, grad: bool) -> Iterator[Lis
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
             raise UserError(f"CAM layer {name!r} outputs {shape}, not a [B, C, h, w] feature "
                             "map; pass a convolutional layer as layer=...")
-        if grad and not output.requires_grad:
-            output = output.detach().requires_grad_(True)
-            store.append(output)
-            return output  # a forward hook's return value replaces the output
-        store.append(output)
-        return None
+        if not grad:
+            store.append(output.detach().clone())
+            return None
+        leaf = output.detach().requires_grad_(True)
+        store.append(leaf)
+        torch.set_grad_enabled(True)  # record the graph from A to the logits only
+        return leaf.clone()           # a hook's return value replaces the layer's output
 
+    prev = torch.is_grad_enabled()
     handle = layer.register_forward_hook(hook)
+    torch.set_grad_enabled(False)
     try:
         yield store
     finally:
         handle.remove()
+        torch.set_grad_enabled(prev)
 
 
 def single_activation(store: List[torch.Tensor], name: str) -> torch.Tensor:

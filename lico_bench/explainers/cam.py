@@ -141,17 +141,21 @@ class ScoreCAM(BaseCAM):
     """Score-CAM (Wang et al. 2020), batched.
 
     Each channel A_k, upsampled bilinearly to the input size and min-max normalised to
-    H_k in [0, 1], masks the input: X ∘ H_k (eq. 4-5). Its weight is
+    H_k in [0, 1], masks the input: X ∘ H_k (paper Sec. 3, Definition 2 with
+    H_k = s(Up(A_k)), s = min-max normalisation). Its weight is
 
     * ``variant="official"`` (default; haofanwang/Score-CAM ``scorecam.py``): the softmax
       probability of the target class on X ∘ H_k. A constant channel is skipped (weight 0),
       as the official code's ``continue``; its forward pass is skipped too.
       ``baseline_subtract=True``: minus the probability on the baseline X_b = 0 (zero in
       normalised space = dataset mean colour), the paper's (v2) channel-wise increase of
-      confidence, CIC = f(X ∘ H_k) - f(X_b) (eq. 5).
+      confidence, CIC = f(X ∘ H_k) - f(X_b) (Definition 2).
     * ``variant="grad-cam"``: pytorch-grad-cam's ScoreCAM weighting, the target *logit* on
       X ∘ H_k, softmaxed over channels; normalisation (u - min) / (max - min + 1e-8), so a
       constant channel masks to 0 and is scored on the zero image (one shared forward).
+      (pytorch-grad-cam itself upsamples with align_corners=True, which turns a constant
+      non-zero channel into float-rounding ripples of ~1e-7 that its eps-normalisation
+      blows up to a [0, 1] noise mask; here such a channel masks to 0, as the formula says.)
 
     map = ReLU(Σ_k w_k A_k) at feature resolution, upsampled bilinearly, like every CAM here.
     The official code instead upsamples first and applies ReLU at input resolution; the two
@@ -208,10 +212,13 @@ class ScoreCAM(BaseCAM):
             lo = up.amin(dim=(2, 3), keepdim=True)
             hi = up.amax(dim=(2, 3), keepdim=True)
             if self.variant == "official":
-                mask = (up - lo) / (hi - lo)   # hi > lo: constant channels are not here
+                # hi > lo for non-constant channels; the guard catches a range lost to rounding
+                rng = hi - lo
+                mask = torch.where(rng > 0, (up - lo) / rng.clamp_min(torch.finfo(up.dtype).tiny),
+                                   torch.zeros_like(up))
             else:
                 mask = (up - lo) / (hi - lo + 1e-8)  # pytorch-grad-cam's eps
-            scores[b, k] = self._score(model(images[b] * mask), targets[b])   # eq. 4
+            scores[b, k] = self._score(model(images[b] * mask), targets[b])   # f(X ∘ H_k)
         need_zero = self.baseline_subtract or (self.variant == "grad-cam" and bool(const.any()))
         if need_zero:
             # f(0): the baseline X_b (official, CIC) and, for pytorch-grad-cam, the score of
@@ -221,7 +228,7 @@ class ScoreCAM(BaseCAM):
             base = self._score(zero_logits, targets)                          # [B]
         if self.variant == "official":
             if self.baseline_subtract:
-                scores = scores - base[:, None]                                # eq. 5 (CIC)
+                scores = scores - base[:, None]                                # CIC, Def. 2
             return scores.masked_fill(const, 0.0)
         if bool(const.any()):
             scores = torch.where(const, base[:, None].expand(B, C), scores)

@@ -231,8 +231,12 @@ def _comparable(d: dict) -> dict:
 
 
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
-          log=print) -> Path:
-    """Train ``cfg.model`` on ``cfg.dataset``; return the path of the inference checkpoint."""
+          log=print, on_epoch_end=None) -> Path:
+    """Train ``cfg.model`` on ``cfg.dataset``; return the path of the inference checkpoint.
+
+    ``on_epoch_end(epoch)`` is called after each epoch's state is saved (tests use it to
+    interrupt a run).
+    """
     device = resolve_device(cfg.device)
     rdir = run_dir(cfg.out, cfg.dataset, cfg.model, cfg.seed)
     final, last = rdir / "model.pt", rdir / "last.pt"
@@ -317,6 +321,8 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
                  "history": history}
         torch_save(state, last)
         _write_log(rdir / "log.csv", history)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1)
         log(f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.4f} "
             f"(ce {stats['ce']:.4f}" + (f", mm {stats['mm']:.4f}, ot {stats['ot']:.4f}" if head else "")
             + f"), train acc {stats['train_acc']:.3f}, test acc {acc:.3f}, {row['epoch_s']:.0f}s")

@@ -225,3 +225,27 @@ def test_scorecam_gradcam_variant_equals_pytorch_grad_cam():
         pg.activations_and_grads.release()
     w = ours.weights(model, images, targets, acts, None)
     torch.testing.assert_close(w, torch.from_numpy(pg_w), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcampp", "scorecam"])
+def test_inplace_op_after_the_cam_layer(name, r18, r18_images):
+    """The CAM layer's output is modified in place downstream: the recorded A must be the
+    layer's output, not the modified tensor. The same net with out-of-place ops is the
+    reference.
+
+    (pytorch-grad-cam on CPU records ``output.cpu().detach()``, which aliases the output on
+    CPU, so there it sees the in-place result; on CUDA ``.cpu()`` copies.)
+    """
+    def net(inplace):
+        model = tiny_net()
+        model.features.block[1] = nn.ReLU(inplace=inplace)
+        return model.eval()
+
+    images = r18_images[:, :, :16, :16]
+    options = {"layer": "features.block.0"}
+    if name == "scorecam":
+        options["batch_size"] = 16
+    a = create_explainer(name, **options)(net(True), images)
+    b = create_explainer(name, **options)(net(False), images)
+    assert a.abs().max() > 0
+    torch.testing.assert_close(a, b)

@@ -121,6 +121,10 @@ def test_train_mode_is_an_error(name, options, model, images):
     with pytest.raises(UserError, match="model.eval()"):
         create_explainer(name, **options)(model, images)
     assert model.training  # it was not switched behind our back
+    model.eval()
+    model.features.block[0].train()  # one submodule in training mode is enough
+    with pytest.raises(UserError, match="model.eval()"):
+        create_explainer(name, **options)(model, images)
 
 
 def test_device_mismatch_is_an_error(model, images):
@@ -187,3 +191,22 @@ def test_normalize_maps():
     assert torch.equal(out[0], torch.zeros(4, 4))
     assert out[1].min() == 0 and out[1].max() == 1
     torch.testing.assert_close(out[1], torch.arange(16.0).view(4, 4) / 15)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name,options", SPECS, ids=IDS)
+def test_cuda_matches_cpu(name, options, images):
+    explainer = create_explainer(name, **options)
+    targets = torch.tensor([0, 3, 4])
+    cpu = explainer(tiny_net(), images, targets)
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        model = tiny_net().cuda()
+        gpu = explainer(model, images.cuda(), targets.cuda())
+        assert leftover_hooks(model) == []
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    assert gpu.device.type == "cuda" and gpu.dtype == torch.float32
+    close(gpu.cpu(), cpu, rtol=1e-4)

@@ -1,0 +1,130 @@
+"""Training-step and inference cost of LICO against the baseline, measured in one run.
+
+Prints the LICO/baseline training-step time ratio (goal <= 1.25), the LICO/baseline
+inference time ratio (goal 1.00: the inference models are the same network), the peak
+memory of each, and where a LICO step's extra time goes.
+
+    python benchmarks/bench_train.py [--batch-size 64] [--steps 6] [--image-size 32] [--device cpu]
+
+Each configuration runs in its own subprocess so that its peak memory (CPU: max RSS;
+CUDA: max allocated) is its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def _worker(kind: str, bs: int, steps: int, size: int, device: str) -> dict:
+    import resource
+
+    import torch
+    import torch.nn.functional as F
+
+    from lico_bench import create_dataset, create_model
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    info = create_dataset("shapes", "val", n=bs, image_size=size).info
+    ds = create_dataset("shapes", "val", n=bs, image_size=size)
+    batch = ds.get_batch(range(bs))
+    x, y = batch.images.to(dev), batch.labels.to(dev)
+    model = create_model(f"{kind}_r18", 10, image_size=size, dataset_info=info).to(dev)
+    model = model.to(memory_format=torch.channels_last)
+    head = None
+    params = list(model.parameters())
+    if kind == "lico":
+        from lico_bench.lico import LicoHead, create_text_encoder
+
+        with torch.no_grad():
+            hw = model.forward_features(x[:1]).shape[2:].numel()
+        head = LicoHead(create_text_encoder("minilm"), info.class_names, feat_hw=hw).to(dev)
+        params += head.trainable_parameters()
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    parts = {"backbone_fwd": 0.0, "text_and_losses_fwd": 0.0, "backward_and_step": 0.0}
+
+    def step(record: bool):
+        t0 = time.perf_counter()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            feats = model.forward_features(x)
+            logits = model.head(feats)
+        loss = F.cross_entropy(logits.float(), y)
+        sync()
+        t1 = time.perf_counter()
+        if head is not None:
+            loss = loss + head.combine(head.losses(feats.float(), y))
+        sync()
+        t2 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync()
+        t3 = time.perf_counter()
+        if record:
+            parts["backbone_fwd"] += t1 - t0
+            parts["text_and_losses_fwd"] += t2 - t1
+            parts["backward_and_step"] += t3 - t2
+        return t3 - t0
+
+    model.train()
+    step(False)  # warm-up
+    times = [step(True) for _ in range(steps)]
+    model.eval()
+    with torch.no_grad():
+        model(x)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            model(x)
+        sync()
+        infer = (time.perf_counter() - t0) / steps
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"step_s": sorted(times)[len(times) // 2], "infer_s": infer, "peak_mb": peak,
+            "parts_s": {k: v / steps for k, v in parts.items()},
+            "n_params_inference": sum(p.numel() for p in model.parameters())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "" and
+                    __import__("torch").cuda.is_available() else "cpu")
+    ap.add_argument("--worker", choices=["baseline", "lico"])
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(_worker(a.worker, a.batch_size, a.steps, a.image_size, a.device)))
+        return
+    res = {}
+    for kind in ("baseline", "lico"):
+        out = subprocess.run([sys.executable, __file__, "--worker", kind, "--batch-size", str(a.batch_size),
+                              "--steps", str(a.steps), "--image-size", str(a.image_size),
+                              "--device", a.device], capture_output=True, text=True, check=True)
+        res[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+    b, l = res["baseline"], res["lico"]
+    import torch
+
+    print(f"bench_train: ResNet-18, shapes {a.image_size}px, batch {a.batch_size}, {a.steps} steps, "
+          f"device {a.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"  training step   baseline {b['step_s']:.3f}s   lico {l['step_s']:.3f}s   "
+          f"ratio {l['step_s'] / b['step_s']:.2f}  (goal <= 1.25)")
+    print(f"  inference       baseline {b['infer_s']:.3f}s   lico {l['infer_s']:.3f}s   "
+          f"ratio {l['infer_s'] / b['infer_s']:.2f}  (goal 1.00; same network: "
+          f"{b['n_params_inference']} vs {l['n_params_inference']} parameters)")
+    print(f"  peak memory     baseline {b['peak_mb']:.0f} MB   lico {l['peak_mb']:.0f} MB")
+    print("  where a step's time goes (mean s):")
+    for k in b["parts_s"]:
+        print(f"    {k:22s} baseline {b['parts_s'][k]:.3f}   lico {l['parts_s'][k]:.3f}")
+    print(f"reproduce: python benchmarks/bench_train.py --batch-size {a.batch_size} "
+          f"--steps {a.steps} --image-size {a.image_size} --device {a.device}")
+
+
+if __name__ == "__main__":
+    main()

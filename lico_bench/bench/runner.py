@@ -1,0 +1,288 @@
+"""The runner: ``run(spec) -> results dir``.
+
+Layout of ``<out>/``::
+
+    manifest.json                  every option of every method and metric, versions, seeds,
+                                   device, git commit, checkpoints
+    rows/<experiment>.jsonl        one row per image; present = the experiment is complete
+    parts/<experiment>/NNNNNN.jsonl  rows of one batch of images, while an experiment runs
+    maps/<experiment>.pt           the first ``save_maps`` maps, for the figures
+    summary.{csv,md,tex}           the tables (lico_bench.report)
+
+Resumability: a batch's rows are written atomically as one part file named by its first
+image index; a rerun skips finished parts and finished experiments, then merges parts in
+index order. A run killed at any moment and started again therefore ends with exactly the
+rows of an uninterrupted run: none lost, none twice.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from ..data import create_dataset
+from ..errors import UserError
+from ..io import torch_save, write_json, write_text
+from ..models import load_checkpoint
+from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
+
+MANIFEST_FORMAT = 1
+# Options whose change makes old rows incomparable; the rest (device, paths) may change.
+_IDENTITY = ("models", "methods", "metrics", "dataset", "split", "image_size", "n_images",
+             "seeds", "target", "batch_size", "method_options", "metric_options")
+
+
+def _versions() -> Dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("lico-bench", "torch", "torchvision", "numpy", "scipy", "grad-cam", "captum",
+                "quantus", "pot", "transformers", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        here = Path(__file__).resolve().parent
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                           timeout=10)
+        if r.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return r.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def map_status(maps: torch.Tensor) -> List[str]:
+    """Per-map health: "ok", "nan" (any non-finite value), "zero" or "constant".
+
+    maps: [B, H, W] float32. Flagged rows are kept and counted by the report, never dropped.
+    """
+    flat = maps.flatten(1)
+    finite = torch.isfinite(flat).all(dim=1)
+    lo, hi = flat.amin(dim=1), flat.amax(dim=1)
+    out = []
+    for f, a, b in zip(finite.tolist(), lo.tolist(), hi.tolist()):
+        out.append("nan" if not f else "zero" if a == 0 == b else "constant" if a == b else "ok")
+    return out
+
+
+class Runner:
+    """Runs a :class:`RunSpec`; see the module docstring for what it writes."""
+
+    def __init__(self, spec: RunSpec, log: Callable[[str], None] = print, progress: bool = True):
+        spec.validate()
+        self.spec, self.log, self.progress = spec, log, progress
+        self.out = Path(spec.out or spec.default_out())
+        from ..train.trainer import resolve_device
+
+        self.device = resolve_device(spec.device)
+        self._models: Dict[Tuple[str, int], torch.nn.Module] = {}
+
+    # ------------------------------------------------------------------ setup
+    def _metrics(self, has_masks: bool):
+        from ..metrics import create_metric
+
+        names = list(self.spec.metrics) if self.spec.metrics else [
+            m for m in DEFAULT_METRICS if has_masks or m not in MASK_METRICS]
+        metrics = [create_metric(n, **self.spec.metric_options.get(n, {})) for n in names]
+        for m in metrics:
+            if m.needs_masks and not has_masks:
+                raise UserError(f"metric {m.name!r} needs ground-truth masks, which dataset "
+                                f"{self.spec.dataset!r} does not have; drop it from --metrics.")
+        return metrics
+
+    def _explainer(self, method: str, seed: int):
+        from ..explainers import create_explainer
+
+        opts = dict(self.spec.method_options.get(method, {}))
+        if method == "rise":
+            opts.setdefault("seed", seed)  # the experiment's seed drives RISE's masks
+        return create_explainer(method, **opts)
+
+    def checkpoint_for(self, model: str, seed: int) -> Path:
+        from ..train import checkpoint_path
+
+        if model in self.spec.checkpoints:
+            return Path(self.spec.checkpoints[model])
+        return checkpoint_path(self.spec.runs, self.spec.dataset, model, seed)
+
+    def _load_model(self, model: str, seed: int, num_classes: int):
+        key = (model, seed)
+        if key not in self._models:
+            path = self.checkpoint_for(model, seed)
+            if not path.exists() and model not in self.spec.checkpoints:
+                if not self.spec.train:
+                    raise UserError(f"no checkpoint for {model} on {self.spec.dataset} (seed {seed}) "
+                                    f"at {path}; train it with 'lico-bench train --model {model} "
+                                    f"--dataset {self.spec.dataset} --seed {seed}' or drop --no-train.")
+                from ..train import make_config, train
+
+                self.log(f"no checkpoint for {model} on {self.spec.dataset} (seed {seed}): training "
+                         f"one with the default recipe -> {path}")
+                cfg = make_config(None, model=model, dataset=self.spec.dataset, root=self.spec.root,
+                                  image_size=self.spec.image_size, seed=seed, out=self.spec.runs,
+                                  device=self.spec.device)
+                train(cfg, progress=self.progress, log=self.log)
+            m = load_checkpoint(path, name=model, num_classes=num_classes, dataset=self.spec.dataset)
+            self._models[key] = m.to(self.device).eval()
+        return self._models[key]
+
+    def _manifest(self, explainers, metrics, info) -> dict:
+        from ..train import checkpoint_path  # noqa: F401  (documented location of checkpoints)
+
+        ckpts = {f"{m}@seed{s}": str(self.checkpoint_for(m, s))
+                 for s in self.spec.seeds for m in self.spec.models}
+        return {
+            "format": MANIFEST_FORMAT,
+            "spec": self.spec.to_dict(),
+            "methods": {name: {"class": type(e).__name__, "options": e.options}
+                        for name, e in explainers.items()},
+            "metrics": {m.name: {"higher_is_better": m.higher_is_better, "options": m.options}
+                        for m in metrics},
+            "dataset": info.to_dict(),
+            "checkpoints": ckpts,
+            "versions": _versions(),
+            "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
+                                          if self.device.type == "cuda" else ""),
+            "git_commit": _git_commit(),
+            "command": None,
+        }
+
+    def _check_existing(self, manifest: dict) -> None:
+        path = self.out / "manifest.json"
+        if not path.exists():
+            return
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise UserError(f"{path} is unreadable; this results directory is damaged, use another --out.") from None
+        if old.get("format") != MANIFEST_FORMAT:
+            raise UserError(f"{self.out} was written by an incompatible lico-bench (manifest format "
+                            f"{old.get('format')}, this one reads {MANIFEST_FORMAT}); use another --out.")
+        diff = [k for k in _IDENTITY if old.get("spec", {}).get(k) != manifest["spec"].get(k)]
+        if old.get("methods") != manifest["methods"] or old.get("metrics") != manifest["metrics"]:
+            diff.append("method/metric options")
+        if diff:
+            raise UserError(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
+                            "use another --out or the same options.")
+
+    # ------------------------------------------------------------------ run
+    def run(self, command: Optional[str] = None) -> Path:
+        spec = self.spec
+        ds = create_dataset(spec.dataset, spec.split, root=spec.root, image_size=spec.image_size, seed=0)
+        if spec.n_images > len(ds):
+            raise UserError(f"--n-images {spec.n_images} is larger than the {spec.split} split of "
+                            f"{spec.dataset} ({len(ds)} images); use at most {len(ds)}.")
+        info = ds.info
+        metrics = self._metrics(info.has_masks)
+        experiments = expand(spec)
+        explainers = {m: self._explainer(m, spec.seeds[0]) for m in spec.methods}
+        manifest = self._manifest(explainers, metrics, info)
+        manifest["command"] = command
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"cannot write to results directory {self.out} ({e.strerror}); pass a writable --out.") from None
+        self._check_existing(manifest)
+        write_json(self.out / "manifest.json", manifest)
+
+        from tqdm import tqdm
+
+        todo = [e for e in experiments if not (self.out / "rows" / f"{e.key}.jsonl").exists()]
+        if len(todo) < len(experiments):
+            self.log(f"{len(experiments) - len(todo)} of {len(experiments)} experiments already complete")
+        bar = tqdm(todo, desc="experiments", disable=not self.progress, dynamic_ncols=True)
+        for exp in bar:
+            bar.set_postfix_str(f"{exp.model} {exp.method} seed {exp.seed}", refresh=True)
+            model = self._load_model(exp.model, exp.seed, info.num_classes)
+            self.run_experiment(exp, model, ds, metrics)
+        bar.close()
+        return self.out
+
+    def run_experiment(self, exp: Experiment, model, ds, metrics) -> Path:
+        from tqdm import tqdm
+
+        spec = self.spec
+        explainer = self._explainer(exp.method, exp.seed)
+        parts = self.out / "parts" / exp.key
+        parts.mkdir(parents=True, exist_ok=True)
+        starts = list(range(0, spec.n_images, spec.batch_size))
+        for start in tqdm(starts, desc=f"{exp.model} {exp.method}", leave=False,
+                          disable=not self.progress, dynamic_ncols=True, unit="batch"):
+            part = parts / f"{start:06d}.jsonl"
+            if part.exists():
+                continue
+            idx = list(range(start, min(start + spec.batch_size, spec.n_images)))
+            rows, maps = self.score_batch(exp, model, ds, idx, explainer, metrics)
+            if start == 0 and spec.save_maps > 0:
+                k = min(spec.save_maps, len(idx))
+                torch_save({"image_ids": idx[:k], "maps": maps[:k].float().cpu(),
+                            "targets": [r["target"] for r in rows[:k]]},
+                           self.out / "maps" / f"{exp.key}.pt")
+            write_text(part, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        merged = "".join(parts.joinpath(f"{s:06d}.jsonl").read_text() for s in starts)
+        write_text(self.out / "rows" / f"{exp.key}.jsonl", merged)
+        shutil.rmtree(parts, ignore_errors=True)
+        return self.out / "rows" / f"{exp.key}.jsonl"
+
+    def score_batch(self, exp: Experiment, model, ds, idx: List[int], explainer, metrics):
+        """Explain and score images ``idx``; maps are computed once and reused by every metric."""
+        batch = ds.get_batch(idx)
+        images = batch.images.to(self.device)
+        masks = batch.masks.to(self.device) if batch.masks is not None else None
+        labels = batch.labels.to(self.device)
+        if not torch.isfinite(images).all():
+            bad = [i for i, ok in zip(idx, torch.isfinite(images).flatten(1).all(1).tolist()) if not ok]
+            raise UserError(f"images {bad[:5]} of {ds.info.name} contain NaN or infinite values; "
+                            "fix the data files.")
+        with torch.no_grad():
+            probs = torch.softmax(model(images).float(), dim=1)
+        pred = probs.argmax(dim=1)
+        targets = pred if self.spec.target == "pred" else labels
+        maps = explainer(model, images, targets).float()
+        status = map_status(maps)
+        safe_maps = torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+        rows = [{"dataset": exp.dataset, "model": exp.model, "method": exp.method, "seed": exp.seed,
+                 "image_id": int(i), "label": int(labels[j]), "pred": int(pred[j]),
+                 "prob": float(probs[j, pred[j]]), "target": int(targets[j]),
+                 "target_prob": float(probs[j, targets[j]]), "map_status": status[j]}
+                for j, i in enumerate(idx)]
+        for metric in metrics:
+            res = metric(model, images, safe_maps, targets, masks=masks)
+            values = res.values.float().cpu().tolist()
+            curves = res.curves.float().cpu().tolist() if res.curves is not None else None
+            for j, row in enumerate(rows):
+                row[metric.name] = math.nan if status[j] == "nan" else values[j]
+                if curves is not None:
+                    row[f"curve_{metric.name}"] = curves[j]
+        return rows, maps
+
+
+def run(spec: RunSpec, log: Callable[[str], None] = print, progress: bool = True,
+        command: Optional[str] = None, report: bool = True) -> Path:
+    """Run every experiment of ``spec`` (skipping finished work), then build the tables."""
+    t0 = time.perf_counter()
+    out = Runner(spec, log=log, progress=progress).run(command=command)
+    if report:
+        from ..report import build_report
+
+        build_report(out)
+    log(f"done in {time.perf_counter() - t0:.0f}s; results in {out}")
+    return out

@@ -1,0 +1,88 @@
+"""What a benchmark run is: a grid of experiments (model, method, dataset, seed)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, NamedTuple, Optional
+
+from ..errors import UserError
+
+DEFAULT_METRICS = ("insertion", "deletion", "pointing_game", "energy_pointing_game")
+MASK_METRICS = ("pointing_game", "energy_pointing_game")
+
+
+class Experiment(NamedTuple):
+    """One cell of the grid; it writes one row per image to ``rows/<key>.jsonl``."""
+
+    model: str
+    method: str
+    dataset: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        method = self.method.replace(":", "-")
+        return f"{self.dataset}__{self.model}__{method}__seed{self.seed}"
+
+
+@dataclass
+class RunSpec:
+    models: List[str] = field(default_factory=lambda: ["lico_r18"])
+    methods: List[str] = field(default_factory=lambda: ["gradcam"])
+    metrics: Optional[List[str]] = None      # None: DEFAULT_METRICS (mask metrics if masks)
+    dataset: str = "shapes"
+    split: str = "test"
+    root: Optional[str] = None
+    image_size: Optional[int] = None
+    n_images: int = 200
+    seeds: List[int] = field(default_factory=lambda: [0])
+    checkpoints: Dict[str, str] = field(default_factory=dict)  # model name -> checkpoint path
+    runs: str = "runs"                       # where trained checkpoints live
+    out: Optional[str] = None                # results directory
+    train: bool = True                       # train a missing checkpoint (else: error)
+    target: str = "pred"                     # explained class: "pred" or "label"
+    batch_size: int = 50                     # images per explain/score batch and per part file
+    save_maps: int = 8                       # maps kept per experiment for the figures
+    device: str = "auto"
+    method_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    metric_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RunSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"unknown run option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        return cls(**d)
+
+    def default_out(self) -> str:
+        seeds = "" if self.seeds == [0] else "_seeds" + "-".join(map(str, self.seeds))
+        name = f"{self.dataset}_{'+'.join(self.models)}_{'+'.join(m.replace(':', '-') for m in self.methods)}{seeds}"
+        return f"results/{name}"
+
+    def validate(self) -> None:
+        if not self.models or not self.methods:
+            raise UserError("give at least one --model and one --method.")
+        if self.n_images < 1:
+            raise UserError(f"--n-images must be >= 1, got {self.n_images}.")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}.")
+        if self.target not in ("pred", "label"):
+            raise UserError(f"--target must be 'pred' or 'label', got {self.target!r}.")
+        if not self.seeds:
+            raise UserError("give at least one seed.")
+        for lst, what in ((self.models, "model"), (self.methods, "method"), (self.seeds, "seed")):
+            if len(set(lst)) != len(lst):
+                raise UserError(f"a {what} is given twice: {lst}.")
+        unknown = set(self.checkpoints) - set(self.models)
+        if unknown:
+            raise UserError(f"--checkpoint given for {sorted(unknown)}, which is not a --model of this run.")
+
+
+def expand(spec: RunSpec) -> List[Experiment]:
+    """The grid in a fixed order: seed, then model, then method."""
+    return [Experiment(model, method, spec.dataset, seed)
+            for seed in spec.seeds for model in spec.models for method in spec.methods]
