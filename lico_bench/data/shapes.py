@@ -42,7 +42,7 @@ CLASS_COLOURS = ("red", "blue")
 CLASS_SHAPES = ("circle", "square", "triangle", "cross", "star")
 CLASS_NAMES = tuple(f"{c} {s}" for c in CLASS_COLOURS for s in CLASS_SHAPES)
 DISTRACTOR_SHAPES = ("ring", "bar")
-DISTRACTOR_COLOURS = ("red", "blue", "green", "yellow")
+DISTRACTOR_COLOURS = ("green", "yellow")
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SIZES = {"train": 6000, "val": 1000, "test": 1000}

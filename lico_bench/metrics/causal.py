@@ -22,7 +22,7 @@ the other way; only maps with ties (e.g. constant regions) can tell.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -249,6 +249,8 @@ def causal_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
 
     x = images.to(dev)
     mp = maps.to(dev)
+    if not mp.is_floating_point():
+        mp = mp.float()
     if torch.isnan(mp).any():  # one sync, before the loop
         raise UserError("maps contain NaN; fix the explainer output before scoring it.")
 
@@ -280,7 +282,7 @@ def causal_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
         it_b, it_k, it_s, it_e, it_dst = [], [], [], [], []
         for mi, m in enumerate(modes):
             sub_idx = ar + blur0 if subs[m] == "blur" else torch.full_like(ar, zero_idx)
-            start, end = (x_idx := ar, sub_idx) if m == "deletion" else (sub_idx, ar)
+            start, end = (ar, sub_idx) if m == "deletion" else (sub_idx, ar)
             ks = [k for k in range(n + 1)
                   if not ((k == 0 and (m == "deletion" or subs[m] == "zero"))
                           or (k == n and (m == "insertion" or subs[m] == "zero")))]
@@ -299,8 +301,10 @@ def causal_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
         known_logits: List[torch.Tensor] = []
         clean = zero = None
         total = n_known + n_items
-        for i0 in range(0, total, batch_size):
-            i1 = min(i0 + batch_size, total)
+        # Equal chunks of at most batch_size: no small ragged last forward.
+        chunk = -(-total // -(-total // batch_size))
+        for i0 in range(0, total, chunk):
+            i1 = min(i0 + chunk, total)
             kn = max(0, min(i1, n_known) - i0)                     # known items in this chunk
             parts = []
             if kn:

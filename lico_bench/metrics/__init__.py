@@ -1,0 +1,24 @@
+"""Saliency metrics: causal (insertion, deletion), pointing game, Quantus adapters.
+
+Two layers: pure kernels on tensors (:func:`insertion_curve`, :func:`deletion_curve`,
+:func:`auc`, :func:`pointing_game`, :func:`energy_pointing_game`, ...) and the uniform
+:class:`Metric` interface the runner uses (:func:`create_metric`, :func:`list_metrics`,
+:func:`register_metric`; see :mod:`lico_bench.metrics.base`). ``quantus:<Name>`` adapters
+import Quantus only when created.
+"""
+from __future__ import annotations
+
+from .base import Metric, MetricResult, create_metric, list_metrics, overall, register_metric
+from .causal import (auc, causal_curves, default_step, deletion_curve, gaussian_blur,
+                     gaussian_kernel1d, insertion_curve, num_steps, pixel_order, pixel_rank,
+                     predict)
+from .pointing import (default_tolerance, energy_pointing_game, pointing_accuracy,
+                       pointing_game, pointing_points)
+from . import builtin  # noqa: F401  (registers the built-in metrics)
+from . import quantus_adapters  # noqa: F401  (registers quantus:<Name>, imports quantus lazily)
+
+__all__ = ["Metric", "MetricResult", "auc", "causal_curves", "create_metric", "default_step",
+           "default_tolerance", "deletion_curve", "energy_pointing_game", "gaussian_blur",
+           "gaussian_kernel1d", "insertion_curve", "list_metrics", "num_steps", "overall",
+           "pixel_order", "pixel_rank", "pointing_accuracy", "pointing_game",
+           "pointing_points", "predict", "register_metric"]

@@ -1,0 +1,102 @@
+"""The uniform metric interface the runner builds on, and the metric registry.
+
+::
+
+    metric = create_metric("insertion", step=32)
+    metric.name, metric.higher_is_better, metric.needs_masks, metric.options
+    result = metric(model, images, maps, targets, masks=None)   # -> MetricResult
+    result.values   # [B] float32, one value per image (NaN = skipped, e.g. empty mask)
+    result.curves   # [B, n+1] float32 or None
+
+``metric.options`` holds every option, defaults included, JSON-serialisable, so a run
+manifest records exactly what was computed.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+
+from ..errors import UserError
+from ..registry import Registry
+
+
+class MetricResult(NamedTuple):
+    """values: [B] float32 (NaN where the image is skipped); curves: [B, n+1] float32 or None."""
+
+    values: torch.Tensor
+    curves: Optional[torch.Tensor] = None
+
+
+class Metric:
+    """Base class: subclasses set ``name``, ``higher_is_better``, ``needs_masks``,
+    ``defaults`` (every option and its default) and implement :meth:`compute`.
+
+    Options are checked when the metric is created: an unknown name or a value that is not
+    JSON-serialisable is a :class:`UserError`; :meth:`validate` checks the values.
+    """
+
+    name: str = ""
+    higher_is_better: bool = True
+    needs_masks: bool = False
+    defaults: ClassVar[Dict[str, Any]] = {}
+
+    def __init__(self, **options: Any):
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            raise UserError(f"metric {self.name!r} has no option {unknown[0]!r}; its options are: "
+                            f"{', '.join(sorted(self.defaults)) or '(none)'}.")
+        self.options: Dict[str, Any] = {**self.defaults, **options}
+        for k, v in self.options.items():
+            try:
+                json.dumps(v, allow_nan=False)
+            except (TypeError, ValueError):
+                raise UserError(f"option {k}={v!r} of metric {self.name!r} must be a plain "
+                                "JSON value (number, string, bool, null, list, dict).") from None
+        self.validate()
+
+    def validate(self) -> None:
+        """Check option values; raise :class:`UserError` on a bad one."""
+
+    def __call__(self, model: Optional[nn.Module], images: torch.Tensor, maps: torch.Tensor,
+                 targets: Optional[torch.Tensor] = None,
+                 masks: Optional[torch.Tensor] = None) -> MetricResult:
+        """model: eval-mode classifier; images: [B, C, H, W] float32 normalised;
+        maps: [B, H, W] float at input resolution; targets: [B] int64 or None (predicted
+        class); masks: [B, H, W] bool (the explained class's union mask) or None."""
+        if self.needs_masks and masks is None:
+            raise UserError(f"metric {self.name!r} needs ground-truth masks; use a dataset with "
+                            "masks (e.g. 'shapes') or drop this metric.")
+        return self.compute(model, images, maps, targets, masks)
+
+    def compute(self, model, images, maps, targets, masks) -> MetricResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}({self.name!r}, {opts})"
+
+
+_METRICS: Registry[Callable[..., Metric]] = Registry("metric")
+
+
+def register_metric(name: str, factory: Optional[Callable[..., Metric]] = None):
+    """Register ``factory(**options) -> Metric`` under ``name`` (usable as a decorator)."""
+    return _METRICS.register(name, factory)
+
+
+def list_metrics() -> List[str]:
+    """Registered metric names, sorted (built-ins and ``quantus:<Name>`` adapters)."""
+    return _METRICS.names()
+
+
+def create_metric(name: str, **options: Any) -> Metric:
+    """Build metric ``name`` with ``options`` (unknown names/options: :class:`UserError`)."""
+    return _METRICS.get(name)(**options)
+
+
+def overall(insertion_values: torch.Tensor, deletion_values: torch.Tensor) -> torch.Tensor:
+    """Per-image "overall" score = insertion AUC - deletion AUC: [B] float32 (higher is better)."""
+    return (insertion_values.float() - deletion_values.float())
