@@ -142,8 +142,16 @@ class Runner:
         return self._models[key]
 
     def _manifest(self, explainers, metrics, info) -> dict:
-        from ..train import checkpoint_path  # noqa: F401  (documented location of checkpoints)
+        from ..metrics.causal import default_step
+        from ..models import create_model
 
+        # Automatic options (CAM layer, RISE N/s, insertion step) resolved on an untrained
+        # copy of each architecture: they depend on the architecture and image size only.
+        size = (info.image_size, info.image_size)
+        resolved = {}
+        for name in self.spec.models:
+            proto = create_model(name, info.num_classes, image_size=info.image_size).eval()
+            resolved[name] = {m: e.resolved_options(proto, size) for m, e in explainers.items()}
         ckpts = {f"{m}@seed{s}": str(self.checkpoint_for(m, s))
                  for s in self.spec.seeds for m in self.spec.models}
         return {
@@ -151,7 +159,11 @@ class Runner:
             "spec": self.spec.to_dict(),
             "methods": {name: {"class": type(e).__name__, "options": e.options}
                         for name, e in explainers.items()},
-            "metrics": {m.name: {"higher_is_better": m.higher_is_better, "options": m.options}
+            "methods_resolved": resolved,
+            "rise_seed": "each experiment's seed unless rise.seed is given",
+            "metrics": {m.name: {"higher_is_better": m.higher_is_better, "options": m.options,
+                                 **({"resolved_step": default_step(*size)}
+                                    if "step" in m.options and m.options["step"] is None else {})}
                         for m in metrics},
             "dataset": info.to_dict(),
             "checkpoints": ckpts,

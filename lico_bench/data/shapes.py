@@ -50,6 +50,7 @@ CHUNK = 1024  # images per generator
 
 OBJECT_RADIUS = (0.22, 0.30)      # fraction of the image size
 DISTRACTOR_RADIUS = (0.12, 0.20)
+MAX_ROTATION_DEG = 25.0            # class objects turn by up to +-25 degrees
 
 
 # Every class shape has the same area, that of the equilateral triangle inscribed in the
@@ -136,7 +137,7 @@ def generate_chunk(n: int, size: int, g: torch.Generator, noise: float = 0.03):
     r_obj = S * (OBJECT_RADIUS[0] + (OBJECT_RADIUS[1] - OBJECT_RADIUS[0]) * U(n))
     cx = r_obj + (S - 2 * r_obj) * U(n)
     cy = r_obj + (S - 2 * r_obj) * U(n)
-    th = 2 * math.pi * U(n)
+    th = math.radians(MAX_ROTATION_DEG) * (2 * U(n) - 1)
     jitter = 0.08 * (2 * U(n, 3) - 1)
 
     # Distractors: 1 or 2, each outside the object's bounding circle (rejection sampling

@@ -158,8 +158,8 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     obj = read_checkpoint(path)
     cfg = ModelCfg.from_dict(obj["cfg"])
     where = f"checkpoint {str(path)!r}"
-    if name is not None and _SHORT.get(name.split("_", 1)[-1]) != cfg.arch:
-        raise UserError(f"{where} holds a {cfg.arch} ({cfg.name}), not {name}; pass a checkpoint "
+    if name is not None and name != cfg.name:
+        raise UserError(f"{where} holds {cfg.name} (a {cfg.arch}), not {name}; pass a checkpoint "
                         f"of {name} or the model name {cfg.name}.")
     if num_classes is not None and num_classes != cfg.num_classes:
         raise UserError(f"{where} has {cfg.num_classes} classes but {num_classes} are expected; "

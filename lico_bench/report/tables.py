@@ -57,11 +57,13 @@ def load_rows(results: Path) -> pd.DataFrame:
 
 def metric_directions(manifest: dict, rows: pd.DataFrame) -> Dict[str, bool]:
     """metric name -> higher_is_better, in the manifest's order (+ overall)."""
-    out = {m: bool(v["higher_is_better"]) for m, v in manifest.get("metrics", {}).items()
-           if m in rows.columns}
-    if "insertion" in out and "deletion" in out:
-        out["overall"] = True
-    return out
+    found = {m: bool(v["higher_is_better"]) for m, v in manifest.get("metrics", {}).items()
+             if m in rows.columns}
+    if "insertion" in found and "deletion" in found:
+        found["overall"] = True
+    order = ["insertion", "deletion", "overall", "pointing_game", "energy_pointing_game"]
+    names = sorted(found, key=lambda m: (order.index(m) if m in order else len(order), m))
+    return {m: found[m] for m in names}
 
 
 def _ci(df: pd.DataFrame, col: str) -> tuple:

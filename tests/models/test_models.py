@@ -70,7 +70,7 @@ def test_checkpoint_errors_are_one_line(tmp_path):
     p = save_checkpoint(tmp_path / "m.pt", m)
     cases = [
         (dict(path=tmp_path / "missing.pt"), "does not exist"),
-        (dict(path=p, name="baseline_wrn28_2"), "holds a resnet18"),
+        (dict(path=p, name="baseline_wrn28_2"), "holds baseline_r18 \\(a resnet18\\)"),
         (dict(path=p, num_classes=100), "has 10 classes but 100"),
         (dict(path=p, dataset="cifar10"), "trained on 'shapes'"),
     ]
