@@ -45,12 +45,12 @@ DISTRACTOR_SHAPES = ("ring", "bar")
 DISTRACTOR_COLOURS = ("green", "yellow")
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-DEFAULT_SIZES = {"train": 6000, "val": 1000, "test": 1000}
+DEFAULT_SIZES = {"train": 3200, "val": 1000, "test": 1000}
 CHUNK = 1024  # images per generator
 
-OBJECT_RADIUS = (0.22, 0.30)      # fraction of the image size
-DISTRACTOR_RADIUS = (0.12, 0.20)
-MAX_ROTATION_DEG = 25.0            # class objects turn by up to +-25 degrees
+OBJECT_RADIUS = (0.26, 0.34)      # fraction of the image size
+DISTRACTOR_RADIUS = (0.10, 0.16)
+MAX_ROTATION_DEG = 20.0            # class objects turn by up to +-20 degrees
 
 
 # Every class shape has the same area, that of the equilateral triangle inscribed in the
@@ -129,7 +129,7 @@ def generate_chunk(n: int, size: int, g: torch.Generator, noise: float = 0.03):
         f = (1.0 + 3.0 * U(n)).view(-1, 1, 1) / S
         w = math.pi * U(n).view(-1, 1, 1)
         ph = 2 * math.pi * U(n).view(-1, 1, 1)
-        amp = (0.03 + 0.07 * U(n)).view(-1, 1, 1)
+        amp = (0.02 + 0.05 * U(n)).view(-1, 1, 1)
         wave = amp * torch.sin(2 * math.pi * f * (xs * torch.cos(w) + ys * torch.sin(w)) + ph)
         img += wave.unsqueeze(1)
 

@@ -20,13 +20,15 @@ class TrainConfig:
     root: Optional[str] = None          # data root for real datasets
     image_size: Optional[int] = None    # None: the dataset's default
     n_train: Optional[int] = None       # shapes only: training-split size
-    epochs: int = 3
+    epochs: int = 2
     batch_size: int = 64
-    lr: float = 0.05
+    optimizer: str = "sgd"              # sgd (the paper's) | adamw
+    lr: float = 0.03
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
     ema: float = 0.999                  # EMA decay of the evaluated weights (0 = off)
+    bn_recalibrate: int = 20            # batches to re-estimate BatchNorm statistics (0 = off)
     augment: str = "crop_flip"          # crop_flip | flip | none | resized_crop_flip
     alpha: float = 10.0                 # LICO: weight of L_MM
     beta: float = 1.0                   # LICO: weight of L_OT
@@ -61,7 +63,11 @@ class TrainConfig:
 _PAPER = dict(epochs=200, batch_size=128, lr=0.03, momentum=0.9, nesterov=True,
               weight_decay=5e-4, ema=0.999)
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "quick": dict(epochs=3, batch_size=64, lr=0.05, ema=0.999, augment="crop_flip"),
+    # 2 x 50 steps of 64 on the 3200 training images of shapes: a few CPU minutes. AdamW
+    # because SGD from scratch needs far more steps than that (measured: 70 % vs 98 % test
+    # accuracy after 100 steps); no EMA, whose average would mostly hold early weights.
+    "quick": dict(epochs=2, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=5e-4,
+                  ema=0.0, augment="flip", bn_recalibrate=10),
     "cifar10": dict(_PAPER, model="lico_wrn28_2", dataset="cifar10", augment="crop_flip"),
     "cifar100": dict(_PAPER, model="lico_wrn28_8", dataset="cifar100", augment="crop_flip"),
     "svhn": dict(_PAPER, model="lico_wrn28_2", dataset="svhn", augment="crop"),
@@ -90,6 +96,8 @@ def make_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
     for name in ("epochs", "batch_size", "n_ctx"):
         if getattr(cfg, name) < 1:
             raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}.")
+    if cfg.optimizer not in ("sgd", "adamw"):
+        raise UserError(f"unknown optimizer {cfg.optimizer!r}; use sgd or adamw.")
     if cfg.lr <= 0:
         raise UserError(f"lr must be > 0, got {cfg.lr}.")
     return cfg

@@ -212,6 +212,35 @@ def train_one_epoch(model, head, optimizer, scheduler, ema, ds, cfg: TrainConfig
     return out
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, ds, cfg: TrainConfig, epoch: int, device: torch.device) -> None:
+    """Re-estimate BatchNorm running statistics of ``model`` for its current weights.
+
+    Running statistics lag behind the weights in short runs (and an EMA model's copied
+    buffers belong to other weights): ``cfg.bn_recalibrate`` batches of augmented training
+    images, cumulative average ("precise BN", Wu & Johnson 2021). The model stays in eval mode.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if cfg.bn_recalibrate <= 0 or not bns:
+        return
+    g = torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, 3))
+    order = torch.randperm(len(ds), generator=g)[: cfg.bn_recalibrate * cfg.batch_size]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the batches below
+        m.train()
+    try:
+        for b in _batches(ds, order, cfg.batch_size, cfg.workers, drop_last=False):
+            x = augment_batch(b.images.to(device), cfg.augment, g)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                model(x.contiguous(memory_format=torch.channels_last))
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+            m.eval()
+
+
 def _fixmatch_cosine(total_steps: int):
     # LICO.md / FixMatch: eta_k = eta_0 * cos(7*pi*k / (16*K))
     return lambda k: math.cos(7 * math.pi * min(k, total_steps) / (16 * max(1, total_steps)))
@@ -277,7 +306,10 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     groups = [{"params": list(model.parameters()), "weight_decay": cfg.weight_decay}]
     if head is not None:
         groups.append({"params": head.trainable_parameters(), "weight_decay": 0.0})
-    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     steps_per_epoch = max(1, len(train_ds) // cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _fixmatch_cosine(cfg.epochs * steps_per_epoch))
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
@@ -307,6 +339,7 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
         stats = train_one_epoch(model, head, optimizer, scheduler, ema, train_ds, cfg, epoch,
                                 device, progress)
         eval_model = ema.model if ema is not None else model
+        recalibrate_bn(eval_model, train_ds, cfg, epoch, device)
         acc = evaluate(eval_model, test_ds, device, workers=cfg.workers)
         row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
                "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 6) for k, v in stats.items()},
