@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional
 
+from ..config import strict_from_dict
 from ..errors import UserError
 
 DEFAULT_METRICS = ("insertion", "deletion", "pointing_game", "energy_pointing_game")
@@ -52,11 +53,7 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "RunSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise UserError(f"unknown run option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
-        return cls(**d)
+        return strict_from_dict(cls, d, "run")
 
     def default_out(self) -> str:
         seeds = "" if self.seeds == [0] else "_seeds" + "-".join(map(str, self.seeds))

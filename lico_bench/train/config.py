@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
+from ..config import strict_from_dict
 from ..errors import UserError
 
 
@@ -46,11 +47,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise UserError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
-        return cls(**d)
+        return strict_from_dict(cls, d, "training")
 
     @property
     def is_lico(self) -> bool:
