@@ -64,7 +64,7 @@ def cmd_dataset_show(args) -> int:
     from .data.show import show_grid
 
     ds = create_dataset(args.name, args.split, root=args.root, image_size=args.image_size,
-                        seed=args.seed)
+                        seed=args.seed, download=args.download)
     out = show_grid(ds, args.out, n=args.n)
     print(f"wrote {out}")
     return 0
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="output image file (.png or .pdf)")
     d.add_argument("--split", default="test")
     d.add_argument("--root", default=None, help="data root for real datasets")
+    d.add_argument("--download", action="store_true", help="fetch CIFAR/SVHN files into --root")
     d.add_argument("--image-size", type=_positive_int, default=None)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("-n", type=_positive_int, default=20, help="number of samples")
@@ -121,6 +122,7 @@ def cmd_train(args) -> int:
     from .train import make_config, train
 
     cfg = make_config(args.preset, model=args.model, dataset=args.dataset, root=args.root,
+                      download=True if args.download else None,
                       image_size=args.image_size, n_train=args.n_train, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       ema=args.ema, augment=args.augment, alpha=args.alpha, beta=args.beta,
@@ -140,6 +142,7 @@ def _add_train(sub) -> None:
     s.add_argument("--preset", default=None,
                    help="recipe: quick (shapes default), cifar10, cifar100, svhn, imagenet")
     s.add_argument("--root", default=None, help="data root for real datasets")
+    s.add_argument("--download", action="store_true", help="fetch CIFAR/SVHN files into --root")
     s.add_argument("--image-size", type=_positive_int, default=None)
     s.add_argument("--n-train", type=_positive_int, default=None, help="shapes: training-split size")
     s.add_argument("--epochs", type=_positive_int, default=None)

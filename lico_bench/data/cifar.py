@@ -169,7 +169,7 @@ def load_cifar(name: str, split: str = "train", root=None, image_size: Optional[
     if folder is None:
         expected = ", ".join(str(base / spec["folder"] / f) for f in files)
         raise UserError(f"{spec['title']} not found under {base}: expected {expected}; pass "
-                        f"download=True to fetch it with torchvision, or get the python "
+                        f"--download (download=True in Python) to fetch it with torchvision, or get the python "
                         f"version from {spec['url']} and extract it under {base}.")
 
     class_names = _class_names(spec, folder)

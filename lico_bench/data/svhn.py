@@ -90,7 +90,7 @@ def load_svhn(split: str = "train", root=None, image_size: Optional[int] = None,
         path = find()
     if path is None:
         raise UserError(f"SVHN not found under {base}: expected {base / fname} (or "
-                        f"{base / 'svhn' / fname}); pass download=True to fetch it with "
+                        f"{base / 'svhn' / fname}); pass --download (download=True in Python) to fetch it with "
                         f"torchvision, or get {fname} from {URL}.")
     images, labels = read_mat(path)
     extra = {}

@@ -19,6 +19,7 @@ class TrainConfig:
     dataset: str = "shapes"
     preset: str = "quick"
     root: Optional[str] = None          # data root for real datasets
+    download: bool = False              # let torchvision fetch CIFAR/SVHN files into root
     image_size: Optional[int] = None    # None: the dataset's default
     n_train: Optional[int] = None       # shapes only: training-split size
     epochs: int = 2

@@ -256,7 +256,7 @@ def _write_log(path: Path, rows: List[dict]) -> None:
 
 def _comparable(d: dict) -> dict:
     # Fields that may change between a run and its resumption.
-    return {k: v for k, v in d.items() if k not in ("device", "workers", "out", "epochs")}
+    return {k: v for k, v in d.items() if k not in ("device", "workers", "out", "epochs", "download")}
 
 
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
@@ -279,8 +279,9 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
 
     opts = {"n": cfg.n_train} if cfg.n_train else {}
     train_ds = create_dataset(cfg.dataset, "train", root=cfg.root, image_size=cfg.image_size,
-                              seed=cfg.seed, **opts)
-    test_ds = create_dataset(cfg.dataset, "test", root=cfg.root, image_size=cfg.image_size, seed=0)
+                              seed=cfg.seed, download=cfg.download, **opts)
+    test_ds = create_dataset(cfg.dataset, "test", root=cfg.root, image_size=cfg.image_size, seed=0,
+                             download=cfg.download)
     info = train_ds.info
     torch.manual_seed(_seed_for(cfg.seed, -1, 0))                # weight init
     model = create_model(cfg.model, info.num_classes, image_size=info.image_size,
