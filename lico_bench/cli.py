@@ -265,5 +265,30 @@ def _add_run(sub) -> None:
 _EXTRA_COMMANDS.append(_add_run)
 
 
+
+def cmd_figures(args) -> int:
+    from .report.figures import build_figures
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    figs = build_figures(args.results, out=args.out, formats=formats)
+    for name, paths in figs.items():
+        if name != "notes":
+            print(f"{name}: {', '.join(str(p) for p in paths)}")
+    for note in figs.get("notes", []):
+        print(f"skipped {note}")
+    return 0
+
+
+def _add_figures(sub) -> None:
+    s = sub.add_parser("figures", help="draw the paper figures of a results directory")
+    s.add_argument("results", help="results directory written by 'lico-bench run'")
+    s.add_argument("--out", default=None, help="output directory (default RESULTS/figures)")
+    s.add_argument("--format", default="png,pdf", help="comma-separated: png, pdf, svg")
+    s.set_defaults(func=cmd_figures)
+
+
+_EXTRA_COMMANDS.append(_add_figures)
+
+
 if __name__ == "__main__":
     sys.exit(main())
