@@ -130,3 +130,21 @@ def test_bad_arguments_are_user_errors():
         create_dataset("shapes", "test", n=0)
     with pytest.raises(UserError, match="unknown dataset"):
         create_dataset("shapez", "test")
+
+
+def test_large_images_are_cached_to_disk_once(tmp_path, monkeypatch):
+    from lico_bench.data import shapes
+
+    monkeypatch.setenv("LICO_BENCH_CACHE", str(tmp_path))
+    a = shapes.generate_cached("val", 6, 96, seed=2)
+    files = list(tmp_path.glob("shapes-*-val-6-96px-seed2.pt"))
+    assert len(files) == 1
+    b = shapes.generate_cached("val", 6, 96, seed=2)  # read back
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    files[0].write_bytes(b"garbage")                  # a damaged cache file is regenerated
+    c = shapes.generate_cached("val", 6, 96, seed=2)
+    assert torch.equal(c[0], a[0])
+    assert not list(tmp_path.glob("shapes-*-val-6-32px*"))  # small images are not cached
+    shapes.generate_cached("val", 6, 32, seed=2)
+    assert not list(tmp_path.glob("shapes-*-val-6-32px*"))
