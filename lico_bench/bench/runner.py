@@ -226,6 +226,10 @@ class Runner:
             model = self._load_model(exp.model, exp.seed, info.num_classes)
             self.run_experiment(exp, model, ds, metrics)
         bar.close()
+        try:
+            (self.out / "parts").rmdir()  # empty once every experiment is merged
+        except OSError:
+            pass
         return self.out
 
     def run_experiment(self, exp: Experiment, model, ds, metrics) -> Path:
