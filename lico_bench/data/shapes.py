@@ -6,8 +6,9 @@ Ten classes, colour x shape, in this fixed order (label = index)::
     5 blue circle   6 blue square   7 blue triangle   8 blue cross   9 blue star
 
 Each image holds one class object on a textured, noisy background with one or two
-distractor objects (a ring or a bar, in any colour) that belong to no class. Nuisances:
-position, scale, rotation, colour jitter, background texture, pixel noise.
+distractor objects (a green or yellow ring or bar) that belong to no class; 1 % of images
+have no room for one outside the object. Nuisances: position, scale, rotation (up to
++-20 degrees), colour jitter, background texture, pixel noise.
 
 Class evidence lies only inside the object's mask, by construction:
 
