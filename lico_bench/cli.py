@@ -124,14 +124,19 @@ def cmd_train(args) -> int:
     cfg = make_config(args.preset, model=args.model, dataset=args.dataset, root=args.root,
                       download=True if args.download else None,
                       image_size=args.image_size, n_train=args.n_train, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                      batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                      weight_decay=args.weight_decay,
                       ema=args.ema, augment=args.augment, alpha=args.alpha, beta=args.beta,
                       n_ctx=args.n_ctx, text_encoder=args.text_encoder,
                       text_checkpoint=args.text_checkpoint,
-                      ot_full_grad=True if args.ot_full_grad else None, seed=args.seed,
+                      ot_full_grad=True if args.ot_full_grad else None,
+                      sync_bn=True if args.sync_bn else None, seed=args.seed,
                       device=args.device, workers=args.workers, out=args.out)
+    from .train.distributed import info
+
     path = train(cfg, resume=args.resume, force=args.force, progress=not args.quiet)
-    print(f"checkpoint: {path}")
+    if info().is_main:
+        print(f"checkpoint: {path}")
     return 0
 
 
@@ -147,6 +152,7 @@ def _add_train(sub) -> None:
     s.add_argument("--n-train", type=_positive_int, default=None, help="shapes: training-split size")
     s.add_argument("--epochs", type=_positive_int, default=None)
     s.add_argument("--batch-size", type=_positive_int, default=None)
+    s.add_argument("--optimizer", default=None, choices=["sgd", "adamw"])
     s.add_argument("--lr", type=float, default=None)
     s.add_argument("--weight-decay", type=float, default=None)
     s.add_argument("--ema", type=float, default=None, help="EMA decay (0 = off)")
@@ -157,6 +163,8 @@ def _add_train(sub) -> None:
     s.add_argument("--text-encoder", default=None, help="LICO: minilm (default) or clip")
     s.add_argument("--text-checkpoint", default=None, help="LICO: local CLIP checkpoint file")
     s.add_argument("--ot-full-grad", action="store_true", help="LICO: gradient through Sinkhorn")
+    s.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: BatchNorm statistics over the global batch")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--device", default=None, help="auto (default), cpu, cuda")
     s.add_argument("--workers", type=int, default=None, help="data-loader worker processes")
@@ -211,13 +219,16 @@ def cmd_run(args) -> int:
                    image_size=args.image_size, n_images=args.n_images,
                    seeds=args.seeds or [0], checkpoints=checkpoints, runs=args.runs, out=args.out,
                    train=not args.no_train, target=args.target, batch_size=args.batch_size,
-                   save_maps=args.save_maps, device=args.device,
+                   save_maps=args.save_maps, device=args.device, precision=args.precision,
                    method_options=_parse_kv_options(args.method_option, "method"),
                    metric_options=_parse_kv_options(args.metric_option, "metric"))
     command = "lico-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args._argv is None \
         else "lico-bench " + " ".join(shlex.quote(a) for a in args._argv)
+    from .train.distributed import info
+
     out = run(spec, progress=not args.quiet, command=command)
-    print(f"tables: {out / 'summary.md'} (also summary.csv, summary.tex)")
+    if info().is_main:
+        print(f"tables: {out / 'summary.md'} (also summary.csv, summary.tex)")
     return 0
 
 
@@ -250,6 +261,8 @@ def _add_run(sub) -> None:
     s.add_argument("--batch-size", type=_positive_int, default=50, help="images per batch")
     s.add_argument("--save-maps", type=int, default=8, help="maps kept per experiment for figures")
     s.add_argument("--device", default="auto")
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="forward passes of explainers and metrics: auto = bf16 on CUDA, else fp32")
     s.add_argument("--method-option", action="append", metavar="METHOD.KEY=VALUE",
                    help="e.g. rise.N=2000 or scorecam.variant=grad-cam")
     s.add_argument("--metric-option", action="append", metavar="METRIC.KEY=VALUE",

@@ -13,6 +13,15 @@ Resumability: a batch's rows are written atomically as one part file named by it
 image index; a rerun skips finished parts and finished experiments, then merges parts in
 index order. A run killed at any moment and started again therefore ends with exactly the
 rows of an uninterrupted run: none lost, none twice.
+
+Distributed (``torchrun --nproc_per_node N -m lico_bench.cli run ...``): batch ``k`` of an
+experiment belongs to rank ``k mod N``, which writes its part file; after each experiment
+rank 0 merges the parts, once. The parts are the same files as in a single-process run, so
+the rows are too, and a rerun (with any number of ranks) resumes every shard.
+
+Precision: ``precision="bf16"`` (the default on CUDA) runs the model's forward passes of
+the explainers and metrics under bf16 autocast, with channels-last weights and images;
+maps, orderings, curves and AUCs are float32 (the explainers and metrics cast).
 """
 from __future__ import annotations
 
@@ -31,12 +40,13 @@ from ..data import create_dataset
 from ..errors import UserError
 from ..io import torch_save, write_json, write_text
 from ..models import load_checkpoint
+from ..train import distributed as dist_
 from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
 MANIFEST_FORMAT = 1
 # Options whose change makes old rows incomparable; the rest (device, paths) may change.
 _IDENTITY = ("models", "methods", "metrics", "dataset", "split", "image_size", "n_images",
-             "seeds", "target", "batch_size", "method_options", "metric_options")
+             "seeds", "target", "batch_size", "method_options", "metric_options", "precision")
 
 
 def _versions() -> Dict[str, str]:
@@ -85,11 +95,12 @@ class Runner:
 
     def __init__(self, spec: RunSpec, log: Callable[[str], None] = print, progress: bool = True):
         spec.validate()
-        self.spec, self.log, self.progress = spec, log, progress
+        self.spec = spec
         self.out = Path(spec.out or spec.default_out())
-        from ..train.trainer import resolve_device
-
-        self.device = resolve_device(spec.device)
+        self.dist, self.device = dist_.setup(spec.device)
+        self.log = log if self.dist.is_main else (lambda *a, **k: None)
+        self.progress = progress and self.dist.is_main
+        self.precision = spec.resolved_precision(self.device)
         self._models: Dict[Tuple[str, int], torch.nn.Module] = {}
 
     # ------------------------------------------------------------------ setup
@@ -138,7 +149,10 @@ class Runner:
                                   device=self.spec.device)
                 train(cfg, progress=self.progress, log=self.log)
             m = load_checkpoint(path, name=model, num_classes=num_classes, dataset=self.spec.dataset)
-            self._models[key] = m.to(self.device).eval()
+            m = m.to(self.device).eval()
+            if self.device.type == "cuda":
+                m = m.to(memory_format=torch.channels_last)
+            self._models[key] = m
         return self._models[key]
 
     def _manifest(self, explainers, metrics, info) -> dict:
@@ -170,6 +184,8 @@ class Runner:
             "versions": _versions(),
             "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                           if self.device.type == "cuda" else ""),
+            "world_size": self.dist.world_size,
+            "precision": self.precision,
             "git_commit": _git_commit(),
             "command": None,
         }
@@ -185,7 +201,9 @@ class Runner:
         if old.get("format") != MANIFEST_FORMAT:
             raise UserError(f"{self.out} was written by an incompatible lico-bench (manifest format "
                             f"{old.get('format')}, this one reads {MANIFEST_FORMAT}); use another --out.")
-        diff = [k for k in _IDENTITY if old.get("spec", {}).get(k) != manifest["spec"].get(k)]
+        old_spec = dict(old.get("spec", {}), precision=old.get("precision", "fp32"))
+        new_spec = dict(manifest["spec"], precision=manifest["precision"])
+        diff = [k for k in _IDENTITY if old_spec.get(k) != new_spec.get(k)]
         if old.get("methods") != manifest["methods"] or old.get("metrics") != manifest["metrics"]:
             diff.append("method/metric options")
         if diff:
@@ -207,13 +225,15 @@ class Runner:
         manifest["command"] = command
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            probe = self.out / ".write-test"
+            probe = self.out / f".write-test-{self.dist.rank}"
             probe.write_text("")
             probe.unlink()
         except OSError as e:
             raise UserError(f"cannot write to results directory {self.out} ({e.strerror}); pass a writable --out.") from None
         self._check_existing(manifest)
-        write_json(self.out / "manifest.json", manifest)
+        dist_.barrier()  # every rank has read the old manifest before rank 0 replaces it
+        if self.dist.is_main:
+            write_json(self.out / "manifest.json", manifest)
 
         from tqdm import tqdm
 
@@ -226,10 +246,11 @@ class Runner:
             model = self._load_model(exp.model, exp.seed, info.num_classes)
             self.run_experiment(exp, model, ds, metrics)
         bar.close()
-        try:
-            (self.out / "parts").rmdir()  # empty once every experiment is merged
-        except OSError:
-            pass
+        if self.dist.is_main:
+            try:
+                (self.out / "parts").rmdir()  # empty once every experiment is merged
+            except OSError:
+                pass
         return self.out
 
     def run_experiment(self, exp: Experiment, model, ds, metrics) -> Path:
@@ -240,7 +261,8 @@ class Runner:
         parts = self.out / "parts" / exp.key
         parts.mkdir(parents=True, exist_ok=True)
         starts = list(range(0, spec.n_images, spec.batch_size))
-        for start in tqdm(starts, desc=f"{exp.model} {exp.method}", leave=False,
+        mine = starts[self.dist.rank::self.dist.world_size]
+        for start in tqdm(mine, desc=f"{exp.model} {exp.method}", leave=False,
                           disable=not self.progress, dynamic_ncols=True, unit="batch"):
             part = parts / f"{start:06d}.jsonl"
             if part.exists():
@@ -253,26 +275,38 @@ class Runner:
                             "targets": [r["target"] for r in rows[:k]]},
                            self.out / "maps" / f"{exp.key}.pt")
             write_text(part, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-        merged = "".join(parts.joinpath(f"{s:06d}.jsonl").read_text() for s in starts)
-        write_text(self.out / "rows" / f"{exp.key}.jsonl", merged)
-        shutil.rmtree(parts, ignore_errors=True)
+        dist_.barrier()  # every rank's parts are written
+        if self.dist.is_main:
+            merged = "".join(parts.joinpath(f"{s:06d}.jsonl").read_text() for s in starts)
+            write_text(self.out / "rows" / f"{exp.key}.jsonl", merged)
+            shutil.rmtree(parts, ignore_errors=True)
+        dist_.barrier()  # the rows exist before any rank looks for the next experiment
         return self.out / "rows" / f"{exp.key}.jsonl"
 
     def score_batch(self, exp: Experiment, model, ds, idx: List[int], explainer, metrics):
         """Explain and score images ``idx``; maps are computed once and reused by every metric."""
         batch = ds.get_batch(idx)
-        images = batch.images.to(self.device)
-        masks = batch.masks.to(self.device) if batch.masks is not None else None
-        labels = batch.labels.to(self.device)
+        cuda = self.device.type == "cuda"
+
+        def to_dev(t):  # pinned host memory: the copy runs asynchronously
+            return (t.pin_memory() if cuda else t).to(self.device, non_blocking=True)
+
+        images = to_dev(batch.images)
+        masks = to_dev(batch.masks) if batch.masks is not None else None
+        labels = to_dev(batch.labels)
         if not torch.isfinite(images).all():
             bad = [i for i, ok in zip(idx, torch.isfinite(images).flatten(1).all(1).tolist()) if not ok]
             raise UserError(f"images {bad[:5]} of {ds.info.name} contain NaN or infinite values; "
                             "fix the data files.")
-        with torch.no_grad():
+        if cuda:
+            images = images.contiguous(memory_format=torch.channels_last)
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        with torch.no_grad(), amp:
             probs = torch.softmax(model(images).float(), dim=1)
         pred = probs.argmax(dim=1)
         targets = pred if self.spec.target == "pred" else labels
-        maps = explainer(model, images, targets).float()
+        with amp:
+            maps = explainer(model, images, targets).float()
         status = map_status(maps)
         safe_maps = torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
         rows = [{"dataset": exp.dataset, "model": exp.model, "method": exp.method, "seed": exp.seed,
@@ -281,7 +315,8 @@ class Runner:
                  "target_prob": float(probs[j, targets[j]]), "map_status": status[j]}
                 for j, i in enumerate(idx)]
         for metric in metrics:
-            res = metric(model, images, safe_maps, targets, masks=masks)
+            with amp:
+                res = metric(model, images, safe_maps, targets, masks=masks)
             values = res.values.float().cpu().tolist()
             curves = res.curves.float().cpu().tolist() if res.curves is not None else None
             for j, row in enumerate(rows):
@@ -295,10 +330,11 @@ def run(spec: RunSpec, log: Callable[[str], None] = print, progress: bool = True
         command: Optional[str] = None, report: bool = True) -> Path:
     """Run every experiment of ``spec`` (skipping finished work), then build the tables."""
     t0 = time.perf_counter()
-    out = Runner(spec, log=log, progress=progress).run(command=command)
-    if report:
+    runner = Runner(spec, log=log, progress=progress)
+    out = runner.run(command=command)
+    if report and runner.dist.is_main:
         from ..report import build_report
 
         build_report(out)
-    log(f"done in {time.perf_counter() - t0:.0f}s; results in {out}")
+    runner.log(f"done in {time.perf_counter() - t0:.0f}s; results in {out}")
     return out

@@ -45,6 +45,7 @@ class RunSpec:
     batch_size: int = 50                     # images per explain/score batch and per part file
     save_maps: int = 8                       # maps kept per experiment for the figures
     device: str = "auto"
+    precision: str = "auto"                  # auto (bf16 on CUDA, else fp32) | fp32 | bf16
     method_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     metric_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
@@ -60,6 +61,12 @@ class RunSpec:
         name = f"{self.dataset}_{'+'.join(self.models)}_{'+'.join(m.replace(':', '-') for m in self.methods)}{seeds}"
         return f"results/{name}"
 
+    def resolved_precision(self, device) -> str:
+        """"fp32" or "bf16" for ``device`` (a torch.device)."""
+        if self.precision == "auto":
+            return "bf16" if device.type == "cuda" else "fp32"
+        return self.precision
+
     def validate(self) -> None:
         if not self.models or not self.methods:
             raise UserError("give at least one --model and one --method.")
@@ -67,6 +74,8 @@ class RunSpec:
             raise UserError(f"--n-images must be >= 1, got {self.n_images}.")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be >= 1, got {self.batch_size}.")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise UserError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}.")
         if self.target not in ("pred", "label"):
             raise UserError(f"--target must be 'pred' or 'label', got {self.target!r}.")
         if not self.seeds:

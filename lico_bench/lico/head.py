@@ -16,7 +16,7 @@ mapping net, temperature), never the frozen text encoder.
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -96,12 +96,18 @@ class LicoHead(nn.Module):
                 f"feat_hw={self.feat_hw}, alpha={self.alpha}, beta={self.beta}, "
                 f"ot_full_grad={self.ot_full_grad}, text_encoder={self.text_encoder.name!r}")
 
-    def losses(self, feats: torch.Tensor, labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def losses(self, feats: torch.Tensor, labels: torch.Tensor,
+               gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
         """feats: F [B, C, h, w] float; labels: [B] int64 -> {"mm": scalar, "ot": scalar}.
 
         The text features are computed once per call, for the classes present in the batch
         (the same rows as indexing the full T: [K, M, D]), and indexed once:
         ``T_y = T[y]``: [B, M, D]; MM uses ``T_y[:, 0]``, OT uses ``mapping(T_y)``.
+
+        gather: under data parallelism, a differentiable all-gather along dim 0 (see
+        ``train.distributed.gather_cat``). L_MM compares every pair of images of the batch,
+        so it is computed over the gathered global batch (identically on every rank); L_OT
+        is a per-image mean and stays local.
         """
         if feats.dim() != 4 or feats.shape[2] * feats.shape[3] != self.feat_hw:
             raise ValueError(f"LicoHead.losses: feats must be [B, C, h, w] with h*w = "
@@ -110,12 +116,16 @@ class LicoHead(nn.Module):
         if labels.shape != feats.shape[:1]:
             raise ValueError(f"LicoHead.losses: labels must be [B={feats.shape[0]}], "
                              f"got {tuple(labels.shape)}")
-        classes, inverse = torch.unique(labels, return_inverse=True)
+        img = feats.mean(dim=(2, 3))                                     # [B, C]
+        all_labels = labels
+        if gather is not None:
+            img, all_labels = gather(img), gather(labels)                # [B_global, C], [B_global]
+        classes, inverse = torch.unique(all_labels, return_inverse=True)
         if classes[0] < 0 or classes[-1] >= self.num_classes:
             raise ValueError(f"LicoHead.losses: labels outside [0, {self.num_classes})")
         t_all = self.prompt_learner(classes)                             # [U, M, D]
-        t_y = t_all[inverse]                                             # [B, M, D]
-        mm = manifold_matching_loss(feats.mean(dim=(2, 3)), t_y[:, 0], self.logit_scale)
+        mm = manifold_matching_loss(img, t_all[inverse][:, 0], self.logit_scale)
+        t_y = t_all[torch.searchsorted(classes, labels)]                 # [B, M, D], local images
         txt_maps = self.mapping(t_y)                                     # [B, M, h*w]
         ot = ot_loss(feats, txt_maps, eps=self.ot_eps, max_iter=self.ot_max_iter,
                      tol=self.ot_tol, full_grad=self.ot_full_grad)

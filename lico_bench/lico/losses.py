@@ -89,9 +89,12 @@ def sinkhorn_log(cost: torch.Tensor, a: Optional[torch.Tensor] = None,
         f <- eps log a - eps logsumexp_m((g_m - C_nm) / eps)
         g <- eps log b - eps logsumexp_n((f_n - C_nm) / eps)
         pi_nm = exp((f_n + g_m - C_nm) / eps)
-    Stopping rule: after each iteration, ``err_b = mean_n |f_new - f_old|`` (the dual f of
-    the first marginal); stop once ``max_b err_b < tol`` - i.e. every problem in the batch
-    has converged - or after ``max_iter`` iterations. ``tol <= 0`` runs all ``max_iter``.
+    Stopping rule, per problem: after each iteration, ``err_b = mean_n |f_new - f_old|`` (the
+    dual f of the first marginal); problem b keeps the potentials of the first iteration with
+    ``err_b < tol`` (later iterations leave it unchanged), so each plan is the one it would
+    get alone, whatever else is in the batch (a sharded batch gives the same plans). The
+    loop ends when every problem has converged or after ``max_iter`` iterations;
+    ``tol <= 0`` runs all ``max_iter``.
     Gradients flow through the unrolled iterations (use a tensor that requires grad).
     """
     if cost.dim() != 3:
@@ -107,13 +110,18 @@ def sinkhorn_log(cost: torch.Tensor, a: Optional[torch.Tensor] = None,
         neg_c = c / -eps                                   # [B, N, M], scaled once
         f = torch.zeros_like(log_a)                        # dual potentials, cost units
         g = torch.zeros_like(log_b)
+        active = torch.ones(bsz, dtype=torch.bool, device=c.device)
         for _ in range(max_iter):
-            f_old = f
-            f = eps * (log_a - torch.logsumexp(neg_c + (g / eps)[:, None, :], dim=2))
-            g = eps * (log_b - torch.logsumexp(neg_c + (f / eps)[:, :, None], dim=1))
-            # One host sync per iteration: cheap next to the [B, N, M] passes.
-            if tol > 0 and (f - f_old).abs().mean(dim=1).max().item() < tol:
-                break
+            f_new = eps * (log_a - torch.logsumexp(neg_c + (g / eps)[:, None, :], dim=2))
+            g_new = eps * (log_b - torch.logsumexp(neg_c + (f_new / eps)[:, :, None], dim=1))
+            err = (f_new - f).abs().mean(dim=1)                       # [B]
+            f = torch.where(active[:, None], f_new, f)
+            g = torch.where(active[:, None], g_new, g)
+            if tol > 0:
+                active = active & (err >= tol)
+                # One host sync per iteration: cheap next to the [B, N, M] passes.
+                if not bool(active.any()):
+                    break
         plan = torch.exp(neg_c + (f / eps)[:, :, None] + (g / eps)[:, None, :])
     return plan.to(out_dtype)
 

@@ -38,6 +38,7 @@ class TrainConfig:
     text_encoder: str = "minilm"
     text_checkpoint: Optional[str] = None
     ot_full_grad: bool = False
+    sync_bn: bool = False               # distributed: BatchNorm statistics over the global batch
     seed: int = 0
     device: str = "auto"
     workers: int = 0

@@ -14,6 +14,14 @@ Files, under ``<out>/<dataset>/<model>/seed<seed>/``:
 Randomness: the data order, the augmentation and dropout of epoch ``e`` come from seeds
 derived from ``(seed, e)``, so a run resumed after epoch ``k`` gives the same weights as
 an uninterrupted one.
+
+Distributed (``torchrun --nproc_per_node N -m lico_bench.cli train ...``): ``batch_size`` is
+the *global* batch. Every rank draws the same data order and augmentation numbers and takes
+its contiguous slice of each global batch, DDP averages the gradients, LICO's manifold
+matching runs over the all-gathered global batch, ``sync_bn`` computes BatchNorm statistics
+over the global batch; so N ranks follow the single-process run on the same global batches
+(tested on CPU with gloo), apart from dropout masks, which are drawn per rank. Rank 0 writes
+every file; evaluation is sharded.
 """
 from __future__ import annotations
 
@@ -33,7 +41,9 @@ from ..data import Batch, create_dataset
 from ..errors import UserError
 from ..io import torch_save, write_text
 from ..models import create_model, read_checkpoint, save_checkpoint
+from . import distributed as dist_
 from .config import TrainConfig
+from .distributed import DistInfo, resolve_device  # noqa: F401  (resolve_device: public here)
 
 STATE_FORMAT = 1
 
@@ -46,18 +56,6 @@ def run_dir(out: str | Path, dataset: str, model: str, seed: int) -> Path:
 def checkpoint_path(out: str | Path, dataset: str, model: str, seed: int = 0) -> Path:
     """Where :func:`train` leaves the inference checkpoint, found later by names alone."""
     return run_dir(out, dataset, model, seed) / "model.pt"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N].") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but CUDA is not available; use --device cpu.")
-    return dev
 
 
 def _seed_for(seed: int, epoch: int, stream: int) -> int:
@@ -84,33 +82,46 @@ class EMA:
             e.copy_(m)
 
 
-def augment_batch(x: torch.Tensor, kind: str, g: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Batched augmentation on the device. x: [B, 3, H, W] float32 normalised -> same shape.
+def augment_params(kind: str, n: int, h: int, w: int, g: torch.Generator, pad: int = 4) -> Dict[str, torch.Tensor]:
+    """The random numbers of :func:`apply_augment` for ``n`` images of ``h x w``, drawn from
+    ``g`` (a CPU generator): each value is [n]. Ranks draw them for the whole global batch
+    and keep their slice, so a distributed step augments exactly as one process would."""
+    p: Dict[str, torch.Tensor] = {}
+    if kind in ("crop_flip", "crop"):
+        p["oy"] = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+        p["ox"] = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+    elif kind == "resized_crop_flip":
+        area = h * w * (0.35 + 0.65 * torch.rand(n, generator=g))
+        logr = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * torch.rand(n, generator=g)
+        ratio = torch.exp(logr)
+        p["cw"] = torch.sqrt(area * ratio).clamp(8, w)
+        p["ch"] = torch.sqrt(area / ratio).clamp(8, h)
+        p["x0"] = torch.rand(n, generator=g) * (w - p["cw"])
+        p["y0"] = torch.rand(n, generator=g) * (h - p["ch"])
+    if kind in ("crop_flip", "flip", "resized_crop_flip"):
+        p["flip"] = torch.rand(n, generator=g) < 0.5
+    return p
+
+
+def apply_augment(x: torch.Tensor, kind: str, p: Dict[str, torch.Tensor], pad: int = 4) -> torch.Tensor:
+    """Batched augmentation on the device. x: [B, 3, H, W] float32 normalised -> same shape;
+    p: :func:`augment_params` for these B images.
 
     crop: RandomCrop(H, padding=pad) with reflect padding (as FixMatch); flip: horizontal
     flip with p = 0.5; resized_crop_flip: RandomResizedCrop(scale 0.35-1, ratio 3/4-4/3)
-    then flip. Random numbers come from ``g`` (a CPU generator) only.
+    then flip.
     """
     B, _, H, W = x.shape
-    if kind == "none":
-        return x
     if kind in ("crop_flip", "crop"):
         xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-        oy = torch.randint(0, 2 * pad + 1, (B,), generator=g).to(x.device)
-        ox = torch.randint(0, 2 * pad + 1, (B,), generator=g).to(x.device)
+        oy, ox = p["oy"].to(x.device), p["ox"].to(x.device)
         rows = (oy[:, None] + torch.arange(H, device=x.device))[:, None, :, None]  # [B,1,H,1]
         cols = (ox[:, None] + torch.arange(W, device=x.device))[:, None, None, :]  # [B,1,1,W]
         bidx = torch.arange(B, device=x.device)[:, None, None, None]
         cidx = torch.arange(3, device=x.device)[None, :, None, None]
         x = xp[bidx, cidx, rows, cols]
     elif kind == "resized_crop_flip":
-        area = H * W * (0.35 + 0.65 * torch.rand(B, generator=g))
-        logr = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * torch.rand(B, generator=g)
-        ratio = torch.exp(logr)
-        w = torch.sqrt(area * ratio).clamp(8, W)
-        h = torch.sqrt(area / ratio).clamp(8, H)
-        x0 = torch.rand(B, generator=g) * (W - w)
-        y0 = torch.rand(B, generator=g) * (H - h)
+        w, h, x0, y0 = p["cw"], p["ch"], p["x0"], p["y0"]
         # affine grid that maps the output to the crop box (normalised coordinates)
         theta = torch.zeros(B, 2, 3)
         theta[:, 0, 0], theta[:, 1, 1] = w / W, h / H
@@ -118,16 +129,28 @@ def augment_batch(x: torch.Tensor, kind: str, g: torch.Generator, pad: int = 4) 
         theta[:, 1, 2] = (2 * y0 + h) / H - 1
         grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    if kind in ("crop_flip", "flip", "resized_crop_flip"):
-        flip = (torch.rand(B, generator=g) < 0.5).to(x.device).view(B, 1, 1, 1)
+    if "flip" in p:
+        flip = p["flip"].to(x.device).view(B, 1, 1, 1)
         x = torch.where(flip, x.flip(3), x)
     return x
 
 
-def _batches(ds, order: torch.Tensor, batch_size: int, workers: int, drop_last: bool) -> Iterator[Batch]:
+def augment_batch(x: torch.Tensor, kind: str, g: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """:func:`apply_augment` with numbers drawn from ``g``. x: [B, 3, H, W] -> same shape."""
+    if kind == "none":
+        return x
+    return apply_augment(x, kind, augment_params(kind, x.shape[0], x.shape[2], x.shape[3], g, pad), pad)
+
+
+def _chunks(order: torch.Tensor, batch_size: int, drop_last: bool) -> List[torch.Tensor]:
     chunks = list(torch.split(order, batch_size))
     if drop_last and len(chunks) > 1 and len(chunks[-1]) < batch_size:
         chunks = chunks[:-1]
+    return chunks
+
+
+def _batches(ds, chunks: List[torch.Tensor], workers: int) -> Iterator[Batch]:
+    """The batches of ``ds`` at the index lists ``chunks`` (this rank's), in order."""
     if workers <= 0:
         for idx in chunks:
             yield ds.get_batch(idx.tolist())
@@ -143,70 +166,113 @@ def _batches(ds, order: torch.Tensor, batch_size: int, workers: int, drop_last: 
 @torch.no_grad()
 def evaluate(model: nn.Module, ds, device: torch.device, batch_size: int = 250,
              workers: int = 0) -> float:
-    """Top-1 accuracy of ``model`` (in eval mode) on dataset ``ds``."""
+    """Top-1 accuracy of ``model`` (in eval mode) on dataset ``ds``; under a process group
+    each rank scores its shard and the counts are summed."""
+    d = dist_.info()
     was_training = model.training
     model.eval()
-    correct = 0
-    for b in _batches(ds, torch.arange(len(ds)), batch_size, workers, drop_last=False):
+    mine = torch.arange(len(ds))[d.shard(len(ds))]
+    counts = torch.zeros(2, dtype=torch.float64, device=device)   # correct, seen
+    for b in _batches(ds, list(torch.split(mine, batch_size)), workers):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(b.images.to(device, non_blocking=True))
-        correct += (logits.argmax(1).cpu() == b.labels).sum().item()
+            logits = model(b.images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last))
+        counts[0] += (logits.argmax(1) == b.labels.to(device, non_blocking=True)).sum()
+        counts[1] += len(b.labels)
+    dist_.all_reduce_sum(counts)
     model.train(was_training)
-    return correct / max(1, len(ds))
+    return float(counts[0] / counts[1].clamp_min(1))
+
+
+class TrainNet(nn.Module):
+    """What one training step runs, and what DDP wraps: the classifier (its feature map and
+    logits, both needed) and the LICO head, so that one gradient all-reduce covers both.
+
+    forward(x [B, 3, H, W], y [B] int64) -> (logits [B, K], {"mm", "ot"} scalars or {}).
+    The LICO losses run in float32 with autocast off (see lico/losses.py).
+    """
+
+    def __init__(self, model: nn.Module, head: Optional[nn.Module] = None, gather=None):
+        super().__init__()
+        self.model, self.head, self.gather = model, head, gather
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor):
+        feats = self.model.forward_features(x)
+        logits = self.model.head(feats)
+        parts: Dict[str, torch.Tensor] = {}
+        if self.head is not None:
+            with torch.autocast(x.device.type, enabled=False):
+                parts = self.head.losses(feats.float(), y, gather=self.gather)
+        return logits, parts
 
 
 def train_one_epoch(model, head, optimizer, scheduler, ema, ds, cfg: TrainConfig, epoch: int,
-                    device: torch.device, progress: bool = True) -> Dict[str, float]:
-    """One pass over ``ds``; returns the epoch means of loss, ce, mm, ot and train accuracy."""
+                    device: torch.device, progress: bool = True,
+                    net: Optional[nn.Module] = None) -> Dict[str, float]:
+    """One pass over ``ds``; returns the epoch means of loss, ce, mm, ot and train accuracy
+    (over the global batch when distributed).
+
+    net: the module to step (a :class:`TrainNet` of ``model`` and ``head``, DDP-wrapped
+    under a process group); built here when None.
+    """
     from tqdm import tqdm
 
-    model.train()
-    if head is not None:
-        head.train()
-    torch.manual_seed(_seed_for(cfg.seed, epoch, 0))            # dropout in the head
+    d = dist_.info()
+    net = net if net is not None else TrainNet(model, head)
+    net.train()
+    # Dropout in the head: per rank (rank 0 keeps the single-process stream).
+    torch.manual_seed(_seed_for(cfg.seed, epoch, 0 if d.rank == 0 else 10 + d.rank))
     g_order = torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, 1))
     g_aug = torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, 2))
     order = torch.randperm(len(ds), generator=g_order)
-    n_steps = len(ds) // cfg.batch_size if len(ds) >= cfg.batch_size else 1
-    sums = {"loss": 0.0, "ce": 0.0, "mm": 0.0, "ot": 0.0, "correct": 0.0, "n": 0}
-    bar = tqdm(_batches(ds, order, cfg.batch_size, cfg.workers, drop_last=True), total=n_steps,
+    chunks = _chunks(order, cfg.batch_size, drop_last=True)            # global batches
+    mine = [c[d.shard(len(c))] for c in chunks]                         # this rank's slices
+    # sums on the device, read back every `sync_every` steps: the finiteness check and the
+    # progress bar need the host, the other steps need not wait for it.
+    sums = torch.zeros(6, dtype=torch.float64, device=device)         # loss ce mm ot correct n
+    sync_every = 10
+    bar = tqdm(zip(chunks, _batches(ds, mine, cfg.workers)), total=len(chunks),
                desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", leave=False,
-               disable=not progress, dynamic_ncols=True)
-    for b in bar:
+               disable=not (progress and d.is_main), dynamic_ncols=True)
+    for step, (chunk, b) in enumerate(bar):
         x = b.images.to(device, non_blocking=True)
         y = b.labels.to(device, non_blocking=True)
-        x = augment_batch(x, cfg.augment, g_aug).contiguous(memory_format=torch.channels_last)
+        if cfg.augment != "none":
+            p = augment_params(cfg.augment, len(chunk), x.shape[2], x.shape[3], g_aug)
+            x = apply_augment(x, cfg.augment, {k: v[d.shard(len(chunk))] for k, v in p.items()})
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            feats = model.forward_features(x)
-            logits = model.head(feats)
+            logits, parts = net(x, y)
         ce = F.cross_entropy(logits.float(), y)
-        loss = ce
-        parts = {}
-        if head is not None:
-            parts = head.losses(feats.float(), y)
-            loss = ce + cfg.alpha * parts["mm"] + cfg.beta * parts["ot"]
-        if not torch.isfinite(loss):
-            raise UserError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); the "
-                            "last good checkpoint is kept; lower --lr or check the data.")
+        loss = ce + (cfg.alpha * parts["mm"] + cfg.beta * parts["ot"] if parts else 0.0)
+        n = len(y)
+        zero = ce.new_zeros(())
+        step_sums = torch.stack([loss.detach() * n, ce.detach() * n,
+                                 parts.get("mm", zero).detach() * n, parts.get("ot", zero).detach() * n,
+                                 (logits.argmax(1) == y).sum().to(ce.dtype),
+                                 ce.new_tensor(float(n))]).double()
+        # One collective per step: every rank must see a non-finite loss anywhere, or the
+        # others would wait for it forever in the next all-reduce.
+        dist_.all_reduce_sum(step_sums)
+        if (step + 1) % sync_every == 0 or step + 1 == len(chunks):
+            if not torch.isfinite(step_sums[0]):
+                raise UserError(f"training diverged at epoch {epoch + 1} (loss "
+                                f"{step_sums[0].item() / step_sums[5].item()}); the last good "
+                                "checkpoint is kept; lower --lr or check the data.")
+            bar.set_postfix(loss=f"{step_sums[0].item() / step_sums[5].item():.3f}", refresh=False)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         if ema is not None:
             ema.update(model)
-        n = len(y)
-        sums["n"] += n
-        sums["loss"] += loss.item() * n
-        sums["ce"] += ce.item() * n
-        for k in ("mm", "ot"):
-            if k in parts:
-                sums[k] += parts[k].item() * n
-        sums["correct"] += (logits.argmax(1) == y).sum().item()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        sums += step_sums
     bar.close()
-    n = max(1, sums.pop("n"))
-    out = {k: v / n for k, v in sums.items() if k != "correct"}
-    out["train_acc"] = sums["correct"] / n
+    loss_s, ce_s, mm_s, ot_s, correct, n = sums.tolist()
+    if not math.isfinite(loss_s):
+        raise UserError(f"training diverged at epoch {epoch + 1} (loss {loss_s / max(1, n)}); "
+                        "the last good checkpoint is kept; lower --lr or check the data.")
+    n = max(1.0, n)
+    out = {"loss": loss_s / n, "ce": ce_s / n, "mm": mm_s / n, "ot": ot_s / n, "train_acc": correct / n}
     if head is None:
         out["mm"] = out["ot"] = float("nan")
     return out
@@ -218,27 +284,37 @@ def recalibrate_bn(model: nn.Module, ds, cfg: TrainConfig, epoch: int, device: t
 
     Running statistics lag behind the weights in short runs (and an EMA model's copied
     buffers belong to other weights): ``cfg.bn_recalibrate`` batches of augmented training
-    images, cumulative average ("precise BN", Wu & Johnson 2021). The model stays in eval mode.
+    images, cumulative average ("precise BN", Wu & Johnson 2021). The model stays in eval
+    mode. Distributed: each rank takes its slice of every batch; with synchronised
+    BatchNorm the statistics are the global batch's, otherwise the per-rank statistics are
+    averaged over ranks afterwards (so every rank holds the same model).
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if cfg.bn_recalibrate <= 0 or not bns:
         return
+    d = dist_.info()
     g = torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, 3))
     order = torch.randperm(len(ds), generator=g)[: cfg.bn_recalibrate * cfg.batch_size]
+    chunks = _chunks(order, cfg.batch_size, drop_last=False)
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average over the batches below
         m.train()
     try:
-        for b in _batches(ds, order, cfg.batch_size, cfg.workers, drop_last=False):
-            x = augment_batch(b.images.to(device), cfg.augment, g)
+        for chunk, b in zip(chunks, _batches(ds, [c[d.shard(len(c))] for c in chunks], cfg.workers)):
+            x = b.images.to(device, non_blocking=True)
+            if cfg.augment != "none":
+                p = augment_params(cfg.augment, len(chunk), x.shape[2], x.shape[3], g)
+                x = apply_augment(x, cfg.augment, {k: v[d.shard(len(chunk))] for k, v in p.items()})
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 model(x.contiguous(memory_format=torch.channels_last))
     finally:
         for m, mom in zip(bns, momenta):
             m.momentum = mom
             m.eval()
+    if not (cfg.sync_bn and d.enabled):
+        dist_.average_buffers(model)
 
 
 def _fixmatch_cosine(total_steps: int):
@@ -264,9 +340,15 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     """Train ``cfg.model`` on ``cfg.dataset``; return the path of the inference checkpoint.
 
     ``on_epoch_end(epoch)`` is called after each epoch's state is saved (tests use it to
-    interrupt a run).
+    interrupt a run). Under ``torchrun`` every rank calls this; rank 0 writes the files and
+    every rank returns once they are written.
     """
-    device = resolve_device(cfg.device)
+    d, device = dist_.setup(cfg.device)
+    if not d.is_main:
+        log = lambda *a, **k: None  # noqa: E731  (one voice: rank 0's)
+    if d.enabled and cfg.batch_size % d.world_size:
+        raise UserError(f"--batch-size {cfg.batch_size} is the global batch and must be a multiple "
+                        f"of the {d.world_size} processes; use e.g. {cfg.batch_size // d.world_size * d.world_size or d.world_size}.")
     rdir = run_dir(cfg.out, cfg.dataset, cfg.model, cfg.seed)
     final, last = rdir / "model.pt", rdir / "last.pt"
     if final.exists() and not (force or resume):
@@ -287,6 +369,8 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     model = create_model(cfg.model, info.num_classes, image_size=info.image_size,
                          dataset_info=info,
                          text_encoder=cfg.text_encoder if cfg.is_lico else None)
+    if cfg.sync_bn:
+        model = dist_.convert_sync_batchnorm(model, device)
     model = model.to(device).to(memory_format=torch.channels_last)
 
     head = None
@@ -334,11 +418,17 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     elif resume:
         log(f"no training state at {last}; starting from scratch")
 
+    net = TrainNet(model, head, gather=dist_.gather_cat if d.enabled else None)
+    if d.enabled:
+        # After loading the state: DDP broadcasts rank 0's parameters and buffers once here.
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+
     t_start = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         stats = train_one_epoch(model, head, optimizer, scheduler, ema, train_ds, cfg, epoch,
-                                device, progress)
+                                device, progress, net=net)
         eval_model = ema.model if ema is not None else model
         recalibrate_bn(eval_model, train_ds, cfg, epoch, device)
         acc = evaluate(eval_model, test_ds, device, workers=cfg.workers)
@@ -353,8 +443,10 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
                  "ema_updates": ema.updates if ema is not None else 0,
                  "head": head.trainable_state_dict() if head is not None else None,
                  "history": history}
-        torch_save(state, last)
-        _write_log(rdir / "log.csv", history)
+        if d.is_main:
+            torch_save(state, last)
+            _write_log(rdir / "log.csv", history)
+        dist_.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
         log(f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.4f} "
@@ -364,8 +456,11 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     final_model = (ema.model if ema is not None else model).to(memory_format=torch.contiguous_format)
     extra = {"train_cfg": cfg.to_dict(), "history": history,
              "test_acc": history[-1]["test_acc"] if history else None,
-             "train_seconds": round(time.perf_counter() - t_start, 1)}
-    save_checkpoint(final, final_model, extra=extra)
+             "train_seconds": round(time.perf_counter() - t_start, 1),
+             "world_size": d.world_size}
+    if d.is_main:
+        save_checkpoint(final, final_model, extra=extra)
+    dist_.barrier()
     return final
 
 
