@@ -27,6 +27,12 @@ at equal maps: ``scorecam[grad-cam]`` is our Score-CAM with pytorch-grad-cam's w
 mask upsampling (variant="grad-cam", mask_align_corners=True); the benchmark prints the
 largest difference between pytorch-grad-cam's map and ours normalised the same way.
 Run time figures depend on the load of the machine; compare ratios from one run.
+
+``--precision bf16`` runs our methods and the raw forwards under
+``torch.autocast(device, dtype=torch.bfloat16)``, as the runner's bf16 mode does;
+pytorch-grad-cam stays float32 (it converts to numpy, which has no bfloat16), so the
+"max|map diff|" column then shows the bf16 difference. ``--channels-last``: model and
+images in channels-last memory format.
 """
 from __future__ import annotations
 
@@ -86,7 +92,18 @@ def sync(device: str):
         torch.cuda.synchronize()
 
 
-def run_method(key: str, model, images, targets):
+def precision_ctx(device: str, precision: str):
+    """The runner's bf16 mode: autocast around the call; fp32: nothing."""
+    import contextlib
+
+    import torch
+
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def run_method(key: str, model, images, targets, precision: str = "fp32"):
     """maps [B, H, W] float32 on the images' device."""
     import torch
 
@@ -94,7 +111,8 @@ def run_method(key: str, model, images, targets):
     if impl == "ours":
         from lico_bench.explainers import create_explainer
 
-        return create_explainer(method, **options)(model, images, targets)
+        with precision_ctx(str(images.device), precision):
+            return create_explainer(method, **options)(model, images, targets)
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -114,14 +132,17 @@ def worker(key: str, workdir: Path, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     setup = torch.load(workdir / "setup.pt")
-    device, size = setup["device"], setup["size"]
+    device, size, precision = setup["device"], setup["size"], setup["precision"]
     model = build_model(size, device)
+    fmt = torch.channels_last if setup["channels_last"] else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     n = setup["slow_images"] if key != "raw" and METHODS[key][3] else setup["images"].shape[0]
-    images = setup["images"][:n].to(device)
+    images = setup["images"][:n].to(device).contiguous(memory_format=fmt)
     targets = setup["targets"][:n].to(device)
     if key == "raw":  # no-grad forward throughput at batch RAW_BATCH
-        x = setup["images"][:1].to(device).expand(RAW_BATCH, -1, -1, -1).contiguous()
-        with torch.no_grad():
+        x = setup["images"][:1].to(device).expand(RAW_BATCH, -1, -1, -1).contiguous(
+            memory_format=fmt)
+        with torch.no_grad(), precision_ctx(device, precision):
             model(x)
             sync(device)
             t0, done = time.perf_counter(), 0
@@ -131,10 +152,10 @@ def worker(key: str, workdir: Path, threads: int) -> dict:
             sync(device)
         return {"raw_img_per_s": done / (time.perf_counter() - t0)}
     if METHODS[key][3]:  # warm-up: one forward of a single image
-        with torch.no_grad():
+        with torch.no_grad(), precision_ctx(device, precision):
             model(images[:1])
     else:
-        run_method(key, model, images[:1], targets[:1])
+        run_method(key, model, images[:1], targets[:1], precision)
     sync(device)
     counted = [0]
     handle = model.register_forward_pre_hook(lambda m, inp: counted.__setitem__(0, counted[0] + inp[0].shape[0]))
@@ -145,7 +166,7 @@ def worker(key: str, workdir: Path, threads: int) -> dict:
         mem0 = rss_bytes()
     try:
         t0 = time.perf_counter()
-        maps = run_method(key, model, images, targets)
+        maps = run_method(key, model, images, targets, precision)
         sync(device)
         elapsed = time.perf_counter() - t0
     finally:
@@ -178,6 +199,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads per worker (1: fair on a shared machine)")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: our methods under bf16 autocast (pytorch-grad-cam stays float32)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="model and images in channels-last memory format")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -205,13 +230,16 @@ def main(argv=None):
         argv if argv is not None else sys.argv[1:])
     print(f"# {command}")
     print(f"# resnet18 (random weights, seed 0) at {args.size} px, {args.device}, "
-          f"{args.threads} thread(s); torch {torch.__version__}; "
+          f"{args.threads} thread(s); {args.precision}"
+          f"{', channels-last' if args.channels_last else ''}; torch {torch.__version__}; "
           f"{args.images} images (Score-CAM/RISE: {args.slow_images})")
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         torch.save({"images": batch.images, "targets": targets, "device": args.device,
-                    "size": args.size, "slow_images": args.slow_images}, workdir / "setup.pt")
+                    "size": args.size, "slow_images": args.slow_images,
+                    "precision": args.precision, "channels_last": args.channels_last},
+                   workdir / "setup.pt")
         raw = spawn("raw", workdir, args.threads)["raw_img_per_s"]
         print(f"# raw no-grad forward: {raw:.1f} img/s at batch {RAW_BATCH}")
         rows = {}

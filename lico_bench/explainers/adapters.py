@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
-from .base import Explainer, layer_path, model_guard, resolve_layer, scaled, upsample
+from .base import (Explainer, float32_ops, layer_path, model_guard, resolve_layer, scaled,
+                   upsample)
 
 # ----------------------------------------------------------------------------------------
 # pytorch-grad-cam
@@ -80,9 +81,11 @@ class PytorchGradCamAdapter(Explainer):
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         layer = resolve_layer(model, self.layer)
-        tg = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets]
+        tg = None if targets is None else [ClassifierOutputTarget(t) for t in targets.tolist()]
         cam = None
-        with model_guard(model):
+        # float32: pytorch-grad-cam turns activations and gradients into numpy arrays, and
+        # numpy has no bfloat16 (an ambient bf16 autocast would make it fail).
+        with model_guard(model), float32_ops(images.device):
             try:
                 cam = self.cam_class(model=model, target_layers=[layer], **self._ctor_options)
                 if "batch_size" in self.cam_options and "batch_size" not in self._ctor_options:

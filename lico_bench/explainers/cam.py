@@ -25,8 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .base import (Explainer, capture_activations, layer_path, resolve_layer,
-                   single_activation, upsample)
+from .base import (Explainer, at_least_float32, capture_activations, float32_ops, layer_path,
+                   resolve_layer, single_activation, upsample)
 
 
 class BaseCAM(Explainer):
@@ -64,8 +64,9 @@ class BaseCAM(Explainer):
         """One pass for the whole batch.
 
         Returns ``(A, grads, targets)``: A [B, C, h, w] detached, grads [B, C, h, w] (d
-        target logit / d A, or None), targets [B] int64 (the predicted class where None
-        was given).
+        target logit / d A, or None), both at least float32, targets [B] int64 (the
+        predicted class where None was given). Under bf16 autocast A and grads come out of
+        the model in bf16; they are cast here, so the channel weights are computed in float32.
         """
         path = layer_path(model, self.layer)
         layer = resolve_layer(model, self.layer)
@@ -78,16 +79,18 @@ class BaseCAM(Explainer):
         if self.uses_gradients:
             # score = target logit, as pytorch-grad-cam's ClassifierOutputTarget. Summing
             # over the batch is exact: image b's logit depends only on image b (eval mode).
-            score = logits.gather(1, targets[:, None]).sum()
+            score = at_least_float32(logits).gather(1, targets[:, None]).sum()
             (grads,) = torch.autograd.grad(score, acts)
-        return acts.detach(), grads, targets
+            grads = at_least_float32(grads)
+        return at_least_float32(acts.detach()), grads, targets
 
     def low_res(self, model: nn.Module, images: torch.Tensor,
                 targets: Optional[torch.Tensor]) -> torch.Tensor:
         """ReLU(Σ_k w_k A_k) at feature resolution: [B, h, w] float32."""
         acts, grads, targets = self.feature_maps(model, images, targets)
         w = self.weights(model, images, targets, acts, grads)
-        return F.relu(torch.einsum("bc,bchw->bhw", w.to(acts.dtype), acts)).float()
+        with float32_ops(acts.device):  # autocast would run the einsum in bf16
+            return F.relu(torch.einsum("bc,bchw->bhw", w.to(acts.dtype), acts)).float()
 
     def explain(self, model, images, targets):
         return upsample(self.low_res(model, images, targets), images.shape[-2:])
@@ -204,7 +207,9 @@ class ScoreCAM(BaseCAM):
         flat = activations.flatten(2)
         const = flat.amax(dim=2) == flat.amin(dim=2)                   # [B, C]
         scores = torch.zeros(B, C, device=images.device, dtype=torch.float32)
+        # The one device-to-host read of a call, before the loop: which channels to forward.
         pairs = (~const).nonzero()                                     # [P, 2] (b, k)
+        any_const = pairs.shape[0] < B * C                             # known on the host now
         for i in range(0, pairs.shape[0], self.batch_size):
             b, k = pairs[i:i + self.batch_size].unbind(1)
             up = F.interpolate(activations[b, k][:, None], size=(H, W), mode="bilinear",
@@ -219,7 +224,7 @@ class ScoreCAM(BaseCAM):
             else:
                 mask = (up - lo) / (hi - lo + 1e-8)  # pytorch-grad-cam's eps
             scores[b, k] = self._score(model(images[b] * mask), targets[b])   # f(X ∘ H_k)
-        need_zero = self.baseline_subtract or (self.variant == "grad-cam" and bool(const.any()))
+        need_zero = self.baseline_subtract or (self.variant == "grad-cam" and any_const)
         if need_zero:
             # f(0): the baseline X_b (official, CIC) and, for pytorch-grad-cam, the score of
             # a constant channel, whose mask is 0 so its masked input is the zero image.
@@ -230,6 +235,6 @@ class ScoreCAM(BaseCAM):
             if self.baseline_subtract:
                 scores = scores - base[:, None]                                # CIC, Def. 2
             return scores.masked_fill(const, 0.0)
-        if bool(const.any()):
+        if any_const:
             scores = torch.where(const, base[:, None].expand(B, C), scores)
         return F.softmax(scores, dim=1)

@@ -15,9 +15,10 @@ the tests).
 
 The random numbers (N·s·s grid values, then N row shifts and N column shifts) come from a
 CPU ``torch.Generator`` seeded with ``seed``: they are small, and drawing them on the CPU
-makes the masks the same on every device. The masks themselves are built on the images'
-device, ``batch_size`` at a time, so memory stays bounded whatever N is. Every image of a
-batch gets the same masks, so a batch gives the same maps as its images one by one.
+makes the masks the same on every device; they are copied to the images' device once. The
+masks themselves are built there, in float32 (also under autocast), ``batch_size`` at a
+time, so memory stays bounded whatever N is. Every image of a batch gets the same masks,
+so a batch gives the same maps as its images one by one.
 
 The reference computes ``probs^T @ masks`` for all K classes and then picks the target row;
 here only the target column of the probabilities enters the product, ``[B, n] @ [n, H·W]``
@@ -43,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .base import Explainer, ceil_div
+from .base import Explainer, ceil_div, float32_ops
 
 SMALL_IMAGE = 64  # below this size (min(H, W)) the small-image defaults apply
 
@@ -128,16 +129,22 @@ class RISE(Explainer):
         grids = (torch.rand(N, s, s, generator=gen) < self.p).float()  # cell kept w.p. p
         shift_h = torch.randint(0, cell_h, (N,), generator=gen)
         shift_w = torch.randint(0, cell_w, (N,), generator=gen)
+        # All random numbers cross to the device once, before the loop (N·s² + 2N values,
+        # < 1 MB at N = 4000): a copy per chunk would wait for the device every time.
+        device = torch.device(device)
+        grids, shift_h, shift_w = (t.to(device) for t in (grids, shift_h, shift_w))
         # Upsample to (s+1)·cell, then crop [shift, shift + H): keep only those rows.
         my = interpolation_matrix(s, (s + 1) * cell_h).float().to(device)   # [(s+1)cell_h, s]
         mx = interpolation_matrix(s, (s + 1) * cell_w).float().to(device)   # [(s+1)cell_w, s]
         ar_h = torch.arange(height, device=device)
         ar_w = torch.arange(width, device=device)
         for i in range(0, N, self.batch_size):
-            g = grids[i:i + self.batch_size].to(device)                          # [n, s, s]
-            ry = my[shift_h[i:i + self.batch_size].to(device)[:, None] + ar_h]   # [n, H, s]
-            rx = mx[shift_w[i:i + self.batch_size].to(device)[:, None] + ar_w]   # [n, W, s]
-            yield ry @ g @ rx.transpose(1, 2)                                    # [n, H, W]
+            g = grids[i:i + self.batch_size]                                     # [n, s, s]
+            ry = my[shift_h[i:i + self.batch_size, None] + ar_h]                 # [n, H, s]
+            rx = mx[shift_w[i:i + self.batch_size, None] + ar_w]                 # [n, W, s]
+            with float32_ops(device):  # masks in float32 even under the caller's autocast
+                chunk = ry @ g @ rx.transpose(1, 2)                              # [n, H, W]
+            yield chunk
 
     def explain(self, model, images, targets):
         B, _, H, W = images.shape
@@ -150,6 +157,10 @@ class RISE(Explainer):
             probs = torch.empty(B, n, device=images.device, dtype=torch.float32)
             for b in range(B):  # one forward per image and chunk: n masked copies
                 logits = model(images[b:b + 1] * m[:, None])                     # [n, K]
-                probs[b] = F.softmax(logits.float(), dim=1)[:, targets[b]]
-            sal += probs @ m.view(n, H * W)          # Σ_n P(target | x ⊙ m_n) m_n (eq. 6)
+                # softmax in float32 (logits are bf16 under autocast); index_select with a
+                # [1] index: indexing with the 0-d targets[b] would read it on the host.
+                prob = F.softmax(logits.float(), dim=1)
+                probs[b] = prob.index_select(1, targets[b:b + 1])[:, 0]
+            with float32_ops(images.device):  # accumulate in float32 under autocast too
+                sal += probs @ m.view(n, H * W)      # Σ_n P(target | x ⊙ m_n) m_n (eq. 6)
         return (sal / (N * self.p)).view(B, H, W)

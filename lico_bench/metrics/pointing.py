@@ -78,9 +78,8 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor,
         # distance (e.g. sqrt(2)) compares as "equal", i.e. a miss.
         dist = (dy2[:, :, None] + dx2[:, None, :]).double().sqrt()       # [B, H, W]
         hit = (masks & (dist < tolerance)).flatten(1).any(1)
-    out = hit.float()
-    out[~masks.flatten(1).any(1)] = float("nan")
-    return out
+    # masked_fill rather than out[mask] = nan, which may count the mask on the host (a sync).
+    return hit.float().masked_fill(~masks.flatten(1).any(1), float("nan"))
 
 
 def pointing_accuracy(hits: torch.Tensor, classes: torch.Tensor) -> float:
@@ -118,5 +117,4 @@ def energy_pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
     total = m.sum(1)
     inside = (m * masks.flatten(1)).sum(1)
     out = (inside / total).float()
-    out[(total == 0) | ~masks.flatten(1).any(1)] = float("nan")
-    return out
+    return out.masked_fill((total == 0) | ~masks.flatten(1).any(1), float("nan"))

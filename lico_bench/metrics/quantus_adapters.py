@@ -12,6 +12,8 @@ random order); each call seeds it with ``seed`` and restores the caller's state 
 One default differs from Quantus: ``normalise_func_kwargs={"normalise_axes": [1, 2, 3]}``,
 i.e. maps are normalised by their own max |a| rather than the batch-wide max Quantus uses
 by default, so a per-image value does not depend on the rest of the batch.
+Quantus runs in float32 even under an ambient bf16 autocast (it converts the model's
+outputs to numpy, which has no bfloat16); only the target prediction uses the autocast.
 Quantus's warnings and progress bars are off (``disable_warnings=True``,
 ``display_progressbar=False``); ``return_aggregate`` is fixed to False (one value per image).
 
@@ -48,7 +50,7 @@ import torch
 
 from ..errors import UserError
 from .base import Metric, MetricResult, register_metric
-from .causal import check_eval, model_device, predict
+from .causal import check_eval, float32_ops, model_device, predict
 
 # name -> (kind, needs a model). kind: "curve" (values = Quantus AUC of the curve),
 # "value" (one number per image), "mask" (one number per image, needs masks).
@@ -196,7 +198,9 @@ class QuantusMetric(Metric):
                 s = masks[r.to(masks.device)].detach().cpu().numpy()[:, None].astype(np.float32)
             metric = self._build()
             try:
-                with _quiet_seeded(self.options["seed"]):
+                # float32: Quantus turns the model's outputs into numpy arrays, and numpy
+                # has no bfloat16 (an ambient bf16 autocast would make it fail).
+                with _quiet_seeded(self.options["seed"]), float32_ops(torch.device(dev)):
                     out = metric(model=model, x_batch=x, y_batch=y, a_batch=a, s_batch=s,
                                  channel_first=True, softmax=self.options["softmax"],
                                  device=str(dev), batch_size=self.options["batch_size"])
