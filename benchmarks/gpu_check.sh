@@ -89,8 +89,12 @@ EOF
 if [ -z "${SKIP_BENCH:-}" ]; then
   step "3. speed benchmarks on $DEVICE"
   show "$PY" benchmarks/bench_train.py --device "$DEVICE" --batch-size 128 --steps 10
-  show "$PY" benchmarks/bench_explainers.py --device "$DEVICE" --images 256 --slow-images 8
-  show "$PY" benchmarks/bench_metrics.py --device "$DEVICE" --n32 256 --n224 16
+  for prec in fp32 bf16; do
+    show "$PY" benchmarks/bench_explainers.py --device "$DEVICE" --images 256 --slow-images 8 \
+      --precision $prec --channels-last
+    show "$PY" benchmarks/bench_metrics.py --device "$DEVICE" --n32 256 --n224 16 \
+      --precision $prec --channels-last
+  done
 fi
 
 step "done in $((SECONDS - T0)) s; everything is under $WORK"
