@@ -102,6 +102,7 @@ _EXTRA_COMMANDS: list = []
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         args._argv = argv
@@ -113,7 +114,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"lico-bench: error: {e}", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
-        print("lico-bench: interrupted; finished work is kept.", file=sys.stderr)
+        # Every file is written atomically, so what is there is whole: finished epochs
+        # (last.pt), finished batches (parts/) and experiments (rows/).
+        again = {"train": "run it again with --resume to continue",
+                 "run": "run the same command again to continue"}.get(getattr(args, "command", None),
+                                                                     "nothing was left half-written")
+        print(f"lico-bench: interrupted; finished work is kept ({again}).", file=sys.stderr)
         return 130
 
 
@@ -130,7 +136,7 @@ def cmd_train(args) -> int:
                       n_ctx=args.n_ctx, text_encoder=args.text_encoder,
                       text_checkpoint=args.text_checkpoint,
                       ot_full_grad=True if args.ot_full_grad else None,
-                      sync_bn=True if args.sync_bn else None, seed=args.seed,
+                      sync_bn=True if args.sync_bn else None, max_loss=args.max_loss, seed=args.seed,
                       device=args.device, workers=args.workers, out=args.out)
     from .train.distributed import info
 
@@ -163,6 +169,8 @@ def _add_train(sub) -> None:
     s.add_argument("--text-encoder", default=None, help="LICO: minilm (default) or clip")
     s.add_argument("--text-checkpoint", default=None, help="LICO: local CLIP checkpoint file")
     s.add_argument("--ot-full-grad", action="store_true", help="LICO: gradient through Sinkhorn")
+    s.add_argument("--max-loss", type=float, default=None,
+                   help="stop when the loss exceeds this (default 1000; 0 = only NaN/inf stop)")
     s.add_argument("--sync-bn", action="store_true",
                    help="under torchrun: BatchNorm statistics over the global batch")
     s.add_argument("--seed", type=int, default=None)
@@ -197,11 +205,65 @@ def _parse_kv_options(items, what: str) -> dict:
     return out
 
 
+def _parse_flat_options(items, flag: str) -> dict:
+    """``KEY=VALUE`` items -> {KEY: value}; values parsed as JSON when they can be."""
+    import json
+
+    out: dict = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UserError(f"{flag} {item!r} is not KEY=VALUE (e.g. n_train=256).")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _spec_from_manifest(args):
+    """The RunSpec recorded in a run's manifest.json (``--from-manifest``), ``--out`` applied."""
+    import json
+
+    from .bench import RunSpec
+    from .bench.runner import MANIFEST_FORMAT
+
+    given = [flag for dest, (flag, default) in args._run_options.items()
+             if dest not in ("from_manifest", "out", "quiet") and getattr(args, dest) != default]
+    if given:
+        raise UserError(f"--from-manifest takes every option from the manifest; drop "
+                        f"{', '.join(given)} (only --out and --quiet go with it).")
+    path = Path(args.from_manifest)
+    if path.is_dir():
+        path = path / "manifest.json"
+    if not path.is_file():
+        raise UserError(f"manifest {str(path)!r} does not exist; pass the manifest.json of a "
+                        "results directory written by 'lico-bench run'.")
+    try:
+        man = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"manifest {str(path)!r} is not readable JSON ({type(e).__name__}); pass "
+                        "the manifest.json written by 'lico-bench run'.") from None
+    fmt = man.get("format") if isinstance(man, dict) else None
+    if fmt != MANIFEST_FORMAT or not isinstance(man.get("spec"), dict):
+        wrote = (man.get("versions") or {}).get("lico-bench") if isinstance(man, dict) else None
+        raise UserError(f"manifest {str(path)!r} has format {fmt!r}; this lico-bench reads format "
+                        f"{MANIFEST_FORMAT}; re-run it with the lico-bench that wrote it"
+                        + (f" ({wrote})." if wrote else "."))
+    try:
+        spec = RunSpec.from_dict(man["spec"])
+    except (UserError, TypeError) as e:
+        raise UserError(f"manifest {str(path)!r}: {e}") from None
+    if args.out is not None:
+        spec.out = args.out
+    return spec
+
+
 def cmd_run(args) -> int:
-    import shlex
+    from .bench import RunSpec
 
-    from .bench import RunSpec, run
-
+    if args.from_manifest:
+        return _run_spec(args, _spec_from_manifest(args))
     checkpoints = {}
     for item in args.checkpoint or []:
         if "=" in item:
@@ -221,7 +283,16 @@ def cmd_run(args) -> int:
                    train=not args.no_train, target=args.target, batch_size=args.batch_size,
                    save_maps=args.save_maps, device=args.device, precision=args.precision,
                    method_options=_parse_kv_options(args.method_option, "method"),
-                   metric_options=_parse_kv_options(args.metric_option, "metric"))
+                   metric_options=_parse_kv_options(args.metric_option, "metric"),
+                   train_options=_parse_flat_options(args.train_option, "--train-option"))
+    return _run_spec(args, spec)
+
+
+def _run_spec(args, spec) -> int:
+    import shlex
+
+    from .bench import run
+
     command = "lico-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args._argv is None \
         else "lico-bench " + " ".join(shlex.quote(a) for a in args._argv)
     from .train.distributed import info
@@ -267,8 +338,14 @@ def _add_run(sub) -> None:
                    help="e.g. rise.N=2000 or scorecam.variant=grad-cam")
     s.add_argument("--metric-option", action="append", metavar="METRIC.KEY=VALUE",
                    help="e.g. insertion.step=64")
+    s.add_argument("--train-option", action="append", metavar="KEY=VALUE",
+                   help="training option for a checkpoint the run trains, e.g. n_train=256")
+    s.add_argument("--from-manifest", metavar="MANIFEST",
+                   help="re-run exactly the run a manifest.json records (with --out: elsewhere)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
-    s.set_defaults(func=cmd_run, _argv=None)
+    s.set_defaults(func=cmd_run, _argv=None,
+                   _run_options={a.dest: (a.option_strings[0], a.default) for a in s._actions
+                                 if a.option_strings and a.dest != "help"})
 
     r = sub.add_parser("report", help="rebuild the tables of a results directory")
     r.add_argument("results", help="results directory written by 'lico-bench run'")

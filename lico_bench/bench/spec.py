@@ -10,6 +10,9 @@ from ..errors import UserError
 
 DEFAULT_METRICS = ("insertion", "deletion", "pointing_game", "energy_pointing_game")
 MASK_METRICS = ("pointing_game", "energy_pointing_game")
+# TrainConfig fields a run sets itself when it trains a missing checkpoint.
+RUN_DECIDES = frozenset({"model", "dataset", "root", "image_size", "seed", "out", "device",
+                         "preset", "download"})
 
 
 class Experiment(NamedTuple):
@@ -48,6 +51,9 @@ class RunSpec:
     precision: str = "auto"                  # auto (bf16 on CUDA, else fp32) | fp32 | bf16
     method_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     metric_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    # TrainConfig fields for a checkpoint the run has to train (e.g. {"n_train": 256}); the
+    # run itself decides the model, dataset, root, image size, seed, runs dir and device.
+    train_options: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -86,6 +92,13 @@ class RunSpec:
         unknown = set(self.checkpoints) - set(self.models)
         if unknown:
             raise UserError(f"--checkpoint given for {sorted(unknown)}, which is not a --model of this run.")
+        from ..train.config import TrainConfig
+
+        allowed = {f.name for f in dataclasses.fields(TrainConfig)} - RUN_DECIDES
+        bad = sorted(set(self.train_options) - allowed)
+        if bad:
+            raise UserError(f"unknown or fixed training option(s) {', '.join(bad)} in --train-option; "
+                            f"allowed: {', '.join(sorted(allowed))}.")
 
 
 def expand(spec: RunSpec) -> List[Experiment]:

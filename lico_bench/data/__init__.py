@@ -23,6 +23,11 @@ def list_datasets() -> List[str]:
     return _DATASETS.names()
 
 
+def check_dataset_name(name: str) -> None:
+    """A one-line :class:`UserError` listing the known names when ``name`` is not registered."""
+    _DATASETS.get(name)
+
+
 def create_dataset(name: str, split: str = "train", root=None, image_size: Optional[int] = None,
                    seed: int = 0, download: bool = False, **options) -> LicoDataset:
     """Build dataset ``name``'s ``split``. The result has ``.info`` (:class:`DatasetInfo`)."""
@@ -42,5 +47,5 @@ register_dataset("shapes", _shapes)
 # Real datasets register themselves on import (local files only).
 from . import real  # noqa: E402,F401
 
-__all__ = ["Batch", "DatasetInfo", "LicoDataset", "TensorImageDataset", "collate",
+__all__ = ["Batch", "DatasetInfo", "LicoDataset", "TensorImageDataset", "check_dataset_name", "collate",
            "create_dataset", "list_datasets", "register_dataset"]

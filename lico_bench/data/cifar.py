@@ -26,7 +26,7 @@ import torch
 from ..errors import UserError
 from .base import DatasetInfo, TensorImageDataset
 from .real import (base_root, check_image_size, check_split, holdout, in_memory,
-                   torchvision_download)
+                   torchvision_download, where)
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
@@ -168,7 +168,7 @@ def load_cifar(name: str, split: str = "train", root=None, image_size: Optional[
         folder = _find(spec, base, files)
     if folder is None:
         expected = ", ".join(str(base / spec["folder"] / f) for f in files)
-        raise UserError(f"{spec['title']} not found under {base}: expected {expected}; pass "
+        raise UserError(f"{spec['title']} not found under {where(base)}: expected {expected}; pass "
                         f"--download (download=True in Python) to fetch it with torchvision, or get the python "
                         f"version from {spec['url']} and extract it under {base}.")
 

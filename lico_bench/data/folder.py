@@ -26,7 +26,7 @@ import torch
 
 from ..errors import UserError
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, LicoDataset
-from .real import base_root, candidates, check_image_size
+from .real import base_root, candidates, check_image_size, where
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 STANDARD_SPLITS = ("train", "val", "test")
@@ -134,7 +134,7 @@ def _split_dir(name: str, base: Path, split: str, search: Sequence[Path], layout
             return d, d / split
     found = sorted({s for d in search for s in class_folders(d)})
     have = f" (found folders: {', '.join(found)})" if found else ""
-    raise UserError(f"{name} split {split!r} not found under {base}: expected {layout}"
+    raise UserError(f"{name} split {split!r} not found under {where(base)}: expected {layout}"
                     f"{have}; {hint}")
 
 

@@ -56,6 +56,20 @@ def base_root(root) -> Path:
     return default_data_root() if root is None else Path(root).expanduser()
 
 
+def where(base: Path) -> str:
+    """``base`` for a "not found under ..." message, saying when the folder itself is
+    missing, not a folder or empty (the usual cause: a mistyped or unmounted --root)."""
+    if not base.exists():
+        return f"{base} (no such folder)"
+    if not base.is_dir():
+        return f"{base} (not a folder)"
+    try:
+        empty = not any(base.iterdir())
+    except OSError:
+        return f"{base} (unreadable)"
+    return f"{base} (an empty folder)" if empty else str(base)
+
+
 def candidates(base: Path, subdirs: Sequence[str] = ()) -> Tuple[Path, ...]:
     """``base`` itself, then ``base/<sub>`` for each conventional sub-folder name."""
     return (base,) + tuple(base / s for s in subdirs)

@@ -20,7 +20,7 @@ import torch
 from ..errors import UserError
 from .base import DatasetInfo, TensorImageDataset
 from .real import (base_root, candidates, check_image_size, check_split, holdout, in_memory,
-                   torchvision_download)
+                   torchvision_download, where)
 
 SVHN_CLASSES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # Per-channel mean/std of the SVHN train split in [0, 1], the constants in common use
@@ -89,7 +89,7 @@ def load_svhn(split: str = "train", root=None, image_size: Optional[int] = None,
         torchvision_download("SVHN", lambda: tvd.SVHN(str(target), split=tv_split, download=True))
         path = find()
     if path is None:
-        raise UserError(f"SVHN not found under {base}: expected {base / fname} (or "
+        raise UserError(f"SVHN not found under {where(base)}: expected {base / fname} (or "
                         f"{base / 'svhn' / fname}); pass --download (download=True in Python) to fetch it with "
                         f"torchvision, or get {fname} from {URL}.")
     images, labels = read_mat(path)

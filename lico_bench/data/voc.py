@@ -37,7 +37,7 @@ import torch
 from ..errors import UserError
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, LicoDataset
 from .folder import load_rgb, to_normalised
-from .real import base_root, check_image_size, check_split
+from .real import base_root, check_image_size, check_split, where
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -264,7 +264,7 @@ def load_voc2007(split: str = "test", root=None, image_size: Optional[int] = Non
     list_file = None if voc is None else voc / "ImageSets" / "Main" / f"{split}.txt"
     if voc is None or not list_file.is_file():
         d = voc or base / "VOCdevkit" / "VOC2007"
-        raise UserError(f"PASCAL VOC 2007 {split} not found under {base}: expected "
+        raise UserError(f"PASCAL VOC 2007 {split} not found under {where(base)}: expected "
                         f"{d}/ImageSets/Main/{split}.txt, {d}/Annotations/*.xml and "
                         f"{d}/JPEGImages/*.jpg; {get}.")
     return VOCPointingDataset(voc, split, size, include_difficult=include_difficult)

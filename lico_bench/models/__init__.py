@@ -99,6 +99,11 @@ def list_models() -> List[str]:
     return _MODELS.names()
 
 
+def check_model_name(name: str) -> None:
+    """A one-line :class:`UserError` listing the known names when ``name`` is not registered."""
+    _MODELS.get(name)
+
+
 def create_model(name: str, num_classes: int, image_size: int = 32, dataset_info=None,
                  **cfg_fields) -> Classifier:
     """Build registered model ``name``; ``dataset_info`` fills mean/std/class names/dataset."""
@@ -150,10 +155,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
                     num_classes: Optional[int] = None, dataset: Optional[str] = None,
-                    map_location: str | torch.device = "cpu") -> Classifier:
+                    map_location: str | torch.device = "cpu",
+                    image_size: Optional[int] = None) -> Classifier:
     """Rebuild the model saved at ``path``; check it against what the caller expects.
 
-    A checkpoint of another architecture, class count or dataset is a one-line error.
+    A checkpoint of another architecture, class count, dataset or image size is a one-line
+    error (a CNN with global pooling *runs* on any size, but its numbers mean nothing on
+    images of a size it was not trained for).
     """
     obj = read_checkpoint(path)
     cfg = ModelCfg.from_dict(obj["cfg"])
@@ -167,6 +175,9 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     if dataset is not None and cfg.dataset and dataset != cfg.dataset:
         raise UserError(f"{where} was trained on {cfg.dataset!r}, not {dataset!r}; use a "
                         "checkpoint trained on this dataset.")
+    if image_size is not None and image_size != cfg.image_size:
+        raise UserError(f"{where} was trained on {cfg.image_size} px images, not {image_size} px; "
+                        f"use --image-size {cfg.image_size} or a checkpoint trained at {image_size} px.")
     fields = cfg.to_dict()
     model = create_model(cfg.name, cfg.num_classes, cfg.image_size,
                          **{k: v for k, v in fields.items() if k not in ("name", "arch", "num_classes", "image_size", "cam_layer", "family")})
@@ -179,5 +190,5 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     return model.to(map_location).eval()
 
 
-__all__ = ["Classifier", "ModelCfg", "create_model", "get_module", "list_models",
+__all__ = ["Classifier", "ModelCfg", "check_model_name", "create_model", "get_module", "list_models",
            "load_checkpoint", "read_checkpoint", "register_model", "save_checkpoint"]
