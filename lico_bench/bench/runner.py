@@ -102,6 +102,7 @@ class Runner:
         self.progress = progress and self.dist.is_main
         self.precision = spec.resolved_precision(self.device)
         self._models: Dict[Tuple[str, int], torch.nn.Module] = {}
+        self.image_size: Optional[int] = None  # the dataset's, set by run(); checkpoints must match
 
     # ------------------------------------------------------------------ setup
     def _metrics(self, has_masks: bool):
@@ -146,9 +147,10 @@ class Runner:
                          f"one with the default recipe -> {path}")
                 cfg = make_config(None, model=model, dataset=self.spec.dataset, root=self.spec.root,
                                   image_size=self.spec.image_size, seed=seed, out=self.spec.runs,
-                                  device=self.spec.device)
+                                  device=self.spec.device, **self.spec.train_options)
                 train(cfg, progress=self.progress, log=self.log)
-            m = load_checkpoint(path, name=model, num_classes=num_classes, dataset=self.spec.dataset)
+            m = load_checkpoint(path, name=model, num_classes=num_classes, dataset=self.spec.dataset,
+                                image_size=self.image_size)
             m = m.to(self.device).eval()
             if self.device.type == "cuda":
                 m = m.to(memory_format=torch.channels_last)
@@ -185,6 +187,7 @@ class Runner:
             "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                           if self.device.type == "cuda" else ""),
             "world_size": self.dist.world_size,
+            "threads": torch.get_num_threads(),  # CPU results are bitwise reproducible per thread count
             "precision": self.precision,
             "git_commit": _git_commit(),
             "command": None,
@@ -223,6 +226,13 @@ class Runner:
         explainers = {m: self._explainer(m, spec.seeds[0]) for m in spec.methods}
         manifest = self._manifest(explainers, metrics, info)
         manifest["command"] = command
+        # Every checkpoint already there is loaded (and checked) before anything is written:
+        # a wrong or damaged one is an error that leaves the results directory as it was.
+        self.image_size = info.image_size
+        for seed in spec.seeds:
+            for name in spec.models:
+                if name in spec.checkpoints or not spec.train or self.checkpoint_for(name, seed).exists():
+                    self._load_model(name, seed, info.num_classes)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             probe = self.out / f".write-test-{self.dist.rank}"
@@ -238,6 +248,10 @@ class Runner:
         from tqdm import tqdm
 
         todo = [e for e in experiments if not (self.out / "rows" / f"{e.key}.jsonl").exists()]
+        if self.dist.is_main:  # parts a killed run left of an experiment it had merged
+            for e in experiments:
+                if e not in todo:
+                    shutil.rmtree(self.out / "parts" / e.key, ignore_errors=True)
         if len(todo) < len(experiments):
             self.log(f"{len(experiments) - len(todo)} of {len(experiments)} experiments already complete")
         bar = tqdm(todo, desc="experiments", disable=not self.progress, dynamic_ncols=True)

@@ -377,7 +377,9 @@ class CLIPTextEncoder(TextEncoder):
         path = Path(checkpoint)
         if not path.is_file():
             raise UserError(f"CLIP checkpoint {str(path)!r} not found"
-                            + (" (it is a folder; pass the weights file)" if path.is_dir() else ""))
+                            + (" (it is a folder; pass the weights file)" if path.is_dir() else "")
+                            + "; pass the path of a local CLIP weights file (e.g. ViT-B-32.pt) "
+                            "as --text-checkpoint, or use --text-encoder minilm")
         sd = _clip_text_state(_load_state_dict(path), path)
         width = sd["ln_final.weight"].shape[0]
         layers = len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")})

@@ -38,6 +38,14 @@ class TrainConfig:
     text_encoder: str = "minilm"
     text_checkpoint: Optional[str] = None
     ot_full_grad: bool = False
+    # Divergence guard: a loss above this (or not finite) stops training, keeping last.pt of
+    # the last good epoch. Cross-entropy starts near ln K (2.3 for 10 classes, 6.9 for
+    # 1000); LICO adds alpha*L_MM, a KL divergence between softmaxes of distances <= 2 at
+    # temperature tau over the B images of a batch (<= 2/tau + ln B: ~5.6 at tau's initial
+    # 2.66 and B = 128), and beta*L_OT, a transport cost between unit vectors (<= 4). So a
+    # healthy loss stays below ~100 with the paper's weights; 1000 takes exploding logits
+    # (or a collapsed tau). 0 turns the guard off (non-finite losses still stop).
+    max_loss: float = 1000.0
     sync_bn: bool = False               # distributed: BatchNorm statistics over the global batch
     seed: int = 0
     device: str = "auto"
@@ -90,6 +98,11 @@ def make_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
     fields.update(overrides)
     fields["preset"] = preset
     cfg = TrainConfig.from_dict(fields)
+    from ..data import check_dataset_name
+    from ..models import check_model_name
+
+    check_model_name(cfg.model)      # unknown names fail here, before train() makes directories
+    check_dataset_name(cfg.dataset)
     if cfg.augment not in ("crop_flip", "crop", "flip", "none", "resized_crop_flip"):
         raise UserError(f"unknown augment {cfg.augment!r}; use crop_flip, crop, flip, resized_crop_flip or none.")
     for name in ("epochs", "batch_size", "n_ctx"):
@@ -99,4 +112,6 @@ def make_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
         raise UserError(f"unknown optimizer {cfg.optimizer!r}; use sgd or adamw.")
     if cfg.lr <= 0:
         raise UserError(f"lr must be > 0, got {cfg.lr}.")
+    if not cfg.max_loss >= 0:
+        raise UserError(f"max_loss must be >= 0 (0 = off), got {cfg.max_loss}.")
     return cfg

@@ -142,6 +142,13 @@ def augment_batch(x: torch.Tensor, kind: str, g: torch.Generator, pad: int = 4) 
     return apply_augment(x, kind, augment_params(kind, x.shape[0], x.shape[2], x.shape[3], g, pad), pad)
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host tensor -> ``device``; on CUDA through pinned memory, so the copy does not block."""
+    if device.type == "cuda" and not t.is_pinned():
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 def _chunks(order: torch.Tensor, batch_size: int, drop_last: bool) -> List[torch.Tensor]:
     chunks = list(torch.split(order, batch_size))
     if drop_last and len(chunks) > 1 and len(chunks[-1]) < batch_size:
@@ -175,8 +182,8 @@ def evaluate(model: nn.Module, ds, device: torch.device, batch_size: int = 250,
     counts = torch.zeros(2, dtype=torch.float64, device=device)   # correct, seen
     for b in _batches(ds, list(torch.split(mine, batch_size)), workers):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(b.images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last))
-        counts[0] += (logits.argmax(1) == b.labels.to(device, non_blocking=True)).sum()
+            logits = model(to_device(b.images, device).contiguous(memory_format=torch.channels_last))
+        counts[0] += (logits.argmax(1) == to_device(b.labels, device)).sum()
         counts[1] += len(b.labels)
     dist_.all_reduce_sum(counts)
     model.train(was_training)
@@ -234,8 +241,7 @@ def train_one_epoch(model, head, optimizer, scheduler, ema, ds, cfg: TrainConfig
                desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (progress and d.is_main), dynamic_ncols=True)
     for step, (chunk, b) in enumerate(bar):
-        x = b.images.to(device, non_blocking=True)
-        y = b.labels.to(device, non_blocking=True)
+        x, y = to_device(b.images, device), to_device(b.labels, device)
         if cfg.augment != "none":
             p = augment_params(cfg.augment, len(chunk), x.shape[2], x.shape[3], g_aug)
             x = apply_augment(x, cfg.augment, {k: v[d.shard(len(chunk))] for k, v in p.items()})
@@ -254,11 +260,10 @@ def train_one_epoch(model, head, optimizer, scheduler, ema, ds, cfg: TrainConfig
         # others would wait for it forever in the next all-reduce.
         dist_.all_reduce_sum(step_sums)
         if (step + 1) % sync_every == 0 or step + 1 == len(chunks):
-            if not torch.isfinite(step_sums[0]):
-                raise UserError(f"training diverged at epoch {epoch + 1} (loss "
-                                f"{step_sums[0].item() / step_sums[5].item()}); the last good "
-                                "checkpoint is kept; lower --lr or check the data.")
-            bar.set_postfix(loss=f"{step_sums[0].item() / step_sums[5].item():.3f}", refresh=False)
+            step_loss = step_sums[0].item() / step_sums[5].item()
+            if not math.isfinite(step_loss) or (cfg.max_loss > 0 and step_loss > cfg.max_loss):
+                raise _diverged(cfg, epoch, step_loss)
+            bar.set_postfix(loss=f"{step_loss:.3f}", refresh=False)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -268,9 +273,8 @@ def train_one_epoch(model, head, optimizer, scheduler, ema, ds, cfg: TrainConfig
         sums += step_sums
     bar.close()
     loss_s, ce_s, mm_s, ot_s, correct, n = sums.tolist()
-    if not math.isfinite(loss_s):
-        raise UserError(f"training diverged at epoch {epoch + 1} (loss {loss_s / max(1, n)}); "
-                        "the last good checkpoint is kept; lower --lr or check the data.")
+    if not math.isfinite(loss_s) or (cfg.max_loss > 0 and loss_s / max(1, n) > cfg.max_loss):
+        raise _diverged(cfg, epoch, loss_s / max(1, n))
     n = max(1.0, n)
     out = {"loss": loss_s / n, "ce": ce_s / n, "mm": mm_s / n, "ot": ot_s / n, "train_acc": correct / n}
     if head is None:
@@ -303,7 +307,7 @@ def recalibrate_bn(model: nn.Module, ds, cfg: TrainConfig, epoch: int, device: t
         m.train()
     try:
         for chunk, b in zip(chunks, _batches(ds, [c[d.shard(len(c))] for c in chunks], cfg.workers)):
-            x = b.images.to(device, non_blocking=True)
+            x = to_device(b.images, device)
             if cfg.augment != "none":
                 p = augment_params(cfg.augment, len(chunk), x.shape[2], x.shape[3], g)
                 x = apply_augment(x, cfg.augment, {k: v[d.shard(len(chunk))] for k, v in p.items()})
@@ -315,6 +319,50 @@ def recalibrate_bn(model: nn.Module, ds, cfg: TrainConfig, epoch: int, device: t
             m.eval()
     if not (cfg.sync_bn and d.enabled):
         dist_.average_buffers(model)
+
+
+def _diverged(cfg: TrainConfig, epoch: int, loss: float) -> UserError:
+    """The error that stops a run whose loss is not finite or above ``cfg.max_loss``
+    (an exploding loss; see TrainConfig.max_loss). It is raised before the epoch's state is
+    saved, so last.pt still holds the last good epoch."""
+    why = f"loss {loss:.4g}" + (f" > max_loss {cfg.max_loss:g}" if math.isfinite(loss) else "")
+    kept = (f"the state after epoch {epoch} (last.pt) is kept" if epoch > 0
+            else "no checkpoint was written")
+    return UserError(f"training diverged at epoch {epoch + 1} ({why}); {kept}; lower --lr or "
+                     "check the data.")
+
+
+def _deterministic_on_cpu(fn):
+    """Run ``fn(cfg, ...)`` with ``torch.use_deterministic_algorithms(True)`` when training on
+    the CPU, and restore the previous setting after.
+
+    Why: the same command with the same seed must give the same weights, bit for bit, in
+    any process. It did not on CPU (epoch losses differed in the 4th decimal): the backward
+    of advanced indexing - LICO's ``T[y]`` gathers of the class text features, ``ctx[roll]``
+    - is ``index_put_(accumulate=True)``, which PyTorch's CPU kernel runs with unordered
+    atomic float adds over threads once the tensor has >= 32768 elements and more than one
+    thread is used, so the context vectors' gradient changed in the last bits from run to
+    run, and everything else after one step. Deterministic mode makes that kernel serial;
+    the other CPU kernels are already deterministic for a given thread count (results do
+    depend on the thread count, which the run manifest records). warn_only: a kernel
+    without a deterministic version warns instead of stopping training. Not on CUDA, where
+    determinism would also need CUBLAS_WORKSPACE_CONFIG and slower kernels.
+    """
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(cfg: TrainConfig, *args, **kwargs):
+        cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+        if not cpu:
+            return fn(cfg, *args, **kwargs)
+        prev = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled())
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return fn(cfg, *args, **kwargs)
+        finally:
+            torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
+    return wrapper
 
 
 def _fixmatch_cosine(total_steps: int):
@@ -332,9 +380,11 @@ def _write_log(path: Path, rows: List[dict]) -> None:
 
 def _comparable(d: dict) -> dict:
     # Fields that may change between a run and its resumption.
-    return {k: v for k, v in d.items() if k not in ("device", "workers", "out", "epochs", "download")}
+    return {k: v for k, v in d.items()
+            if k not in ("device", "workers", "out", "epochs", "download", "max_loss")}
 
 
+@_deterministic_on_cpu
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
           log=print, on_epoch_end=None) -> Path:
     """Train ``cfg.model`` on ``cfg.dataset``; return the path of the inference checkpoint.
