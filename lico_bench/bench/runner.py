@@ -148,7 +148,11 @@ class Runner:
                 cfg = make_config(None, model=model, dataset=self.spec.dataset, root=self.spec.root,
                                   image_size=self.spec.image_size, seed=seed, out=self.spec.runs,
                                   device=self.spec.device, **self.spec.train_options)
-                train(cfg, progress=self.progress, log=self.log)
+                # a run interrupted while training continues from its last finished epoch
+                from ..train import run_dir
+
+                last = run_dir(self.spec.runs, self.spec.dataset, model, seed) / "last.pt"
+                train(cfg, resume=last.exists(), progress=self.progress, log=self.log)
             m = load_checkpoint(path, name=model, num_classes=num_classes, dataset=self.spec.dataset,
                                 image_size=self.image_size)
             m = m.to(self.device).eval()

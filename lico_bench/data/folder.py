@@ -142,9 +142,40 @@ def _all_classes(d: Path, split: str) -> List[str]:
     return sorted({c for s in set(STANDARD_SPLITS) | {split} for c in class_folders(d / s)})
 
 
+CLASS_NAME_FILES = ("classnames.txt", "LOC_synset_mapping.txt")
+
+
+def read_class_names(d: Path, folders: Sequence[str]) -> Tuple[str, ...]:
+    """Display names of ``folders`` from the first of :data:`CLASS_NAME_FILES` in ``d``
+    (``<folder> <name>[, synonym ...]`` per line), or the folder names when there is none."""
+    for fname in CLASS_NAME_FILES:
+        path = d / fname
+        if path.is_file():
+            break
+    else:
+        return tuple(folders)
+    names = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) == 2:
+            names[parts[0]] = parts[1].split(",")[0].strip()
+    missing = [f for f in folders if not names.get(f)]
+    if missing:
+        raise UserError(f"{path} names no class for folder(s) {', '.join(missing[:5])}"
+                        f"{' ...' if len(missing) > 5 else ''}; add lines '<folder> <name>' "
+                        "or remove the file to use the folder names.")
+    return tuple(names[f] for f in folders)
+
+
 def load_imagefolder(split: str = "train", root=None, image_size: Optional[int] = None,
                      download: bool = False) -> ImageFolderDataset:
-    """``ROOT/<split>/<class>/*`` with class names = folder names (sorted).
+    """``ROOT/<split>/<class>/*``; labels index the sorted folder names.
+
+    Class names (LICO's prompts read them): the folder names, unless ``ROOT`` holds one of
+    :data:`CLASS_NAME_FILES`, lines ``<folder> <name>[, synonym, ...]`` (the format of
+    ImageNet's ``LOC_synset_mapping.txt``: ``n01440764 tench, Tinca tinca``), in which case
+    each class is named by the text after its folder name up to the first comma. Without
+    such a file, ImageNet's wnid folders (``n01440764``) would be LICO's class names.
 
     ``root`` None: ``$LICO_BENCH_DATA`` or ``./data``. ``image_size`` default 224.
     Mean/std: ImageNet's.
@@ -159,8 +190,8 @@ def load_imagefolder(split: str = "train", root=None, image_size: Optional[int] 
     folders = _all_classes(d, split)
     if not folders:
         raise UserError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>.")
-    info = DatasetInfo("imagefolder", tuple(folders), IMAGENET_MEAN, IMAGENET_STD, size,
-                       has_masks=False)
+    info = DatasetInfo("imagefolder", read_class_names(d, folders), IMAGENET_MEAN, IMAGENET_STD,
+                       size, has_masks=False)
     return ImageFolderDataset(info, split, split_dir, folders)
 
 

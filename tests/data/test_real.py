@@ -296,6 +296,19 @@ def test_imagefolder_matches_torchvision_eval_transform(tmp_path):
     assert torch.allclose(ds[0][0], ref, atol=1e-6)
 
 
+def test_imagefolder_class_names_from_a_synset_mapping_file(tmp_path):
+    for wnid in ("n01440764", "n02102040"):
+        save(tmp_path / "train" / wnid / "a.png", (8, 8), (1, 2, 3))
+    (tmp_path / "LOC_synset_mapping.txt").write_text(
+        "n01440764 tench, Tinca tinca\nn02102040 English springer, English springer spaniel\n"
+        "n09999999 unused class\n")
+    ds = create_dataset("imagefolder", "train", root=tmp_path, image_size=16)
+    assert ds.info.class_names == ("tench", "English springer")
+    (tmp_path / "classnames.txt").write_text("n01440764 tench\n")   # first file wins, checked
+    with pytest.raises(UserError, match="names no class for folder.*n02102040"):
+        create_dataset("imagefolder", "train", root=tmp_path, image_size=16)
+
+
 def test_imagefolder_errors(tmp_path):
     with pytest.raises(UserError) as e:
         create_dataset("imagefolder", "train", root=tmp_path)

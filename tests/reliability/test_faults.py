@@ -195,3 +195,22 @@ def test_ctrl_c_during_run_stops_cleanly_and_keeps_finished_work(tmp_path, capsy
         cli_ok(capsys, run_argv(ckpts))
     assert rows(out) == reference_run["rows"]
     assert tables(out) == reference_run["tables"]
+
+
+def test_run_killed_while_training_its_checkpoint_resumes_the_training(tmp_path, capsys,
+                                                                       reference_training):
+    """A ``lico-bench run`` that trains a missing checkpoint and is killed during that
+    training (here: the training process, after epoch 1 at a random moment): the rerun
+    continues the training from last.pt instead of starting over, and ends with the weights
+    of an uninterrupted training."""
+    work = _train_and_stop(tmp_path, signal.SIGKILL, seed=5)
+    last = work / "runs" / "shapes" / "baseline_tiny" / "seed0" / "last.pt"
+    done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    argv = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "5",
+            "--device", "cpu", "--runs", "runs", "--out", "res", "--quiet",
+            "--train-option", "n_train=128", "--train-option", "batch_size=32",
+            "--train-option", f"epochs={EPOCHS}"]
+    with chdir(work):
+        out = cli_ok(capsys, argv)
+    assert f"resuming baseline_tiny on shapes after epoch {done}" in out
+    assert_same_weights(last.parent / "model.pt", reference_training)
