@@ -112,6 +112,9 @@ def make_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
         raise UserError(f"unknown optimizer {cfg.optimizer!r}; use sgd or adamw.")
     if cfg.lr <= 0:
         raise UserError(f"lr must be > 0, got {cfg.lr}.")
+    if cfg.n_train is not None and cfg.dataset != "shapes":
+        raise UserError(f"--n-train sets the size of the generated shapes training split; "
+                        f"{cfg.dataset!r} has a fixed one: drop --n-train.")
     if not cfg.max_loss >= 0:
         raise UserError(f"max_loss must be >= 0 (0 = off), got {cfg.max_loss}.")
     return cfg

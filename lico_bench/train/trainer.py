@@ -404,11 +404,6 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     if final.exists() and not (force or resume):
         raise UserError(f"{final} already exists; pass --force to train again (it will be "
                         "replaced only when the new run finishes) or --resume to extend it.")
-    try:
-        rdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create run directory {rdir} ({e.strerror}); pass a writable --out.") from None
-
     opts = {"n": cfg.n_train} if cfg.n_train else {}
     train_ds = create_dataset(cfg.dataset, "train", root=cfg.root, image_size=cfg.image_size,
                               seed=cfg.seed, download=cfg.download, **opts)
@@ -467,6 +462,12 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
         log(f"resuming {cfg.model} on {cfg.dataset} after epoch {start_epoch}")
     elif resume:
         log(f"no training state at {last}; starting from scratch")
+
+    # Created only now: a bad option found above leaves no empty run directory behind.
+    try:
+        rdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create run directory {rdir} ({e.strerror}); pass a writable --out.") from None
 
     net = TrainNet(model, head, gather=dist_.gather_cat if d.enabled else None)
     if d.enabled:

@@ -67,7 +67,7 @@ def test_missing_data_root(capsys, tmp_path, command, ckpts):
             if command == "run" else ["train", "--model", "baseline_tiny", "--dataset", "cifar10",
                                       "--root", str(root), "--out", str(tmp_path / "runs")])
     cli_error(capsys, argv, "CIFAR-10 not found", f"{root} (no such folder)", "--download",
-              watch=[tmp_path], new_dirs_ok=command == "train")
+              watch=[tmp_path])
 
 
 def test_empty_data_root(capsys, tmp_path, ckpts):
@@ -114,7 +114,7 @@ def test_text_encoder_checkpoint_missing(capsys, tmp_path):
     cli_error(capsys, _train(tmp_path / "runs", "--text-encoder", "clip", "--text-checkpoint",
                              str(missing), model="lico_tiny"),
               f"CLIP checkpoint {str(missing)!r} not found", "--text-encoder minilm",
-              watch=[tmp_path], new_dirs_ok=True)
+              watch=[tmp_path])
 
 
 # --------------------------------------------------------------------------- sizes and counts
@@ -124,8 +124,15 @@ def test_image_size_too_small(capsys, tmp_path, ckpts, command):
     pixels; the feature map would be 1x1 or less)."""
     argv = (_run(ckpts["baseline_tiny"], tmp_path / "out", "--image-size", "8")
             if command == "run" else _train(tmp_path / "runs", "--image-size", "8"))
-    cli_error(capsys, argv, "image size 8 is too small", "use 16 px or more", watch=[tmp_path],
-              new_dirs_ok=command == "train")
+    cli_error(capsys, argv, "image size 8 is too small", "use 16 px or more", watch=[tmp_path])
+
+
+def test_n_train_on_a_real_dataset(capsys, tmp_path):
+    """--n-train (the size of the generated shapes split) given for CIFAR-10."""
+    cli_error(capsys, ["train", "--model", "baseline_tiny", "--dataset", "cifar10", "--n-train", "100",
+                       "--out", str(tmp_path / "runs")],
+              "--n-train sets the size of the generated shapes training split", "drop --n-train",
+              watch=[tmp_path])
 
 
 def test_image_size_other_than_the_checkpoints(capsys, ckpts, tmp_path):
