@@ -3,7 +3,8 @@
 #   1. trains baseline_r18 and lico_r18 for a few steps (and with torchrun on every GPU
 #      when there are several);
 #   2. runs every method with the core metrics in bf16 and in fp32 on the GPU and in fp32 on
-#      the CPU, compares them image by image, then every metric (Quantus too) on a few images;
+#      the CPU, compares them image by image, then every metric (Quantus too) on Grad-CAM
+#      maps of a few images;
 #   3. runs the three speed benchmarks on the GPU;
 # and prints every figure with the command that gave it.
 #
@@ -11,7 +12,7 @@
 #   DEVICE=cpu N_IMAGES=4 N_TRAIN=128 SKIP_BENCH=1 bash benchmarks/gpu_check.sh   # a dry run
 #
 # Environment: PYTHON (python), DEVICE (cuda), N_IMAGES (64), N_TRAIN (1280 = 20 steps of
-# 64), N_ALL (8: images for the all-metrics run), WORK (a new temporary directory),
+# 64), N_ALL (4: images for the all-metrics run), WORK (a new temporary directory),
 # SKIP_BENCH (unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ PY=${PYTHON:-python}
 DEVICE=${DEVICE:-cuda}
 N_IMAGES=${N_IMAGES:-64}
 N_TRAIN=${N_TRAIN:-1280}
-N_ALL=${N_ALL:-8}
+N_ALL=${N_ALL:-4}
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/lico-gpu-check.XXXXXX")}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TQDM_DISABLE=1
 LB=("$PY" -m lico_bench.cli)
@@ -76,9 +77,12 @@ else
   echo; cat "$WORK/dev_fp32/summary.md"
 fi
 
-step "2c. every registered metric (Quantus included), $N_ALL images"
+step "2c. every registered metric (Quantus included) on Grad-CAM maps, $N_ALL images"
+# Quantus works image by image through numpy (PixelFlipping alone: one forward per pixel
+# step), so this part stays small: one method, a few images.
 ALL=$("$PY" -c "from lico_bench.metrics import list_metrics; print(','.join(list_metrics()))")
-show "${LB[@]}" run "${GRID[@]}" --n-images "$N_ALL" --device "$DEVICE" --metrics "$ALL" --out "$WORK/dev_all"
+show "${LB[@]}" run --model baseline_r18 --model lico_r18 --method gradcam --runs "$WORK/runs" \
+  --no-train --quiet --n-images "$N_ALL" --device "$DEVICE" --metrics "$ALL" --out "$WORK/dev_all"
 "$PY" - "$WORK/dev_all/summary.csv" <<'EOF'
 import sys
 import pandas as pd
