@@ -24,6 +24,21 @@ def _argv(checkpoints, out):
             "--checkpoint", f"lico_tiny={checkpoints['lico_tiny']}"]
 
 
+def _children(pid: int) -> list:
+    """PIDs whose parent is ``pid`` (the torchrun workers), from /proc: no procps needed."""
+    out = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(stat))
+    return sorted(out)
+
+
 def _torchrun(argv, nproc=2, **popen):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(ROOT / "tests" / "dist_entry.py"), *argv]
@@ -65,10 +80,9 @@ def test_killed_rank_then_rerun_loses_and_duplicates_nothing(checkpoints, refere
     while time.time() < deadline and p.poll() is None:
         # some work finished, some not: parts of the first experiment on disk
         if len(list(out.glob("parts/*/*.jsonl"))) + len(list(out.glob("rows/*.jsonl"))) >= 3:
-            kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
-                                  text=True).stdout.split()
+            kids = _children(p.pid)
             if kids:
-                victim = int(kids[-1])
+                victim = kids[-1]
                 os.kill(victim, signal.SIGKILL)
                 break
         time.sleep(0.05)
