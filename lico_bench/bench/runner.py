@@ -40,6 +40,7 @@ from ..data import create_dataset
 from ..errors import UserError
 from ..io import torch_save, write_json, write_text
 from ..models import load_checkpoint
+from ..precision import to_device
 from ..train import distributed as dist_
 from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
@@ -306,12 +307,9 @@ class Runner:
         batch = ds.get_batch(idx)
         cuda = self.device.type == "cuda"
 
-        def to_dev(t):  # pinned host memory: the copy runs asynchronously
-            return (t.pin_memory() if cuda else t).to(self.device, non_blocking=True)
-
-        images = to_dev(batch.images)
-        masks = to_dev(batch.masks) if batch.masks is not None else None
-        labels = to_dev(batch.labels)
+        images = to_device(batch.images, self.device)
+        masks = to_device(batch.masks, self.device) if batch.masks is not None else None
+        labels = to_device(batch.labels, self.device)
         if not torch.isfinite(images).all():
             bad = [i for i, ok in zip(idx, torch.isfinite(images).flatten(1).all(1).tolist()) if not ok]
             raise UserError(f"images {bad[:5]} of {ds.info.name} contain NaN or infinite values; "

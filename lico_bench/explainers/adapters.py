@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
-from .base import (Explainer, float32_ops, layer_path, model_guard, resolve_layer, scaled,
+from ..precision import float32_ops
+from .base import (Explainer, layer_path, model_guard, resolve_layer, scaled,
                    upsample)
 
 # ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ dtype=torch.bfloat16)`` (the runner's bf16 mode) and with a channels-last model 
 Only the model's forward and backward passes then run in bf16: activations, gradients and
 logits are cast to float32 before anything is computed from them (softmax, channel weights,
 weighted sums, Score-CAM masks, RISE masks and accumulation, upsampling), with autocast
-switched off locally (:func:`float32_ops`) where it would lower a matmul or einsum to bf16
+switched off locally (``lico_bench.precision.float32_ops``) where it would lower a matmul or einsum to bf16
 again. Maps are float32, so the metrics' pixel order never sees bf16 values. pytorch-grad-cam
 (``gradcam:<Name>``) converts to numpy, which has no bfloat16: it always runs in float32.
 captum runs under the autocast and its output is cast before the channel sum and upsampling
@@ -251,22 +251,6 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
     rng = hi - lo
     out = (m - lo) / torch.where(rng > 0, rng, torch.ones_like(rng))
     return torch.where(rng > 0, out, torch.zeros_like(out))
-
-
-def at_least_float32(t: torch.Tensor) -> torch.Tensor:
-    """``t`` in float32, or as it is when already float32/float64 (bf16/fp16 are upcast)."""
-    return t if t.dtype in (torch.float32, torch.float64) else t.float()
-
-
-def float32_ops(device: torch.device):
-    """A context where autocast is off for ``device``'s type (a no-op when it is not on).
-
-    For the arithmetic an explainer does on the model's outputs: under autocast, matmul and
-    einsum would run in bf16 again even on float32 inputs.
-    """
-    if torch.is_autocast_enabled(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -25,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .base import (Explainer, at_least_float32, capture_activations, float32_ops, layer_path,
+from ..precision import at_least_float32, float32_ops
+from .base import (Explainer, capture_activations, layer_path,
                    resolve_layer, single_activation, upsample)
 
 

@@ -44,7 +44,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .base import Explainer, ceil_div, float32_ops
+from ..precision import float32_ops
+from .base import Explainer, ceil_div
 
 SMALL_IMAGE = 64  # below this size (min(H, W)) the small-image defaults apply
 

@@ -11,23 +11,13 @@ Sinkhorn loses the small differences these losses are made of.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-
-def _fp32(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-def _no_autocast(device: torch.device):
-    # Autocast would silently run matmuls in half precision again inside the loss.
-    if torch.is_autocast_enabled(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
+from ..precision import at_least_float32, float32_ops
 
 
 def pairwise_distance(x: torch.Tensor, min_sq: float = 1e-4) -> torch.Tensor:
@@ -64,9 +54,9 @@ def manifold_matching_loss(img_feats: torch.Tensor, txt_feats: torch.Tensor,
     if img_feats.dim() != 2 or txt_feats.dim() != 2 or img_feats.shape[0] != txt_feats.shape[0]:
         raise ValueError(f"manifold_matching_loss: expected [B, C] and [B, D], got "
                          f"{tuple(img_feats.shape)} and {tuple(txt_feats.shape)}")
-    with _no_autocast(img_feats.device):
-        e = F.normalize(_fp32(img_feats), dim=-1)
-        t = F.normalize(_fp32(txt_feats), dim=-1)
+    with float32_ops(img_feats.device):
+        e = F.normalize(at_least_float32(img_feats), dim=-1)
+        t = F.normalize(at_least_float32(txt_feats), dim=-1)
         tau = logit_scale
         log_af = F.log_softmax(-pairwise_distance(e) / tau, dim=-1)   # [B, B]
         ag = F.softmax(-pairwise_distance(t) / tau, dim=-1)           # [B, B]
@@ -100,8 +90,8 @@ def sinkhorn_log(cost: torch.Tensor, a: Optional[torch.Tensor] = None,
     if cost.dim() != 3:
         raise ValueError(f"sinkhorn_log: cost must be [B, N, M], got {tuple(cost.shape)}")
     out_dtype = cost.dtype
-    with _no_autocast(cost.device):
-        c = _fp32(cost)
+    with float32_ops(cost.device):
+        c = at_least_float32(cost)
         bsz, n, m = c.shape
         log_a = (c.new_full((bsz, n), -math.log(n)) if a is None
                  else torch.log(a.to(device=c.device, dtype=c.dtype)).expand(bsz, n))
@@ -139,8 +129,8 @@ def ot_cost(feats: torch.Tensor, txt_maps: torch.Tensor) -> torch.Tensor:
     if txt_maps.dim() != 3 or txt_maps.shape[0] != bsz or txt_maps.shape[2] != h * w:
         raise ValueError(f"ot_cost: txt_maps must be [B={bsz}, M, h*w={h * w}], "
                          f"got {tuple(txt_maps.shape)}")
-    x = F.normalize(_fp32(feats).reshape(bsz, ch, h * w), dim=-1)    # [B, C, hw]
-    y = F.normalize(_fp32(txt_maps), dim=-1)                         # [B, M, hw]
+    x = F.normalize(at_least_float32(feats).reshape(bsz, ch, h * w), dim=-1)    # [B, C, hw]
+    y = F.normalize(at_least_float32(txt_maps), dim=-1)                         # [B, M, hw]
     c = (x * x).sum(-1)[:, :, None] + (y * y).sum(-1)[:, None, :] - 2.0 * (x @ y.transpose(1, 2))
     return c.clamp_min(0.0)                                          # [B, C, M]
 
@@ -158,7 +148,7 @@ def ot_loss(feats: torch.Tensor, txt_maps: torch.Tensor, eps: float = 0.1, max_i
         unrolled Sinkhorn iterations (memory ~ max_iter copies of [B, C, M]).
     Returns a scalar (>= float32).
     """
-    with _no_autocast(feats.device):
+    with float32_ops(feats.device):
         cost = ot_cost(feats, txt_maps)                               # [B, C, M]
         if full_grad:
             plan = sinkhorn_log(cost, eps=eps, max_iter=max_iter, tol=tol)

@@ -38,7 +38,6 @@ mean shift <= 0.0008. The tests bound the same-maps difference by 0.005 on a tin
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -47,6 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..precision import float32_ops
 
 SUBSTRATES = ("blur", "zero")
 SCORES = ("softmax", "logit")
@@ -150,14 +150,6 @@ def pixel_rank(maps: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- checks
-
-def float32_ops(device: torch.device):
-    """A context where autocast is off for ``device``'s type (a no-op when it is not on):
-    under autocast a convolution or matmul would run in bf16 even on float32 inputs."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
-
 
 def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
     """The device of the model's first parameter or buffer (``fallback`` if it has none)."""

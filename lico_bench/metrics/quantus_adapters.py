@@ -50,7 +50,8 @@ import torch
 
 from ..errors import UserError
 from .base import Metric, MetricResult, register_metric
-from .causal import check_eval, float32_ops, model_device, predict
+from ..precision import float32_ops
+from .causal import check_eval, model_device, predict
 
 # name -> (kind, needs a model). kind: "curve" (values = Quantus AUC of the curve),
 # "value" (one number per image), "mask" (one number per image, needs masks).

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from ..data import Batch, create_dataset
 from ..errors import UserError
 from ..io import torch_save, write_text
+from ..precision import to_device
 from ..models import create_model, read_checkpoint, save_checkpoint
 from . import distributed as dist_
 from .config import TrainConfig
@@ -140,13 +141,6 @@ def augment_batch(x: torch.Tensor, kind: str, g: torch.Generator, pad: int = 4) 
     if kind == "none":
         return x
     return apply_augment(x, kind, augment_params(kind, x.shape[0], x.shape[2], x.shape[3], g, pad), pad)
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host tensor -> ``device``; on CUDA through pinned memory, so the copy does not block."""
-    if device.type == "cuda" and not t.is_pinned():
-        t = t.pin_memory()
-    return t.to(device, non_blocking=True)
 
 
 def _chunks(order: torch.Tensor, batch_size: int, drop_last: bool) -> List[torch.Tensor]:
