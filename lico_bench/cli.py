@@ -100,9 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTRA_COMMANDS: list = []
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (what job schedulers and ``kill`` send), raised where the program is, so it
+    unwinds like Ctrl-C: ``finally`` blocks run, locks are released, temporary files go."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    import signal
+    import threading
+
     parser = build_parser()
     args = None
+    # Only the main thread may set a handler (main() called from a thread keeps the default).
+    prev = (signal.signal(signal.SIGTERM, _on_sigterm)
+            if threading.current_thread() is threading.main_thread() else None)
     try:
         args = parser.parse_args(argv)
         args._argv = argv
@@ -113,14 +128,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UserError as e:
         print(f"lico-bench: error: {e}", file=sys.stderr)
         return UserError.exit_code
-    except KeyboardInterrupt:
+    except OSError as e:
+        # Disk full, no permission, a file where a folder should be: one line naming the
+        # path and the fix, here rather than at every write (writes are atomic, so nothing
+        # is half-written).
+        from .errors import os_error_message
+
+        print(f"lico-bench: error: {os_error_message(e)}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt as e:
         # Every file is written atomically, so what is there is whole: finished epochs
         # (last.pt), finished batches (parts/) and experiments (rows/).
         again = {"train": "run it again with --resume to continue",
                  "run": "run the same command again to continue"}.get(getattr(args, "command", None),
                                                                      "nothing was left half-written")
-        print(f"lico-bench: interrupted; finished work is kept ({again}).", file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
+        print(f"lico-bench: {what}; finished work is kept ({again}).", file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130  # 128 + the signal, as the shell's
+    finally:
+        if prev is not None:
+            signal.signal(signal.SIGTERM, prev)
 
 
 

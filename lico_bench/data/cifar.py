@@ -71,18 +71,101 @@ def _text(x) -> str:
     return x.decode("latin1") if isinstance(x, bytes) else str(x)
 
 
+class _Refused(pickle.UnpicklingError):
+    """The file names something a CIFAR file never holds (and that could run code)."""
+
+
+def _latin1_encode(text, encoding="utf-8", errors="strict"):
+    """``_codecs.encode`` as Python 3 pickles (protocol 2) rebuild ``bytes`` with it: only
+    the latin-1 round trip they use, nothing else that a codec name could trigger."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise _Refused(f"_codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args):
+    """``bytes()``, as Python 3 pickles (protocol 2) store an empty ``bytes``."""
+    if args:
+        raise _Refused("bytes(...) with arguments")
+    return b""
+
+
+def _ndarray_reconstruct(subtype, shape, dtype):
+    """numpy's ``_reconstruct``, for plain ``ndarray`` only (no subclass runs)."""
+    if subtype is not np.ndarray:
+        raise _Refused("a subclass of numpy arrays")
+    return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+
+def _ndarray_frombuffer(buf, dtype, shape, order):
+    """numpy's ``_frombuffer`` (arrays in protocol-5 pickles): bytes viewed as numbers."""
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or order not in ("C", "F"):
+        raise _Refused("an array that is not numeric")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy()
+
+
+def _numpy_scalar(dtype, data=None):
+    """numpy's ``scalar`` (a numpy int or float in a re-pickled file), numbers only."""
+    if isinstance(data, str):  # a Python 2 pickle read with encoding="latin1"
+        data = data.encode("latin1")
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or not isinstance(data, bytes):
+        raise _Refused("a numpy scalar that is not a number")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+# What the real files (and torchvision's or numpy's re-pickles of them) reference: numpy
+# arrays, dtypes and scalars, and the codec Python 3 uses for bytes. Nothing else can be
+# named, so nothing else can be called while a file is read.
+_CIFAR_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _ndarray_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _ndarray_reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _ndarray_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _ndarray_frombuffer,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("_codecs", "encode"): _latin1_encode,
+    ("builtins", "bytes"): _empty_bytes,
+    ("__builtin__", "bytes"): _empty_bytes,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """A restricted unpickler: the CIFAR format (dicts, lists, str/bytes, ints and numpy
+    arrays) stays readable; any other class or function a file names is refused, so a
+    payload (an object whose unpickling runs code) never runs."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _CIFAR_GLOBALS[(module, name)]
+        except KeyError:
+            raise _Refused(f"{module}.{name}") from None
+
+    def persistent_load(self, pid):
+        raise _Refused("a persistent reference")
+
+
 def unpickle(path: Path) -> dict:
     """Load one CIFAR pickle; keys as ``str`` whatever way the file was written.
 
     ``encoding="latin1"`` is what Python 2 pickles of numpy arrays need (it is what
-    torchvision uses); Python 3 pickles with ``bytes`` keys load the same way.
+    torchvision uses); Python 3 pickles with ``bytes`` keys load the same way. Files come
+    from outside, so they are read with a restricted unpickler (:class:`_CifarUnpickler`):
+    a file that names anything but numpy arrays is refused, unread.
     """
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="latin1")
+            d = _CifarUnpickler(f, encoding="latin1").load()
+    except _Refused as e:
+        raise UserError(f"{path} is not a CIFAR file, or an unsafe one: it names {e}, which "
+                        "the CIFAR files never hold and which could run code, so it was not "
+                        "loaded; fetch the python version of the dataset again.") from None
+    except OSError:
+        raise
     except Exception as e:
         raise UserError(f"cannot read {path}: {type(e).__name__}: {e}; the file looks corrupt, "
-                        f"fetch it again.") from e
+                        f"fetch it again.") from None
     if not isinstance(d, dict):
         raise UserError(f"{path} is not a CIFAR pickle (holds a {type(d).__name__}, not a dict).")
     return {_text(k): v for k, v in d.items()}

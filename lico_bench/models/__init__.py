@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
-from ..io import torch_save
+from ..io import safe_torch_load, torch_save
 from ..registry import Registry
 from .backbones import Classifier, resnet, wide_resnet
 
@@ -135,16 +135,13 @@ def save_checkpoint(path: str | os.PathLike, model: Classifier, extra: Optional[
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint dict, with a one-line error for a missing or corrupt file."""
+    """Load a checkpoint dict (tensors and plain containers only: nothing in it runs), with
+    a one-line error for a missing, corrupt or unsafe file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist; train one with "
                         "'lico-bench train' or pass the right path.")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated zip, pickle garbage, ...
-        raise UserError(f"checkpoint {str(path)!r} is corrupt or not a lico-bench checkpoint "
-                        f"({type(e).__name__}); delete it and train again.") from None
+    obj = safe_torch_load(path, f"checkpoint {str(path)!r}", "delete it and train again")
     if not isinstance(obj, dict) or "cfg" not in obj or "state_dict" not in obj:
         raise UserError(f"{str(path)!r} is not a lico-bench checkpoint (no model config inside).")
     if obj.get("format", 0) > CHECKPOINT_FORMAT:

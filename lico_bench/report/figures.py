@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import UserError
-from ..io import atomic_path
+from ..io import atomic_path, safe_torch_load
 from .tables import NICE, compute_summary, load_manifest, load_rows, metric_directions
 
 BASELINE_COLOUR = "#0072B2"  # Okabe-Ito blue
@@ -205,7 +205,9 @@ def plot_map_grid(results: Path, manifest: dict, models: List[str], methods: Lis
             key = f"{dataset}__{model}__{method.replace(':', '-')}__seed{seed}"
             path = results / "maps" / f"{key}.pt"
             if path.exists():
-                saved[(model, method)] = torch.load(path, map_location="cpu", weights_only=True)
+                saved[(model, method)] = safe_torch_load(
+                    path, f"maps file {path}", "delete it and run the same command again",
+                    kind="maps file")
     if not saved:
         return None
     # Images present in every saved file, in order.
@@ -512,6 +514,9 @@ def build_figures(results_dir: str | Path, out: Optional[str | Path] = None,
     if bad or not formats:
         raise UserError(f"unsupported figure format(s) {bad or formats}; use png, pdf or svg.")
     out = Path(out) if out is not None else results / "figures"
+    if out.exists() and not out.is_dir():  # found before minutes of drawing, not after
+        raise UserError(f"--out {out} is a file; figures go into a folder: pass a folder "
+                        "(it is created if needed).")
     manifest = load_manifest(results)
     rows = load_rows(results)
     plt = _plt()

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ..data import Batch, create_dataset
 from ..errors import UserError
-from ..io import torch_save, write_text
+from ..io import safe_torch_load, torch_save, write_text
 from ..precision import to_device
 from ..models import create_model, read_checkpoint, save_checkpoint
 from . import distributed as dist_
@@ -510,11 +510,8 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
 
 
 def _read_state(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise UserError(f"training state {path} is corrupt ({type(e).__name__}); delete it and "
-                        "rerun without --resume.") from None
+    state = safe_torch_load(path, f"training state {path}", "delete it and rerun without --resume",
+                            kind="training state")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise UserError(f"{path} is not a lico-bench training state; delete it or rerun without --resume.")
     return state

@@ -151,7 +151,7 @@ def tables(out: Path) -> Dict[str, bytes]:
 
 
 def state_dict(path: Path) -> Dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
@@ -164,7 +164,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 def history(path: Path) -> List[dict]:
     """The per-epoch log of a checkpoint, without wall-clock times (NaN as "nan", so that
     logs compare equal)."""
-    h = torch.load(path, map_location="cpu", weights_only=False)["extra"]["history"]
+    h = torch.load(path, map_location="cpu", weights_only=True)["extra"]["history"]
     return [{k: ("nan" if v != v else v) for k, v in r.items() if k != "epoch_s"} for r in h]
 
 

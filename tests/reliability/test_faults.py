@@ -1,4 +1,4 @@
-"""Faults: SIGKILL and Ctrl-C (SIGINT) at random points of training and of a run, and
+"""Faults: SIGKILL, Ctrl-C (SIGINT) and SIGTERM at random points of training and of a run, and
 writes cut short. Kill points come from seeded RNGs, so a failure replays.
 
 What each test expects: a killed or interrupted command, started again (``--resume`` for
@@ -25,6 +25,7 @@ from tests.reliability.common import (EPOCHS, PARTS, ROOT, assert_same_weights, 
 EXPERIMENTS = 4
 TOTAL = EXPERIMENTS * PARTS          # part files of the fault tests' run
 INTERRUPTED = "lico-bench: interrupted; finished work is kept ({})."
+TERMINATED = "lico-bench: terminated (SIGTERM); finished work is kept ({})."
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -94,17 +95,20 @@ def _train_and_stop(tmp_path, sig, seed) -> Path:
     if sig == signal.SIGINT:
         assert rc == 130, err
         assert err.splitlines() == [INTERRUPTED.format("run it again with --resume to continue")], err
+    elif sig == signal.SIGTERM:
+        assert rc == 143, err
+        assert err.splitlines() == [TERMINATED.format("run it again with --resume to continue")], err
     else:
         assert rc == -signal.SIGKILL, err
     assert not (last.parent / "model.pt").exists(), "the run finished before the signal"
-    done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    done = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
     assert 1 <= done < EPOCHS
     return work
 
 
 def _resume_and_compare(capsys, work, reference_training):
     last = work / "runs" / "shapes" / "baseline_tiny" / "seed0" / "last.pt"
-    done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    done = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
     with chdir(work):
         out = cli_ok(capsys, train_argv(extra=["--resume"]))
     assert f"resuming baseline_tiny on shapes after epoch {done}" in out
@@ -126,6 +130,15 @@ def test_ctrl_c_during_training_stops_cleanly_and_resume_continues(tmp_path, cap
     finished work is kept and how to continue, no traceback; last.pt is whole, and
     ``--resume`` ends where an uninterrupted run does."""
     work = _train_and_stop(tmp_path, signal.SIGINT, seed=4)
+    _resume_and_compare(capsys, work, reference_training)
+
+
+def test_sigterm_during_training_stops_cleanly_and_resume_continues(tmp_path, capsys, reference_training):
+    """SIGTERM (what a job scheduler sends at the end of a job's time) during ``lico-bench
+    train``: handled as Ctrl-C - exit status 143 (128 + 15), one line saying that finished
+    work is kept and how to continue, no traceback - and ``--resume`` ends with the weights
+    and log of an uninterrupted run."""
+    work = _train_and_stop(tmp_path, signal.SIGTERM, seed=8)
     _resume_and_compare(capsys, work, reference_training)
 
 
@@ -171,19 +184,26 @@ def test_sigkill_during_run_at_several_random_points(tmp_path, capsys, ckpts, re
     _kill_run_at_random_points(tmp_path, capsys, ckpts, reference_run, trials=6, seed=1)
 
 
-def test_ctrl_c_during_run_stops_cleanly_and_keeps_finished_work(tmp_path, capsys, ckpts, reference_run):
-    """Ctrl-C (SIGINT) during ``lico-bench run``: exit status 130, one line, no traceback;
-    every part file finished before the signal is still there and whole; the rerun ends
-    with the rows and byte-identical tables of an uninterrupted run."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_during_run_stops_cleanly_and_keeps_finished_work(tmp_path, capsys, ckpts,
+                                                                             reference_run, sig):
+    """Ctrl-C (SIGINT) or SIGTERM during ``lico-bench run``: exit status 130 or 143, one
+    line, no traceback; every part file finished before the signal is still there and
+    whole; the rerun ends with the rows and byte-identical tables of an uninterrupted run."""
     work = tmp_path / "work"
     work.mkdir()
     out = work / "res"
     proc = spawn(run_argv(ckpts), cwd=work)
-    wait_until(proc, lambda: done_units(out, PARTS) >= 3 + random.Random(5).randint(0, 6))
+    wait_until(proc, lambda: done_units(out, PARTS) >= 3 + random.Random(5 + sig).randint(0, 6))
     finished = {p: p.read_bytes() for p in out.glob("parts/*/*.jsonl")}
-    rc, _, err = kill(proc, signal.SIGINT)
-    assert rc == 130, err
-    assert err.splitlines() == [INTERRUPTED.format("run the same command again to continue")], err
+    rc, _, err = kill(proc, sig)
+    again = "run the same command again to continue"
+    if sig == signal.SIGINT:
+        assert rc == 130, err
+        assert err.splitlines() == [INTERRUPTED.format(again)], err
+    else:
+        assert rc == 143, err
+        assert err.splitlines() == [TERMINATED.format(again)], err
     for p, data in finished.items():
         merged = out / "rows" / f"{p.parent.name}.jsonl"
         assert (p.exists() and p.read_bytes() == data) or merged.exists()
@@ -205,7 +225,7 @@ def test_run_killed_while_training_its_checkpoint_resumes_the_training(tmp_path,
     of an uninterrupted training."""
     work = _train_and_stop(tmp_path, signal.SIGKILL, seed=5)
     last = work / "runs" / "shapes" / "baseline_tiny" / "seed0" / "last.pt"
-    done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    done = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
     argv = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "5",
             "--device", "cpu", "--runs", "runs", "--out", "res", "--quiet",
             "--train-option", "n_train=128", "--train-option", "batch_size=32",
