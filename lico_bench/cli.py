@@ -228,6 +228,8 @@ def _parse_kv_options(items, what: str) -> dict:
             parsed = json.loads(value)
         except ValueError:
             parsed = value
+        if key in out.get(name, {}):  # the last one would win unseen
+            raise UserError(f"{what} option {name}.{key} is given twice; give it once.")
         out.setdefault(name, {})[key] = parsed
     return out
 

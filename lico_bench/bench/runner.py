@@ -111,6 +111,9 @@ class Runner:
 
         names = list(self.spec.metrics) if self.spec.metrics else [
             m for m in DEFAULT_METRICS if has_masks or m not in MASK_METRICS]
+        from .spec import check_option_targets
+
+        check_option_targets(self.spec.metric_options, names, "metric")
         metrics = [create_metric(n, **self.spec.metric_options.get(n, {})) for n in names]
         for m in metrics:
             if m.needs_masks and not has_masks:

@@ -92,6 +92,7 @@ class RunSpec:
         unknown = set(self.checkpoints) - set(self.models)
         if unknown:
             raise UserError(f"--checkpoint given for {sorted(unknown)}, which is not a --model of this run.")
+        check_option_targets(self.method_options, self.methods, "method")
         from ..train.config import TrainConfig
 
         allowed = {f.name for f in dataclasses.fields(TrainConfig)} - RUN_DECIDES
@@ -99,6 +100,23 @@ class RunSpec:
         if bad:
             raise UserError(f"unknown or fixed training option(s) {', '.join(bad)} in --train-option; "
                             f"allowed: {', '.join(sorted(allowed))}.")
+
+
+def check_option_targets(given: Dict[str, Any], names: List[str], kind: str) -> None:
+    """Every ``--{kind}-option NAME.KEY=VALUE`` must name a {kind} of this run: an option
+    for one that is not run (a typo, a forgotten ``--{kind}``) would be silently ignored.
+    The error names the closest valid name."""
+    import difflib
+
+    for target in given:
+        if target in names:
+            continue
+        close = difflib.get_close_matches(target, names, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        add = "--metrics" if kind == "metric" else "--method"
+        raise UserError(f"--{kind}-option {target}.{next(iter(given[target]), 'KEY')}=...: "
+                        f"{target!r} is not a {kind} of this run{hint} This run's {kind}s: "
+                        f"{', '.join(names)}; fix the name, or add it with {add}.")
 
 
 def expand(spec: RunSpec) -> List[Experiment]:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any, Dict, Optional
+from typing import Annotated, Any, Dict, Literal, Optional
 
 import torch
 import torch.nn as nn
 
 from ..errors import UserError
+from ..options import Range, typed_options
 from ..precision import float32_ops
 from .base import (Explainer, layer_path, model_guard, resolve_layer, scaled,
                    upsample)
@@ -42,6 +43,9 @@ def _gradcam_classes() -> Dict[str, type]:
             if isinstance(c, type) and issubclass(c, BaseCAM) and c is not BaseCAM}
 
 
+CAPTUM_REDUCE = ("sum", "abs_sum")
+
+
 class PytorchGradCamAdapter(Explainer):
     """``gradcam:<cam>``: pytorch-grad-cam's CAM class ``cam`` behind the common interface.
 
@@ -54,8 +58,10 @@ class PytorchGradCamAdapter(Explainer):
     Progress bars of ScoreCAM/AblationCAM (tqdm) are silenced with TQDM_DISABLE=1.
     """
 
+    name = "gradcam:<Name>"  # the instance's: gradcam:<cam>
     needs_grad = True
 
+    @typed_options
     def __init__(self, cam: str, layer: Optional[str] = None, aug_smooth: bool = False,
                  eigen_smooth: bool = False, **cam_options: Any):
         classes = _gradcam_classes()
@@ -71,8 +77,8 @@ class PytorchGradCamAdapter(Explainer):
                             f"{', '.join(sorted(allowed))}.")
         self._ctor_options = {k: v for k, v in cam_options.items() if k in params}
         self.name = f"gradcam:{cam}"
-        super().__init__(cam=cam, layer=layer, aug_smooth=bool(aug_smooth),
-                         eigen_smooth=bool(eigen_smooth), **cam_options)
+        super().__init__(cam=cam, layer=layer, aug_smooth=aug_smooth,
+                         eigen_smooth=eigen_smooth, **cam_options)
         self.cam_class, self.layer, self.cam_options = classes[cam], layer, cam_options
 
     def resolved_options(self, model, image_size):
@@ -134,19 +140,18 @@ class CaptumAdapter(Explainer):
     (the dataset mean colour in normalised space) where a method requires them.
     """
 
+    name = "captum:<Name>"  # the instance's: captum:<method>
     needs_grad = True
-    REDUCE = ("sum", "abs_sum")
+    REDUCE = CAPTUM_REDUCE
 
-    def __init__(self, method: str, reduce: str = "sum", layer: Optional[str] = None,
-                 batch_size: int = 64, attribute: Optional[Dict[str, Any]] = None):
+    @typed_options
+    def __init__(self, method: str, reduce: Literal[CAPTUM_REDUCE] = "sum",
+                 layer: Optional[str] = None, batch_size: Annotated[int, Range(1)] = 64,
+                 attribute: Optional[dict] = None):
         classes = _captum_classes()
         if method not in classes:
             raise UserError(f"captum has no supported attribution method {method!r}; choose "
                             f"one of {', '.join(sorted(classes))} (as 'captum:<Name>').")
-        if reduce not in self.REDUCE:
-            raise UserError(f"reduce must be one of {', '.join(self.REDUCE)}, got {reduce!r}.")
-        if not (isinstance(batch_size, int) and batch_size >= 1):
-            raise UserError(f"batch_size must be a positive integer, got {batch_size!r}.")
         self.name = f"captum:{method}"
         super().__init__(method=method, reduce=reduce, layer=layer, batch_size=batch_size,
                          attribute=dict(attribute or {}))

@@ -63,10 +63,10 @@ class Explainer(abc.ABC):
 
     def __init__(self, **options: Any):
         try:
-            json.dumps(options)
-        except TypeError:
+            json.dumps(options, allow_nan=False)  # NaN/inf are no option value (nor JSON)
+        except (TypeError, ValueError):
             raise UserError(f"options of explainer {self.name!r} must be plain values "
-                            f"(numbers, strings, lists); got {options!r}.") from None
+                            f"(finite numbers, strings, lists); got {options!r}.") from None
         self.options: Dict[str, Any] = dict(options)
 
     def __repr__(self) -> str:

@@ -18,16 +18,19 @@ activations, not ``loss.backward()``); it never calls ``model.eval()``.
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, Optional
+from typing import Annotated, Any, Dict, Literal, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..options import Range, typed_options
 from ..precision import at_least_float32, float32_ops
 from .base import (Explainer, capture_activations, layer_path,
                    resolve_layer, single_activation, upsample)
+
+SCORECAM_VARIANTS = ("official", "grad-cam")
 
 
 class BaseCAM(Explainer):
@@ -106,6 +109,7 @@ class GradCAM(BaseCAM):
 
     name = "gradcam"
 
+    @typed_options
     def __init__(self, layer: Optional[str] = None):
         super().__init__(layer=layer)
 
@@ -129,6 +133,7 @@ class GradCAMPlusPlus(BaseCAM):
     name = "gradcampp"
     eps = 1e-6
 
+    @typed_options
     def __init__(self, layer: Optional[str] = None):
         super().__init__(layer=layer)
 
@@ -177,22 +182,19 @@ class ScoreCAM(BaseCAM):
 
     name = "scorecam"
     uses_gradients = False
-    VARIANTS = ("official", "grad-cam")
+    VARIANTS = SCORECAM_VARIANTS
 
-    def __init__(self, layer: Optional[str] = None, variant: str = "official",
-                 baseline_subtract: bool = False, batch_size: int = 64,
+    @typed_options
+    def __init__(self, layer: Optional[str] = None,
+                 variant: Literal[SCORECAM_VARIANTS] = "official",
+                 baseline_subtract: bool = False, batch_size: Annotated[int, Range(1)] = 64,
                  mask_align_corners: bool = False):
-        if variant not in self.VARIANTS:
-            raise UserError(f"unknown Score-CAM variant {variant!r}; choose one of "
-                            f"{', '.join(self.VARIANTS)}.")
         if baseline_subtract and variant != "official":
             raise UserError("baseline_subtract applies to variant='official' only.")
-        if not (isinstance(batch_size, int) and batch_size >= 1):
-            raise UserError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        super().__init__(layer=layer, variant=variant, baseline_subtract=bool(baseline_subtract),
-                         batch_size=batch_size, mask_align_corners=bool(mask_align_corners))
-        self.variant, self.baseline_subtract = variant, bool(baseline_subtract)
-        self.batch_size, self.mask_align_corners = batch_size, bool(mask_align_corners)
+        super().__init__(layer=layer, variant=variant, baseline_subtract=baseline_subtract,
+                         batch_size=batch_size, mask_align_corners=mask_align_corners)
+        self.variant, self.baseline_subtract = variant, baseline_subtract
+        self.batch_size, self.mask_align_corners = batch_size, mask_align_corners
 
     def _score(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """[n, K] logits, [n] targets -> [n]: probability (official) or logit (grad-cam)."""

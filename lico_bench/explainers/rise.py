@@ -37,13 +37,13 @@ Defaults scale with the image size (``N``/``s`` = None):
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Annotated, Any, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UserError
+from ..options import Range, typed_options
 from ..precision import float32_ops
 from .base import Explainer, ceil_div
 
@@ -98,19 +98,13 @@ class RISE(Explainer):
     name = "rise"
     needs_grad = False
 
-    def __init__(self, N: Optional[int] = None, s: Optional[int] = None, p: float = 0.5,
-                 seed: int = 0, batch_size: int = 64):
-        for key, val in (("N", N), ("s", s)):
-            if val is not None and not (isinstance(val, int) and val >= 1):
-                raise UserError(f"RISE option {key} must be a positive integer, got {val!r}.")
-        if not 0.0 < float(p) <= 1.0:
-            raise UserError(f"RISE option p must be in (0, 1], got {p!r}.")
-        if not (isinstance(batch_size, int) and batch_size >= 1):
-            raise UserError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if not isinstance(seed, int):
-            raise UserError(f"RISE option seed must be an integer, got {seed!r}.")
-        super().__init__(N=N, s=s, p=float(p), seed=seed, batch_size=batch_size)
-        self.N, self.s, self.p, self.seed, self.batch_size = N, s, float(p), seed, batch_size
+    @typed_options
+    def __init__(self, N: Optional[Annotated[int, Range(1)]] = None,
+                 s: Optional[Annotated[int, Range(1)]] = None,
+                 p: Annotated[float, Range(0, 1, lo_open=True)] = 0.5,
+                 seed: int = 0, batch_size: Annotated[int, Range(1)] = 64):
+        super().__init__(N=N, s=s, p=p, seed=seed, batch_size=batch_size)
+        self.N, self.s, self.p, self.seed, self.batch_size = N, s, p, seed, batch_size
 
     def grid(self, height: int, width: int) -> Tuple[int, int]:
         """(N, s) used for images of ``height`` x ``width``."""

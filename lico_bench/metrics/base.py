@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
+from ..options import check_value, unknown_option_message
 from ..registry import Registry
 
 
@@ -40,22 +41,28 @@ class MetricResult(NamedTuple):
 
 class Metric:
     """Base class: subclasses set ``name``, ``higher_is_better``, ``needs_masks``,
-    ``defaults`` (every option and its default) and implement :meth:`compute`.
+    ``defaults`` (every option and its default), ``option_types`` beside it (each option's
+    type and range as a type hint, see :mod:`lico_bench.options`) and implement
+    :meth:`compute`.
 
-    Options are checked when the metric is created: an unknown name or a value that is not
-    JSON-serialisable is a :class:`UserError`; :meth:`validate` checks the values.
+    Options are checked when the metric is created: an unknown name, a value of the wrong
+    type or out of range (``true`` for a count, ``2.5`` for an integer, NaN), or a value
+    that is not JSON-serialisable is a :class:`UserError`; :meth:`validate` checks what
+    types cannot say (e.g. an odd kernel size).
     """
 
     name: str = ""
     higher_is_better: bool = True
     needs_masks: bool = False
     defaults: ClassVar[Dict[str, Any]] = {}
+    option_types: ClassVar[Dict[str, Any]] = {}
 
     def __init__(self, **options: Any):
-        unknown = sorted(set(options) - set(self.defaults))
-        if unknown:
-            raise UserError(f"metric {self.name!r} has no option {unknown[0]!r}; its options are: "
-                            f"{', '.join(sorted(self.defaults)) or '(none)'}.")
+        for key in options:
+            if key not in self.defaults:
+                raise UserError(unknown_option_message(f"metric {self.name!r}", key, self.defaults))
+        options = {k: (check_value(self.option_types[k], v, f"option {k} of metric {self.name!r}")
+                       if k in self.option_types else v) for k, v in options.items()}
         self.options: Dict[str, Any] = {**self.defaults, **options}
         for k, v in self.options.items():
             try:

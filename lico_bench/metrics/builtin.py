@@ -1,19 +1,16 @@
 """The built-in metrics behind the registry: insertion, deletion, (energy) pointing game."""
 from __future__ import annotations
 
+from typing import Annotated, Literal, Optional
+
 from .base import Metric, MetricResult, register_metric
 from .causal import (BLUR_KERNELS, DEFAULT_BATCH_SIZE, SCORES, SUBSTRATES, auc,
                      causal_curves)
 from .pointing import energy_pointing_game, pointing_game
 from ..errors import UserError
+from ..options import Range
 
-
-def _positive_int(name: str, v, allow_none: bool = False) -> None:
-    if v is None and allow_none:
-        return
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise UserError(f"option {name} must be a positive integer{' or null' if allow_none else ''}, "
-                        f"got {v!r}.")
+PositiveInt = Annotated[int, Range(1)]
 
 
 class _Causal(Metric):
@@ -23,21 +20,15 @@ class _Causal(Metric):
     defaults = {"step": None, "substrate": "", "score": "softmax",
                 "batch_size": DEFAULT_BATCH_SIZE, "blur_size": 11, "blur_sigma": 5.0,
                 "blur_kernel": "rise"}
+    option_types = {"step": Optional[PositiveInt], "substrate": Literal[SUBSTRATES],
+                    "score": Literal[SCORES], "batch_size": PositiveInt,
+                    "blur_size": PositiveInt, "blur_sigma": Annotated[float, Range(0, lo_open=True)],
+                    "blur_kernel": Literal[BLUR_KERNELS]}
 
     def validate(self) -> None:
-        o = self.options
-        _positive_int("step", o["step"], allow_none=True)
-        _positive_int("batch_size", o["batch_size"])
-        _positive_int("blur_size", o["blur_size"])
-        for key, allowed in (("substrate", SUBSTRATES), ("score", SCORES),
-                             ("blur_kernel", BLUR_KERNELS)):
-            if o[key] not in allowed:
-                raise UserError(f"option {key} of {self.name!r} must be one of "
-                                f"{', '.join(allowed)}, got {o[key]!r}.")
-        if o["blur_size"] % 2 == 0 or not isinstance(o["blur_sigma"], (int, float)) \
-                or not o["blur_sigma"] > 0:
-            raise UserError("blur_size must be odd and blur_sigma > 0, got "
-                            f"{o['blur_size']} and {o['blur_sigma']!r}.")
+        if self.options["blur_size"] % 2 == 0:  # a centred kernel; the type cannot say "odd"
+            raise UserError(f"option blur_size of metric {self.name!r} must be odd, got "
+                            f"{self.options['blur_size']}.")
 
     def compute(self, model, images, maps, targets, masks) -> MetricResult:
         o = dict(self.options)
@@ -72,11 +63,7 @@ class PointingGame(Metric):
     higher_is_better = True
     needs_masks = True
     defaults = {"tolerance": None}
-
-    def validate(self) -> None:
-        t = self.options["tolerance"]
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0):
-            raise UserError(f"option tolerance must be a number of pixels >= 0 or null, got {t!r}.")
+    option_types = {"tolerance": Optional[Annotated[float, Range(0)]]}  # pixels
 
     def compute(self, model, images, maps, targets, masks) -> MetricResult:
         return MetricResult(pointing_game(maps, masks, self.options["tolerance"]), None)

@@ -43,12 +43,13 @@ import contextlib
 import inspect
 import io
 import warnings
-from typing import Any, Dict
+from typing import Annotated, Any, Dict
 
 import numpy as np
 import torch
 
 from ..errors import UserError
+from ..options import Range
 from .base import Metric, MetricResult, register_metric
 from ..precision import float32_ops
 from .causal import check_eval, model_device, predict
@@ -128,6 +129,11 @@ class QuantusMetric(Metric):
             init["normalise_func_kwargs"] = {"normalise_axes": [1, 2, 3]}
         self.defaults = {**init, "softmax": call["softmax"].default,
                          "batch_size": call["batch_size"].default, "seed": 0}
+        # Quantus's own options keep Quantus's checks (_build); ours are typed, and so is
+        # every switch Quantus defaults to true/false (a count or a string there is a typo).
+        self.option_types = {**{k: bool for k, v in self.defaults.items() if type(v) is bool},
+                             "batch_size": Annotated[int, Range(1)],
+                             "seed": Annotated[int, Range(0)]}
         super().__init__(**options)
         direction = self.cls.score_direction.value
         self.higher_is_better = direction == "higher"
@@ -144,10 +150,6 @@ class QuantusMetric(Metric):
         if o.get("weighted") and self.quantus_name in ("PointingGame", "AttributionLocalisation"):
             raise UserError(f"quantus:{self.quantus_name} with weighted=True is broken in "
                             "Quantus 0.6.0; use weighted=False.")
-        if not isinstance(o["seed"], int) or isinstance(o["seed"], bool) or o["seed"] < 0:
-            raise UserError(f"option seed must be an integer >= 0, got {o['seed']!r}.")
-        if not isinstance(o["batch_size"], int) or o["batch_size"] < 1:
-            raise UserError(f"option batch_size must be a positive integer, got {o['batch_size']!r}.")
 
     def _build(self):
         init = {k: v for k, v in self.options.items() if k not in ("softmax", "batch_size", "seed")}

@@ -36,6 +36,8 @@ def make_spec(checkpoints, out, **kw):
                 batch_size=5, checkpoints=checkpoints, out=str(out), train=False, device="cpu",
                 method_options={"rise": {"N": 40}})
     base.update(kw)
+    if "rise" not in base["methods"]:  # an option for a method not run is an error
+        base["method_options"] = {k: v for k, v in base["method_options"].items() if k != "rise"}
     return RunSpec(**base)
 
 

@@ -37,7 +37,7 @@ def test_options_record_every_default():
     ("deletion", {"substrate": "noise"}, "substrate"),
     ("insertion", {"score": "prob"}, "score"),
     ("pointing_game", {"tolerance": -2}, "tolerance"),
-    ("insertion", {"blur_sigma": float("nan")}, "JSON"),
+    ("insertion", {"blur_sigma": float("nan")}, "blur_sigma of metric .insertion. must be a finite number"),
 ])
 def test_bad_names_and_options(name, opts, match):
     with pytest.raises(UserError, match=match):

@@ -1,0 +1,114 @@
+"""Option values are typed: every option of an explainer or metric declares its type and
+range next to its default, and a value of the wrong type (``true`` for a count, a float for
+an integer), out of range, or NaN/infinite where a finite number is meant is one line
+naming the option, what it must be and what was given - before anything is written. An
+option for a method or metric that is not in the run is an error naming the closest valid
+name (it used to be ignored silently)."""
+import inspect
+
+import pytest
+
+from lico_bench.explainers import RISE, ScoreCAM, create_explainer, list_explainers
+from lico_bench.metrics import create_metric, list_metrics
+from lico_bench.metrics.base import _METRICS
+from lico_bench.options import check_value, option_hints
+from tests.reliability.common import cli_error
+
+
+def _run(ckpts, out, *extra, method="rise"):
+    return ["run", "--model", "baseline_tiny", "--method", method, "--n-images", "4",
+            "--batch-size", "4", "--device", "cpu", "--quiet", "--no-train",
+            "--checkpoint", ckpts["baseline_tiny"], "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("option,needles", [
+    # the issue's cases: a crash after the manifest and parts were written; a run with s = True
+    ("rise.N=true", ["option N of method 'rise' must be an integer >= 1 or null (automatic), got true"]),
+    ("rise.s=true", ["option s of method 'rise' must be an integer >= 1 or null (automatic), got true"]),
+    ("rise.N=2000.0", ["option N of method 'rise' must be an integer", "got 2000.0"]),
+    ("rise.N=0", ["option N of method 'rise' must be an integer >= 1", "got 0"]),
+    ("rise.p=NaN", ["option p of method 'rise' must be a finite number in (0, 1], got NaN"]),
+    ("rise.p=Infinity", ["option p of method 'rise' must be a finite number in (0, 1], got Infinity"]),
+    ("rise.p=1.5", ["option p of method 'rise' must be a finite number in (0, 1], got 1.5"]),
+    ("rise.p=half", ["option p of method 'rise' must be a finite number in (0, 1], got \"half\""]),
+    ("rise.seed=1.5", ["option seed of method 'rise' must be an integer, got 1.5"]),
+    ("rise.NN=40", ["method 'rise' has no option 'NN'; did you mean 'N'?"]),
+    ("rise.N=40 rise.N=41", ["method option rise.N is given twice"]),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_method_option_values(capsys, ckpts, tmp_path, option, needles):
+    """``--method-option`` values of the wrong type or out of range: one line, exit 2,
+    nothing written (not even the results directory)."""
+    extra = [a for o in option.split() for a in ("--method-option", o)]
+    cli_error(capsys, _run(ckpts, tmp_path / "out", *extra), *needles, watch=[tmp_path])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("method,option,needles", [
+    ("scorecam", "scorecam.variant=gradcam",
+     ["option variant of method 'scorecam' must be one of \"official\", \"grad-cam\", got \"gradcam\""]),
+    ("scorecam", "scorecam.batch_size=true", ["option batch_size of method 'scorecam' must be an integer >= 1"]),
+    ("scorecam", "scorecam.baseline_subtract=1", ["option baseline_subtract of method 'scorecam' must be true or false, got 1"]),
+    ("gradcam", "gradcam.layer=4", ["option layer of method 'gradcam' must be a string or null (automatic), got 4"]),
+])
+def test_bad_option_values_of_other_methods(capsys, ckpts, tmp_path, method, option, needles):
+    cli_error(capsys, _run(ckpts, tmp_path / "out", "--method-option", option, method=method),
+              *needles, watch=[tmp_path])
+
+
+@pytest.mark.parametrize("option,needles", [
+    ("insertion.step=true", ["option step of metric 'insertion' must be an integer >= 1 or null (automatic), got true"]),
+    ("insertion.step=64.0", ["option step of metric 'insertion' must be an integer", "got 64.0"]),
+    ("insertion.blur_sigma=NaN", ["option blur_sigma of metric 'insertion' must be a finite number > 0, got NaN"]),
+    ("insertion.blur_sigma=inf", ["option blur_sigma of metric 'insertion' must be a finite number > 0, got \"inf\""]),
+    ("deletion.substrate=noise", ["option substrate of metric 'deletion' must be one of \"blur\", \"zero\""]),
+    ("pointing_game.tolerance=-1", ["option tolerance of metric 'pointing_game' must be a finite number >= 0"]),
+    ("insertion.stepp=64", ["metric 'insertion' has no option 'stepp'; did you mean 'step'?"]),
+])
+def test_bad_metric_option_values(capsys, ckpts, tmp_path, option, needles):
+    cli_error(capsys, _run(ckpts, tmp_path / "out", "--metric-option", option, method="gradcam"),
+              *needles, watch=[tmp_path])
+
+
+@pytest.mark.parametrize("extra,needles", [
+    # the issue's case: a typo, silently ignored before
+    (["--metric-option", "insert.step=64"],
+     ["'insert' is not a metric of this run; did you mean 'insertion'?",
+      "This run's metrics: insertion, deletion, pointing_game, energy_pointing_game"]),
+    (["--metrics", "insertion", "--metric-option", "deletion.step=64"],
+     ["'deletion' is not a metric of this run", "This run's metrics: insertion", "--metrics"]),
+    (["--method-option", "rsie.N=40"], ["'rsie' is not a method of this run; did you mean 'rise'?"]),
+    (["--method-option", "scorecam.batch_size=8"],
+     ["'scorecam' is not a method of this run", "This run's methods: rise", "add it with --method"]),
+], ids=["metric-typo", "metric-not-run", "method-typo", "method-not-run"])
+def test_options_for_what_is_not_in_the_run(capsys, ckpts, tmp_path, extra, needles):
+    cli_error(capsys, _run(ckpts, tmp_path / "out", *extra), *needles, watch=[tmp_path])
+
+
+def test_every_builtin_option_declares_its_type():
+    """Each core explainer's and built-in metric's options all have a declared type, so
+    none escapes the checks above."""
+    for name in list_explainers():
+        cls = create_explainer(name).__class__
+        params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        assert params and sorted(option_hints(cls.__init__)) == sorted(params), name
+    for name in list_metrics():
+        if name.startswith("quantus:"):
+            continue
+        cls = _METRICS.get(name)
+        assert set(cls.option_types) == set(cls.defaults), name
+
+
+def test_good_values_are_kept_and_normalised():
+    """Well-typed values pass unchanged; an integer given for a number becomes a float (as
+    the manifest records it); null keeps the automatic choice."""
+    r = RISE(N=40, s=None, p=1, seed=3)
+    assert (r.N, r.s, r.p, r.seed) == (40, None, 1.0, 3) and type(r.p) is float
+    assert ScoreCAM(variant="grad-cam", batch_size=8).options["variant"] == "grad-cam"
+    m = create_metric("pointing_game", tolerance=3)
+    assert m.options["tolerance"] == 3.0 and type(m.options["tolerance"]) is float
+    assert create_metric("insertion", step=None).options["step"] is None
+    from typing import Literal
+
+    assert check_value(Literal[1, 2], 2, "x") == 2
+    with pytest.raises(Exception, match="got true"):
+        check_value(Literal[1, 2], True, "x")   # True == 1, yet not the option value 1
