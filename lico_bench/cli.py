@@ -335,9 +335,16 @@ def _run_spec(args, spec) -> int:
 def cmd_report(args) -> int:
     from .report import build_report
 
+    from .results import unverified
+
     paths = build_report(args.results)
     print(Path(paths["md"]).read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    files = sorted((Path(args.results) / "rows").glob("*.jsonl"))
+    old = unverified(files)
+    if old:  # results written before rows carried a checksum
+        print(f"note: {len(old)} of {len(files)} rows files have no checksum (written by an older "
+              "lico-bench); their lines, image ids and row counts were checked.")
     return 0
 
 

@@ -41,6 +41,7 @@ from ..errors import UserError
 from ..io import torch_save, write_json, write_text
 from ..models import load_checkpoint
 from ..precision import to_device
+from ..results import part_is_whole, write_rows
 from ..train import distributed as dist_
 from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
@@ -221,6 +222,24 @@ class Runner:
             raise UserError(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
                             "use another --out or the same options.")
 
+    def _set_aside_damaged_rows(self, experiments: List[Experiment]) -> None:
+        """Verify every finished experiment's rows (lico_bench.results); a damaged rows
+        file is renamed ``<file>.damaged`` with one line saying so, and that experiment
+        alone runs again."""
+        from ..results import DamagedRows, check_path, read_rows
+
+        for e in experiments:
+            path = self.out / "rows" / f"{e.key}.jsonl"
+            if not path.exists():
+                continue
+            try:  # with a checksum, comparing bytes suffices; older rows are parsed
+                read_rows(path, self.spec.n_images, fix="", parse=False)
+            except DamagedRows as d:
+                path.replace(path.with_name(path.name + ".damaged"))
+                check_path(path).unlink(missing_ok=True)
+                self.log(f"rows file {path} is damaged: {d.why}; it is kept as "
+                         f"{path.name}.damaged and this experiment is computed again.")
+
     # ------------------------------------------------------------------ run
     def run(self, command: Optional[str] = None) -> Path:
         spec = self.spec
@@ -249,6 +268,8 @@ class Runner:
         except OSError as e:
             raise UserError(f"cannot write to results directory {self.out} ({e.strerror}); pass a writable --out.") from None
         self._check_existing(manifest)
+        if self.dist.is_main:
+            self._set_aside_damaged_rows(experiments)
         dist_.barrier()  # every rank has read the old manifest before rank 0 replaces it
         if self.dist.is_main:
             write_json(self.out / "manifest.json", manifest)
@@ -287,9 +308,9 @@ class Runner:
         for start in tqdm(mine, desc=f"{exp.model} {exp.method}", leave=False,
                           disable=not self.progress, dynamic_ncols=True, unit="batch"):
             part = parts / f"{start:06d}.jsonl"
-            if part.exists():
-                continue
             idx = list(range(start, min(start + spec.batch_size, spec.n_images)))
+            if part.exists() and part_is_whole(part, idx):
+                continue
             rows, maps = self.score_batch(exp, model, ds, idx, explainer, metrics)
             if start == 0 and spec.save_maps > 0:
                 k = min(spec.save_maps, len(idx))
@@ -300,7 +321,7 @@ class Runner:
         dist_.barrier()  # every rank's parts are written
         if self.dist.is_main:
             merged = "".join(parts.joinpath(f"{s:06d}.jsonl").read_text() for s in starts)
-            write_text(self.out / "rows" / f"{exp.key}.jsonl", merged)
+            write_rows(self.out / "rows" / f"{exp.key}.jsonl", merged, spec.n_images)
             shutil.rmtree(parts, ignore_errors=True)
         dist_.barrier()  # the rows exist before any rank looks for the next experiment
         return self.out / "rows" / f"{exp.key}.jsonl"

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..io import write_text
+from ..results import REPAIR, expected_images, read_rows
 from .stats import bootstrap_ci, hierarchical_bootstrap_ci, wilcoxon_p
 
 NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (ins-del)",
@@ -47,10 +48,11 @@ def load_rows(results: Path) -> pd.DataFrame:
     if not files:
         raise UserError(f"{results} has no finished experiments yet (rows/*.jsonl); run "
                         "'lico-bench run' first or wait for it to finish one.")
+    # Verified, not trusted: checksum, row count and image ids (lico_bench.results).
+    n = expected_images(results)
     recs = []
     for f in files:
-        for line in f.read_text().splitlines():
-            r = json.loads(line)
+        for r in read_rows(f, n, fix=REPAIR)[0]:
             recs.append({k: v for k, v in r.items() if not k.startswith("curve_")})
     return pd.DataFrame.from_records(recs)
 

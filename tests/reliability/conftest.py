@@ -53,11 +53,11 @@ def ckpts(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def reference_run(ckpts, tmp_path_factory) -> dict:
     """An uninterrupted in-process run of :func:`run_argv` (``--out res`` in its own cwd):
-    its rows and tables, byte for byte."""
+    its rows and tables, byte for byte, and the directory (copy it, never change it)."""
     d = tmp_path_factory.mktemp("reference-run")
     with chdir(d):
         assert main(run_argv(ckpts)) == 0
-    return {"rows": rows(d / "res"), "tables": tables(d / "res")}
+    return {"rows": rows(d / "res"), "tables": tables(d / "res"), "dir": d / "res"}
 
 
 @pytest.fixture(scope="session")
