@@ -39,6 +39,7 @@ import torch
 from ..data import create_dataset
 from ..errors import UserError
 from ..io import torch_save, write_json, write_text
+from ..lock import hold_lock, releases_locks
 from ..models import load_checkpoint
 from ..precision import to_device
 from ..results import part_is_whole, write_rows
@@ -267,6 +268,8 @@ class Runner:
             probe.unlink()
         except OSError as e:
             raise UserError(f"cannot write to results directory {self.out} ({e.strerror}); pass a writable --out.") from None
+        # One writer per results directory, from before the old manifest is read.
+        hold_lock(self.out, "writing results to", "pass another --out")
         self._check_existing(manifest)
         if self.dist.is_main:
             self._set_aside_damaged_rows(experiments)
@@ -366,9 +369,11 @@ class Runner:
         return rows, maps
 
 
+@releases_locks
 def run(spec: RunSpec, log: Callable[[str], None] = print, progress: bool = True,
         command: Optional[str] = None, report: bool = True) -> Path:
-    """Run every experiment of ``spec`` (skipping finished work), then build the tables."""
+    """Run every experiment of ``spec`` (skipping finished work), then build the tables.
+    The results directory is locked (lico_bench.lock) until the tables are written."""
     t0 = time.perf_counter()
     runner = Runner(spec, log=log, progress=progress)
     out = runner.run(command=command)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from ..data import Batch, create_dataset
 from ..errors import UserError
 from ..io import safe_torch_load, torch_save, write_text
+from ..lock import hold_lock, releases_locks
 from ..precision import to_device
 from ..models import create_model, read_checkpoint, save_checkpoint
 from . import distributed as dist_
@@ -378,6 +379,7 @@ def _comparable(d: dict) -> dict:
             if k not in ("device", "workers", "out", "epochs", "download", "max_loss")}
 
 
+@releases_locks
 @_deterministic_on_cpu
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
           log=print, on_epoch_end=None) -> Path:
@@ -462,6 +464,7 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
         rdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create run directory {rdir} ({e.strerror}); pass a writable --out.") from None
+    hold_lock(rdir, "training into", "use another runs folder (train --out, run --runs)")  # one trainer each
 
     net = TrainNet(model, head, gather=dist_.gather_cat if d.enabled else None)
     if d.enabled:
