@@ -211,6 +211,8 @@ class Runner:
             old = json.loads(path.read_text())
         except (OSError, ValueError):
             raise UserError(f"{path} is unreadable; this results directory is damaged, use another --out.") from None
+        if not (isinstance(old, dict) and isinstance(old.get("spec", {}), dict)):
+            raise UserError(f"{path} is not a lico-bench manifest; this results directory is damaged, use another --out.")
         if old.get("format") != MANIFEST_FORMAT:
             raise UserError(f"{self.out} was written by an incompatible lico-bench (manifest format "
                             f"{old.get('format')}, this one reads {MANIFEST_FORMAT}); use another --out.")

@@ -37,9 +37,14 @@ def load_manifest(results: Path) -> dict:
         raise UserError(f"{results} is not a results directory (no manifest.json); pass the "
                         "directory that 'lico-bench run' printed.")
     try:
-        return json.loads(path.read_text())
+        man = json.loads(path.read_text())
     except ValueError:
         raise UserError(f"{path} is not valid JSON; the results directory is damaged.") from None
+    if not (isinstance(man, dict) and isinstance(man.get("spec", {}), dict)
+            and isinstance(man.get("metrics", {}), dict)):
+        raise UserError(f"{path} is not a lico-bench manifest (not the JSON object 'lico-bench "
+                        "run' writes); the results directory is damaged.")
+    return man
 
 
 def load_rows(results: Path) -> pd.DataFrame:

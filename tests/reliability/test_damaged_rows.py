@@ -156,3 +156,14 @@ def test_a_damaged_part_file_is_computed_again(capsys, work, ckpts, reference_ru
     with chdir(work):
         cli_ok(capsys, run_argv(ckpts))
     assert rows(res) == reference_run["rows"]
+
+
+@pytest.mark.parametrize("text", ["[]", '{"spec": 3}', '{"format": 1, "spec": {"n_images": 3'],
+                         ids=["a-list", "spec-not-an-object", "cut-short"])
+def test_a_damaged_manifest_is_one_line(capsys, work, ckpts, text):
+    """A manifest.json that is valid JSON of the wrong shape (or cut short): ``report`` and
+    ``run`` refuse it in one line instead of an AttributeError/TypeError traceback."""
+    (work / "res" / "manifest.json").write_text(text)
+    cli_error(capsys, ["report", str(work / "res")], "manifest.json", "damaged", watch=[work])
+    with chdir(work):
+        cli_error(capsys, run_argv(ckpts), "manifest.json", "damaged", watch=[work])
