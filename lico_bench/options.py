@@ -12,7 +12,8 @@ Each option declares its type and range next to its default, as a type hint:
 
 The hints understood: ``int``, ``float``, ``bool``, ``str``, ``dict``, ``list``, ``Any``,
 ``Optional[X]`` (None = "automatic"), ``Literal[...]`` (one of the values) and
-``Annotated[X, Range(...)]``. The check is strict where a JSON value from the command line
+``Annotated[X, Range(...)]``; other hints are not checked (generic containers only as
+containers; a tuple arrives from JSON as a list). The check is strict where a JSON value from the command line
 could slip through: ``true`` is not a count (Python's ``bool`` is an ``int``), ``2000.0``
 is not an integer, NaN and infinities are not numbers here; an ``int`` given for a
 ``float`` becomes that float. A bad value is a one-line :class:`UserError` raised when the
@@ -79,7 +80,7 @@ def _split(hint):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         nullable = len(args) < len(typing.get_args(hint))
         if len(args) != 1:
-            raise TypeError(f"unsupported option type {hint!r}")
+            return Any, nullable, None, None  # a union of several types: not checked here
         hint = args[0]
         origin = typing.get_origin(hint)
     if origin is typing.Annotated:
@@ -99,8 +100,10 @@ def describe(hint) -> str:
     if literals is not None:
         text = "one of " + ", ".join(_json(v) for v in literals)
     else:
+        base = typing.get_origin(base) or base
         text = {int: "an integer", float: "a finite number", bool: "true or false",
-                str: "a string", dict: "a JSON object", list: "a list"}.get(base, "any JSON value")
+                str: "a string", dict: "a JSON object", list: "a list",
+                tuple: "a list"}.get(base, "any JSON value")
         if rng is not None:
             text += " " + rng.describe()
     return text + (" or null (automatic)" if nullable else "")
@@ -138,7 +141,10 @@ def _matches(base, literals, v):
         return isinstance(v, str), v
     if base in (dict, list):
         return isinstance(v, base), v
-    raise TypeError(f"unsupported option type {base!r}")
+    origin = typing.get_origin(base)
+    if origin in (dict, list, tuple):  # Dict[...], List[...], Tuple[...]: the container only
+        return isinstance(v, list if origin is tuple else origin), v
+    return True, v  # any other hint is not checked here
 
 
 def unknown_option_message(owner: str, key: str, known: Iterable[str]) -> str:

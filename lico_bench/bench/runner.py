@@ -5,6 +5,9 @@ Layout of ``<out>/``::
     manifest.json                  every option of every method and metric, versions, seeds,
                                    device, git commit, checkpoints
     rows/<experiment>.jsonl        one row per image; present = the experiment is complete
+    rows/<experiment>.check.json   its row count and sha256, written just before it; run and
+                                   report verify both (lico_bench.results)
+    .lock                          locked by the one run writing here (lico_bench.lock)
     parts/<experiment>/NNNNNN.jsonl  rows of one batch of images, while an experiment runs
     maps/<experiment>.pt           the first ``save_maps`` maps, for the figures
     summary.{csv,md,tex}           the tables (lico_bench.report)

@@ -100,6 +100,14 @@ class RunSpec:
         if bad:
             raise UserError(f"unknown or fixed training option(s) {', '.join(bad)} in --train-option; "
                             f"allowed: {', '.join(sorted(allowed))}.")
+        # typed as the TrainConfig field (n_train=true would train on one image)
+        import typing
+
+        from ..options import check_value
+
+        hints = typing.get_type_hints(TrainConfig)
+        for k, v in self.train_options.items():
+            self.train_options[k] = check_value(hints[k], v, f"--train-option {k}")
 
 
 def check_option_targets(given: Dict[str, Any], names: List[str], kind: str) -> None:

@@ -112,3 +112,18 @@ def test_good_values_are_kept_and_normalised():
     assert check_value(Literal[1, 2], 2, "x") == 2
     with pytest.raises(Exception, match="got true"):
         check_value(Literal[1, 2], True, "x")   # True == 1, yet not the option value 1
+
+
+@pytest.mark.parametrize("option,needles", [
+    ("n_train=true", ["--train-option n_train must be an integer or null (automatic), got true"]),
+    ("epochs=1.5", ["--train-option epochs must be an integer, got 1.5"]),
+    ("lr=NaN", ["--train-option lr must be a finite number, got NaN"]),
+    ("nesterov=1", ["--train-option nesterov must be true or false, got 1"]),
+])
+def test_bad_train_option_values(capsys, tmp_path, option, needles):
+    """``--train-option`` values (for a checkpoint the run trains) are typed as the
+    TrainConfig field they set: refused before anything is trained or written."""
+    argv = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "4",
+            "--device", "cpu", "--quiet", "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "out"), "--train-option", option]
+    cli_error(capsys, argv, *needles, watch=[tmp_path])
