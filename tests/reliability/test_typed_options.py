@@ -8,8 +8,8 @@ import inspect
 
 import pytest
 
-from lico_bench.explainers import RISE, ScoreCAM, create_explainer, list_explainers
-from lico_bench.metrics import create_metric, list_metrics
+from lico_bench.explainers import RISE, ScoreCAM, create_explainer
+from lico_bench.metrics import create_metric
 from lico_bench.metrics.base import _METRICS
 from lico_bench.options import check_value, option_hints
 from tests.reliability.common import cli_error
@@ -87,13 +87,11 @@ def test_options_for_what_is_not_in_the_run(capsys, ckpts, tmp_path, extra, need
 def test_every_builtin_option_declares_its_type():
     """Each core explainer's and built-in metric's options all have a declared type, so
     none escapes the checks above."""
-    for name in list_explainers():
+    for name in ("gradcam", "gradcampp", "scorecam", "rise"):   # other tests register more
         cls = create_explainer(name).__class__
         params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
         assert params and sorted(option_hints(cls.__init__)) == sorted(params), name
-    for name in list_metrics():
-        if name.startswith("quantus:"):
-            continue
+    for name in ("insertion", "deletion", "pointing_game", "energy_pointing_game"):
         cls = _METRICS.get(name)
         assert set(cls.option_types) == set(cls.defaults), name
 
