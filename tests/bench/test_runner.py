@@ -76,9 +76,9 @@ def test_run_writes_rows_maps_manifest_and_tables(checkpoints, tmp_path):
     summ = pd.read_csv(out / "summary.csv")
     assert set(summ["kind"]) == {"score", "accuracy", "paired"}
     scores = summ[summ["kind"] == "score"]
-    assert len(scores) == 2 * 2 * 5  # models x methods x (4 metrics + overall)
+    assert len(scores) == 2 * 2 * 6  # models x methods x (4 metrics + overall + map dependence)
     paired = summ[summ["kind"] == "paired"]
-    assert len(paired) == 2 * 5 and paired["p_wilcoxon"].between(0, 1).all()
+    assert len(paired) == 2 * 6 and paired["p_wilcoxon"].between(0, 1).all()
     ins = pd.DataFrame([json.loads(l) for l in (out / "rows" / "shapes__lico_tiny__gradcam__seed0.jsonl").read_text().splitlines()])
     row = scores[(scores.model == "lico_tiny") & (scores.method == "gradcam") & (scores.metric == "insertion")].iloc[0]
     assert row["mean"] == pytest.approx(ins["insertion"].mean(), rel=1e-5)
