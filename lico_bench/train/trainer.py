@@ -1,7 +1,9 @@
 """Baseline and LICO training (torchvision-references style: train_one_epoch, evaluate, train).
 
 Loss: ``CE`` for ``baseline_*`` models, ``CE + alpha*L_MM + beta*L_OT`` for ``lico_*``
-(LICO.md). SGD with momentum, the FixMatch cosine schedule ``lr0 * cos(7*pi*k / (16*K))``
+(LICO.md), with alpha, beta, the OT text targets and the OT gradient taken from the model's
+variant (:mod:`lico_bench.lico.variants`) unless the config sets them; the head owns the
+weights (:meth:`LicoHead.combine`). SGD with momentum, the FixMatch cosine schedule ``lr0 * cos(7*pi*k / (16*K))``
 over ``K`` steps, weight decay on the classifier, EMA of the weights for evaluation.
 
 Files, under ``<out>/<dataset>/<model>/seed<seed>/``:
