@@ -381,7 +381,10 @@ def plot_paired(summary) -> Optional[object]:
                 m, lo, hi = 100 * r["mean"], 100 * r["ci_low"], 100 * r["ci_high"]
                 if not np.isfinite(m):
                     continue
-                sig = np.isfinite(lo) and not (lo <= 0 <= hi)
+                if "verdict" in r.index and isinstance(r["verdict"], str):
+                    sig = r["verdict"] != "no clear difference"   # the table's rule (Holm too)
+                else:                                               # a summary from before it
+                    sig = bool(np.isfinite(lo) and not (lo <= 0 <= hi))
                 better = sig and ((lo > 0) == hib)
                 colour = LICO_COLOUR if better else (BASELINE_COLOUR if sig else "0.3")
                 yy = y + offsets[k]
@@ -404,7 +407,7 @@ def plot_paired(summary) -> Optional[object]:
     if len(comps) > 1:
         axes[0, 0].legend(loc="lower left", fontsize=5)
     fig.suptitle("Paired difference LICO − baseline (same images), % points: mean and 95 % CI; "
-                 "filled = CI excludes 0", fontsize=7)
+                 "filled = a side named (CI excludes 0 and Holm p < 0.05)", fontsize=7)
     fig.tight_layout()
     return fig
 

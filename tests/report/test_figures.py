@@ -273,7 +273,10 @@ def test_paired_plots_the_mean_paired_differences(drawn, rows, paired_dir):
             np.testing.assert_allclose(bars[y].get_xdata(), [lo, hi])
             assert lo <= 100 * diff <= hi
             hib = metric != "deletion"
-            colour = ("0.3" if lo <= 0 <= hi else LICO_COLOUR if (lo > 0) == hib else BASELINE_COLOUR)
+            # the table's verdict: CI excluding 0 and Holm p < 0.05
+            named = (not lo <= 0 <= hi) and s["p_holm"] < 0.05
+            assert named == (s["verdict"] != "no clear difference")
+            colour = ("0.3" if not named else LICO_COLOUR if (lo > 0) == hib else BASELINE_COLOUR)
             assert points[y].get_color() == bars[y].get_color() == colour, (metric, method)
 
 
