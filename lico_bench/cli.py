@@ -42,7 +42,12 @@ def cmd_info(args) -> int:
              f"device: {'cuda (' + torch.cuda.get_device_name(0) + ')' if torch.cuda.is_available() else 'cpu'}"
              f", {torch.get_num_threads()} threads",
              f"datasets: {', '.join(list_datasets())}",
-             f"models:   {', '.join(list_models())}"]
+             f"models:   {', '.join(list_models())}",
+             "LICO variants (lico_<arch> = paper; lico_<variant>_<arch>; each paired with "
+             "baseline_<arch>):"]
+    from .lico.variants import VARIANTS, model_name
+
+    lines += [f"  {model_name(v.name, 'r18'):<18} {v.summary}" for v in VARIANTS.values()]
     try:
         from .explainers import list_explainers
 
@@ -162,7 +167,7 @@ def cmd_train(args) -> int:
                       ema=args.ema, augment=args.augment, alpha=args.alpha, beta=args.beta,
                       n_ctx=args.n_ctx, text_encoder=args.text_encoder,
                       text_checkpoint=args.text_checkpoint,
-                      ot_full_grad=True if args.ot_full_grad else None,
+                      ot_grad=args.ot_grad, text_targets=args.text_targets,
                       sync_bn=True if args.sync_bn else None, max_loss=args.max_loss, seed=args.seed,
                       device=args.device, workers=args.workers, out=args.out)
     from .train.distributed import info
@@ -190,12 +195,18 @@ def _add_train(sub) -> None:
     s.add_argument("--weight-decay", type=float, default=None)
     s.add_argument("--ema", type=float, default=None, help="EMA decay (0 = off)")
     s.add_argument("--augment", default=None, help="crop_flip, crop, flip, resized_crop_flip, none")
-    s.add_argument("--alpha", type=float, default=None, help="LICO: weight of the MM loss")
-    s.add_argument("--beta", type=float, default=None, help="LICO: weight of the OT loss")
+    s.add_argument("--alpha", type=float, default=None,
+                   help="LICO: weight of the MM loss (default: the model variant's)")
+    s.add_argument("--beta", type=float, default=None,
+                   help="LICO: weight of the OT loss (default: the model variant's)")
+    s.add_argument("--ot-grad", default=None, choices=["cost", "full", "none"],
+                   help="LICO: OT gradient through the cost (paper reading), also through "
+                        "Sinkhorn (full), or none (released code); default: the variant's")
+    s.add_argument("--text-targets", default=None, choices=["tokens", "rolled"],
+                   help="LICO: OT text targets, per-token outputs (paper) or rolled copies")
     s.add_argument("--n-ctx", type=_positive_int, default=None, help="LICO: context tokens")
     s.add_argument("--text-encoder", default=None, help="LICO: minilm (default) or clip")
     s.add_argument("--text-checkpoint", default=None, help="LICO: local CLIP checkpoint file")
-    s.add_argument("--ot-full-grad", action="store_true", help="LICO: gradient through Sinkhorn")
     s.add_argument("--max-loss", type=float, default=None,
                    help="stop when the loss exceeds this (default 1000; 0 = only NaN/inf stop)")
     s.add_argument("--sync-bn", action="store_true",

@@ -9,12 +9,15 @@ Layout of ``<out>/``::
                                    report verify both (lico_bench.results)
     .lock                          locked by the one run writing here (lico_bench.lock)
     parts/<experiment>/NNNNNN.jsonl  rows of one batch of images, while an experiment runs
+    parts/<experiment>/NNNNNN.maps.pt  that batch's maps, pooled (for map dependence)
     maps/<experiment>.pt           the first ``save_maps`` maps, for the figures
     summary.{csv,md,tex}           the tables (lico_bench.report)
 
 Resumability: a batch's rows are written atomically as one part file named by its first
-image index; a rerun skips finished parts and finished experiments, then merges parts in
-index order. A run killed at any moment and started again therefore ends with exactly the
+image index (after its pooled maps); a rerun skips finished parts and finished experiments,
+then merges parts in index order. Merging adds ``map_dependence`` to every row
+(:mod:`lico_bench.metrics.dependence`: it compares each map with the other images' maps of
+the same class, so it needs the whole experiment). A run killed at any moment and started again therefore ends with exactly the
 rows of an uninterrupted run: none lost, none twice.
 
 Distributed (``torchrun --nproc_per_node N -m lico_bench.cli run ...``): batch ``k`` of an
@@ -43,13 +46,16 @@ from ..data import create_dataset
 from ..errors import UserError
 from ..io import torch_save, write_json, write_text
 from ..lock import hold_lock, releases_locks
+from ..metrics import dependence
 from ..models import load_checkpoint
 from ..precision import to_device
 from ..results import part_is_whole, write_rows
 from ..train import distributed as dist_
 from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
-MANIFEST_FORMAT = 1
+# 2: "models" (family, arch, LICO variant of each model; lico_<arch> became the paper's
+# per-token reading, format 1's was today's lico_rolled_<arch>), map_dependence in the rows.
+MANIFEST_FORMAT = 2
 # Options whose change makes old rows incomparable; the rest (device, paths) may change.
 _IDENTITY = ("models", "methods", "metrics", "dataset", "split", "image_size", "n_images",
              "seeds", "target", "batch_size", "method_options", "metric_options", "precision")
@@ -171,18 +177,32 @@ class Runner:
         return self._models[key]
 
     def _manifest(self, explainers, metrics, info) -> dict:
+        from ..lico.variants import VARIANTS
         from ..metrics.causal import default_step
         from ..models import create_model
 
         # Automatic options (CAM layer, RISE N/s, insertion step) resolved on an untrained
         # copy of each architecture: they depend on the architecture and image size only.
         size = (info.image_size, info.image_size)
-        resolved = {}
+        resolved, models = {}, {}
         for name in self.spec.models:
             proto = create_model(name, info.num_classes, image_size=info.image_size).eval()
             resolved[name] = {m: e.resolved_options(proto, size) for m, e in explainers.items()}
+            models[name] = proto.cfg.describe()     # family, arch, variant: how tables pair
+            if proto.cfg.variant is not None:
+                models[name]["variant_settings"] = VARIANTS[proto.cfg.variant].settings()
         ckpts = {f"{m}@seed{s}": str(self.checkpoint_for(m, s))
                  for s in self.spec.seeds for m in self.spec.models}
+
+        metric_entries = {m.name: {"higher_is_better": m.higher_is_better, "options": m.options,
+                                   **({"resolved_step": default_step(*size)}
+                                      if "step" in m.options and m.options["step"] is None else {})}
+                          for m in metrics}
+        metric_entries[dependence.NAME] = {
+            "higher_is_better": dependence.HIGHER_IS_BETTER,
+            "options": {"grid": dependence.DEFAULT_GRID, "similarity": "pearson",
+                        "reference": "leave-one-out mean of the standardised maps of the "
+                                     "other evaluated images with the same explained class"}}
         return {
             "format": MANIFEST_FORMAT,
             "spec": self.spec.to_dict(),
@@ -190,10 +210,8 @@ class Runner:
                         for name, e in explainers.items()},
             "methods_resolved": resolved,
             "rise_seed": "each experiment's seed unless rise.seed is given",
-            "metrics": {m.name: {"higher_is_better": m.higher_is_better, "options": m.options,
-                                 **({"resolved_step": default_step(*size)}
-                                    if "step" in m.options and m.options["step"] is None else {})}
-                        for m in metrics},
+            "metrics": metric_entries,
+            "models": models,
             "dataset": info.to_dict(),
             "checkpoints": ckpts,
             "versions": _versions(),
@@ -317,7 +335,7 @@ class Runner:
                           disable=not self.progress, dynamic_ncols=True, unit="batch"):
             part = parts / f"{start:06d}.jsonl"
             idx = list(range(start, min(start + spec.batch_size, spec.n_images)))
-            if part.exists() and part_is_whole(part, idx):
+            if part.exists() and _maps_part(part).exists() and part_is_whole(part, idx):
                 continue
             rows, maps = self.score_batch(exp, model, ds, idx, explainer, metrics)
             if start == 0 and spec.save_maps > 0:
@@ -325,11 +343,20 @@ class Runner:
                 torch_save({"image_ids": idx[:k], "maps": maps[:k].float().cpu(),
                             "targets": [r["target"] for r in rows[:k]]},
                            self.out / "maps" / f"{exp.key}.pt")
+            # maps first: a rows part on disk means its batch is complete
+            torch_save(dependence.pool_maps(maps).cpu(), _maps_part(part))
             write_text(part, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         dist_.barrier()  # every rank's parts are written
         if self.dist.is_main:
-            merged = "".join(parts.joinpath(f"{s:06d}.jsonl").read_text() for s in starts)
-            write_rows(self.out / "rows" / f"{exp.key}.jsonl", merged, spec.n_images)
+            rows = [json.loads(line) for s in starts
+                    for line in parts.joinpath(f"{s:06d}.jsonl").read_text().splitlines()]
+            pooled = torch.cat([torch.load(_maps_part(parts / f"{s:06d}.jsonl"),
+                                           weights_only=True) for s in starts])
+            dep = dependence.map_dependence(pooled, torch.tensor([r["target"] for r in rows]))
+            for r, v in zip(rows, dep.tolist()):
+                r[dependence.NAME] = v
+            write_rows(self.out / "rows" / f"{exp.key}.jsonl",
+                       "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), spec.n_images)
             shutil.rmtree(parts, ignore_errors=True)
         dist_.barrier()  # the rows exist before any rank looks for the next experiment
         return self.out / "rows" / f"{exp.key}.jsonl"
@@ -372,6 +399,11 @@ class Runner:
                 if curves is not None:
                     row[f"curve_{metric.name}"] = curves[j]
         return rows, maps
+
+
+def _maps_part(part: Path) -> Path:
+    """``parts/<exp>/NNNNNN.jsonl`` -> its pooled maps, ``parts/<exp>/NNNNNN.maps.pt``."""
+    return part.with_name(part.stem + ".maps.pt")
 
 
 @releases_locks

@@ -6,7 +6,8 @@ no file I/O beyond loading a text encoder's weights.
 from __future__ import annotations
 
 from .head import LicoHead, MappingNet
-from .losses import manifold_matching_loss, ot_cost, ot_loss, pairwise_distance, sinkhorn_log
+from .losses import (manifold_matching_loss, ot_cost, ot_loss, pairwise_distance, sinkhorn,
+                     sinkhorn_log)
 from .prompts import PromptLearner, prompt_text
 from .text import (TEXT_ENCODERS, ClipBPETokenizer, CLIPTextEncoder, MiniLMTextEncoder,
                    TextEncoder, create_text_encoder)
@@ -14,4 +15,4 @@ from .text import (TEXT_ENCODERS, ClipBPETokenizer, CLIPTextEncoder, MiniLMTextE
 __all__ = ["CLIPTextEncoder", "ClipBPETokenizer", "LicoHead", "MappingNet", "MiniLMTextEncoder",
            "PromptLearner", "TEXT_ENCODERS", "TextEncoder", "create_text_encoder",
            "manifold_matching_loss", "ot_cost", "ot_loss", "pairwise_distance", "prompt_text",
-           "sinkhorn_log"]
+           "sinkhorn", "sinkhorn_log"]

@@ -26,6 +26,8 @@ from .losses import manifold_matching_loss, ot_loss
 from .prompts import PromptLearner
 from .text import TextEncoder
 
+OT_GRADS = ("cost", "full", "none")
+
 
 class MappingNet(nn.Module):
     """h: ``Linear(D, D) -> Dropout(0.5) -> ReLU -> Linear(D, h*w)`` (LICO.md, paper Sec. 3.3).
@@ -56,23 +58,32 @@ class LicoHead(nn.Module):
 
     text_encoder: frozen :class:`TextEncoder` (see :func:`create_text_encoder`).
     class_names: K names in label order. feat_hw: h*w of the classifier's feature map.
-    n_ctx: context vectors = prompts per class M (12). alpha, beta: loss weights (10, 1),
-        used by :meth:`combine`. ot_full_grad / ot_eps / ot_max_iter / ot_tol: see
-        :func:`ot_loss`. tau_init: the MM temperature's initial value, ln(1/0.07);
-        learn_tau: whether it trains (it does in LICO.md). init_std, generator: init.
+    n_ctx: context vectors (12). targets: the OT text targets, ``"tokens"`` (M = n_ctx + 1
+        per-token outputs, the paper's) or ``"rolled"`` (M = n_ctx pooled rolled copies);
+        see :class:`PromptLearner`. alpha, beta: loss weights (10, 1), used by
+        :meth:`combine`; a zero weight skips that loss (it returns 0 with no graph).
+    ot_grad: how L_OT trains (LICO.md): ``"cost"`` (default) - plan detached, gradient
+        through the cost; ``"full"`` - also through the unrolled Sinkhorn iterations;
+        ``"none"`` - computed without any gradient, as the released code did (the value is
+        logged, nothing trains from it). ot_eps / ot_max_iter / ot_tol: see :func:`ot_loss`.
+    tau_init: the MM temperature's initial value, ln(1/0.07); learn_tau: whether it trains
+        (it does in LICO.md). init_std, generator: init.
     """
 
     def __init__(self, text_encoder: TextEncoder, class_names: Sequence[str], feat_hw: int,
                  n_ctx: int = 12, alpha: float = 10.0, beta: float = 1.0,
-                 ot_full_grad: bool = False, ot_eps: float = 0.1, ot_max_iter: int = 100,
+                 ot_grad: str = "cost", ot_eps: float = 0.1, ot_max_iter: int = 100,
                  ot_tol: float = 1e-3, tau_init: float = math.log(1 / 0.07),
                  learn_tau: bool = True, init_std: float = 0.02,
-                 generator: Optional[torch.Generator] = None):
+                 generator: Optional[torch.Generator] = None, targets: str = "tokens"):
         super().__init__()
         if feat_hw < 1:
             raise UserError(f"feat_hw must be >= 1, got {feat_hw}")
+        if ot_grad not in OT_GRADS:
+            raise UserError(f"unknown ot_grad {ot_grad!r}; choose one of: {', '.join(OT_GRADS)}")
         self.prompt_learner = PromptLearner(text_encoder, class_names, n_ctx=n_ctx,
-                                            init_std=init_std, generator=generator)
+                                            init_std=init_std, generator=generator,
+                                            targets=targets)
         dev = self.prompt_learner.ctx.device
         self.mapping = MappingNet(text_encoder.width, feat_hw, generator=generator).to(dev)
         # tau of LICO.md; named logit_scale as in CLIP / the released code.
@@ -80,7 +91,15 @@ class LicoHead(nn.Module):
                                         requires_grad=learn_tau)
         self.feat_hw = int(feat_hw)
         self.alpha, self.beta = float(alpha), float(beta)
-        self.ot_full_grad, self.ot_eps = bool(ot_full_grad), float(ot_eps)
+        self.ot_grad, self.ot_eps = ot_grad, float(ot_eps)
+        # What no loss reaches is frozen, so the optimizer and DDP see only what trains
+        # (DDP errors on parameters that get no gradient).
+        if self.alpha == 0:
+            self.logit_scale.requires_grad_(False)
+        if self.beta == 0 or ot_grad == "none":
+            self.mapping.requires_grad_(False)
+            if self.alpha == 0:
+                self.prompt_learner.ctx.requires_grad_(False)
         self.ot_max_iter, self.ot_tol = int(ot_max_iter), float(ot_tol)
 
     @property
@@ -94,15 +113,16 @@ class LicoHead(nn.Module):
     def extra_repr(self) -> str:
         return (f"classes={self.num_classes}, n_ctx={self.prompt_learner.n_ctx}, "
                 f"feat_hw={self.feat_hw}, alpha={self.alpha}, beta={self.beta}, "
-                f"ot_full_grad={self.ot_full_grad}, text_encoder={self.text_encoder.name!r}")
+                f"targets={self.prompt_learner.targets!r}, ot_grad={self.ot_grad!r}, text_encoder={self.text_encoder.name!r}")
 
     def losses(self, feats: torch.Tensor, labels: torch.Tensor,
                gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
         """feats: F [B, C, h, w] float; labels: [B] int64 -> {"mm": scalar, "ot": scalar}.
 
         The text features are computed once per call, for the classes present in the batch
-        (the same rows as indexing the full T: [K, M, D]), and indexed once:
-        ``T_y = T[y]``: [B, M, D]; MM uses ``T_y[:, 0]``, OT uses ``mapping(T_y)``.
+        (the same rows as indexing the full T: [K, M, D] and s: [K, D]), and indexed once:
+        MM uses the sentence features ``s[y]``: [B, D], OT uses ``mapping(T[y])``:
+        [B, M, h*w]. A loss whose weight is 0 is not computed (0, no graph).
 
         gather: under data parallelism, a differentiable all-gather along dim 0 (see
         ``train.distributed.gather_cat``). L_MM compares every pair of images of the batch,
@@ -123,12 +143,17 @@ class LicoHead(nn.Module):
         classes, inverse = torch.unique(all_labels, return_inverse=True)
         if classes[0] < 0 or classes[-1] >= self.num_classes:
             raise ValueError(f"LicoHead.losses: labels outside [0, {self.num_classes})")
-        t_all = self.prompt_learner(classes)                             # [U, M, D]
-        mm = manifold_matching_loss(img, t_all[inverse][:, 0], self.logit_scale)
+        t_all, s_all = self.prompt_learner(classes)                     # [U, M, D], [U, D]
+        zero = feats.new_zeros((), dtype=torch.float32)
+        mm = (manifold_matching_loss(img, s_all[inverse], self.logit_scale)
+              if self.alpha != 0 else zero)
+        if self.beta == 0:
+            return {"mm": mm, "ot": zero}
         t_y = t_all[torch.searchsorted(classes, labels)]                 # [B, M, D], local images
-        txt_maps = self.mapping(t_y)                                     # [B, M, h*w]
-        ot = ot_loss(feats, txt_maps, eps=self.ot_eps, max_iter=self.ot_max_iter,
-                     tol=self.ot_tol, full_grad=self.ot_full_grad)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.ot_grad != "none"):
+            txt_maps = self.mapping(t_y)                                 # [B, M, h*w]
+            ot = ot_loss(feats, txt_maps, eps=self.ot_eps, max_iter=self.ot_max_iter,
+                         tol=self.ot_tol, full_grad=self.ot_grad == "full")
         return {"mm": mm, "ot": ot}
 
     def combine(self, parts: Dict[str, torch.Tensor]) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 * :func:`manifold_matching_loss` - L_MM, paper Sec. 3.2 (Eq. 3-4): the image batch's
   distance structure is pulled towards the text batch's.
-* :func:`sinkhorn_log` - batched entropic optimal transport in the log domain.
+* :func:`sinkhorn_log` - batched entropic optimal transport in the log domain;
+  :func:`sinkhorn` - the same plans by scaling iterations where that is safe (faster).
 * :func:`ot_loss` - L_OT, paper Sec. 3.3 (Eq. 5-7): each image's channel vectors are
   transported onto the M text vectors of its class.
 
@@ -116,6 +117,61 @@ def sinkhorn_log(cost: torch.Tensor, a: Optional[torch.Tensor] = None,
     return plan.to(out_dtype)
 
 
+# exp(-50) ~ 2e-22: the smallest kernel entry of a stabilised problem still far above
+# float32's smallest normal (1e-38), and the scalings u, v stay in range.
+EXP_DOMAIN_MAX_RANGE = 50.0
+
+
+def sinkhorn(cost: torch.Tensor, a: Optional[torch.Tensor] = None,
+             b: Optional[torch.Tensor] = None, eps: float = 0.1, max_iter: int = 100,
+             tol: float = 1e-3) -> torch.Tensor:
+    """The plans of :func:`sinkhorn_log`, by the same iteration in the scaling domain when
+    that is safe: ``u = a / (K v)``, ``v = b / (K^T u)`` with ``K = exp(-(C - min C) / eps)``
+    per problem (a constant shift of C leaves the plan unchanged), i.e. ``f = eps log u``,
+    ``g = eps log v`` (dual f shifted by the same constant, so the stopping rule sees the same
+    changes). Each iteration is two batched mat-vecs instead of two logsumexps over
+    [B, N, M]: about 10x faster on a CPU for L_OT's [B, 512, 13] problems.
+    Used when every problem's cost range / eps <= ``EXP_DOMAIN_MAX_RANGE`` (L_OT's costs
+    between unit vectors lie in [0, 4]: 40 at eps = 0.1); otherwise it is
+    :func:`sinkhorn_log`. Same arguments and result; differentiable as well.
+    """
+    if cost.dim() != 3:
+        raise ValueError(f"sinkhorn: cost must be [B, N, M], got {tuple(cost.shape)}")
+    out_dtype = cost.dtype
+    with float32_ops(cost.device):
+        c = at_least_float32(cost)
+        bsz, n, m = c.shape
+        c0 = c.amin(dim=(1, 2), keepdim=True)                          # [B, 1, 1]
+        if bool(((c.amax(dim=(1, 2), keepdim=True) - c0) / eps > EXP_DOMAIN_MAX_RANGE).any()):
+            return sinkhorn_log(cost, a, b, eps=eps, max_iter=max_iter, tol=tol)
+        a_ = (c.new_full((bsz, n), 1.0 / n) if a is None
+              else a.to(device=c.device, dtype=c.dtype).expand(bsz, n))
+        b_ = (c.new_full((bsz, m), 1.0 / m) if b is None
+              else b.to(device=c.device, dtype=c.dtype).expand(bsz, m))
+        k = torch.exp((c - c0) / -eps)                                  # [B, N, M], in (0, 1]
+        u = torch.ones_like(a_)
+        v = torch.ones_like(b_)
+        log_u = torch.zeros_like(a_)
+        active = torch.ones(bsz, dtype=torch.bool, device=c.device)
+        for it in range(max_iter):
+            u_new = a_ / torch.bmm(k, v[:, :, None])[:, :, 0]           # [B, N]
+            v_new = b_ / torch.bmm(k.transpose(1, 2), u_new[:, :, None])[:, :, 0]  # [B, M]
+            log_u_new = torch.log(u_new)
+            # |f_new - f_old| with f = eps log u = (the log domain's f) - c0; its f starts at
+            # 0, so here the first f_old is -c0.
+            prev = log_u if it else (-c0[:, :, 0] / eps).expand(bsz, n)
+            err = eps * (log_u_new - prev).abs().mean(dim=1)          # [B]
+            u = torch.where(active[:, None], u_new, u)
+            v = torch.where(active[:, None], v_new, v)
+            log_u = torch.where(active[:, None], log_u_new, log_u)
+            if tol > 0:
+                active = active & (err >= tol)
+                if not bool(active.any()):
+                    break
+        plan = u[:, :, None] * k * v[:, None, :]
+    return plan.to(out_dtype)
+
+
 def ot_cost(feats: torch.Tensor, txt_maps: torch.Tensor) -> torch.Tensor:
     """Cost matrices of L_OT: ``C_nm = |x_n - y_m|^2`` between L2-normalised vectors.
 
@@ -151,8 +207,8 @@ def ot_loss(feats: torch.Tensor, txt_maps: torch.Tensor, eps: float = 0.1, max_i
     with float32_ops(feats.device):
         cost = ot_cost(feats, txt_maps)                               # [B, C, M]
         if full_grad:
-            plan = sinkhorn_log(cost, eps=eps, max_iter=max_iter, tol=tol)
+            plan = sinkhorn(cost, eps=eps, max_iter=max_iter, tol=tol)
         else:
             with torch.no_grad():
-                plan = sinkhorn_log(cost.detach(), eps=eps, max_iter=max_iter, tol=tol)
+                plan = sinkhorn(cost.detach(), eps=eps, max_iter=max_iter, tol=tol)
         return (plan * cost).sum(dim=(1, 2)).mean()

@@ -2,20 +2,30 @@
 
 n_ctx learnable context vectors, shared by all K classes, are spliced in front of each
 class name:  ``<start> ctx_1 ... ctx_n <class name> . <end>``  (``[CLS] ... [SEP]`` for
-MiniLM, ``<|startoftext|> ... <|endoftext|>`` for CLIP). For the OT loss every class needs
-M = n_ctx different text vectors: copy i of the context is ``roll(ctx, i, dims=0)``,
-i = 0..n_ctx-1, i.e. every cyclic shift once (the released code rolled every copy by 1,
-making them identical). The forward pass encodes all K*M prompts in one encoder call.
+MiniLM, ``<|startoftext|> ... <|endoftext|>`` for CLIP). Each class gets a sentence feature
+``s_k`` (for L_MM) and M text vectors ``T_k`` (the OT targets), in one of two readings
+(``targets``):
+
+* ``"tokens"`` (default; the paper's Fig. 2, LICO.md "Text targets"): one prompt per class
+  through the frozen encoder; ``T_k`` = the last layer's outputs at the n_ctx context
+  positions plus the class name's token outputs averaged into one vector, M = n_ctx + 1;
+  ``s_k`` = the encoder's sentence feature of that prompt. One encoder call, K sequences.
+* ``"rolled"`` (this project's earlier reading, kept as a variant): M = n_ctx copies of the
+  context, copy i = ``roll(ctx, i, dims=0)``, each prompt pooled to one sentence vector;
+  ``s_k`` = copy 0's (the unrolled prompt). One encoder call, K*M sequences. (The released
+  code rolled every copy by 1, making them identical.)
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from ..errors import UserError
 from .text import TextEncoder
+
+TEXT_TARGETS = ("tokens", "rolled")
 
 
 def prompt_text(class_name: str) -> str:
@@ -30,16 +40,23 @@ class PromptLearner(nn.Module):
         ``.to(device)`` moves it) but is left out of ``state_dict()`` and, when loading,
         not expected there: it is frozen and rebuilt from its name, never trained.
     class_names: K names in *label order* (row k of T is label k).
-    n_ctx: number of context vectors, also the number M of rolled copies (paper: 12).
+    n_ctx: number of context vectors (paper: 12).
+    targets: ``"tokens"`` (M = n_ctx + 1 per-token outputs) or ``"rolled"`` (M = n_ctx
+        pooled rolled copies); see the module docstring.
     init_std: context init N(0, init_std^2) (paper: 0.02).
     generator: torch.Generator for the init (reproducible).
     """
 
     def __init__(self, text_encoder: TextEncoder, class_names: Sequence[str], n_ctx: int = 12,
-                 init_std: float = 0.02, generator: Optional[torch.Generator] = None):
+                 init_std: float = 0.02, generator: Optional[torch.Generator] = None,
+                 targets: str = "tokens"):
         super().__init__()
         if n_ctx < 1:
             raise UserError(f"n_ctx must be >= 1, got {n_ctx}")
+        if targets not in TEXT_TARGETS:
+            raise UserError(f"unknown text targets {targets!r}; choose one of: "
+                            f"{', '.join(TEXT_TARGETS)}")
+        self.targets = targets
         class_names = [str(c) for c in class_names]
         if not class_names:
             raise UserError("LICO needs the class names; the dataset gave none")
@@ -61,6 +78,16 @@ class PromptLearner(nn.Module):
         self.register_buffer("prefix", emb[:, :1].clone(), persistent=False)   # [K, 1, W]
         self.register_buffer("suffix", emb[:, 1:].clone(), persistent=False)   # [K, L-1, W]
         self.register_buffer("suffix_mask", mask[:, 1:].to(dev), persistent=False)  # [K, L-1]
+        # How many of each suffix's tokens are the class name (before ". <end>"): the same
+        # tokenizer on the bare name, checked to be a prefix of the prompt's tokens.
+        name_ids, name_mask = text_encoder.tokenize([prompt_text(c)[:-1] for c in class_names])
+        n_name = name_mask.sum(1) - 2                                        # [K], no specials
+        for k, c in enumerate(class_names):
+            nk = int(n_name[k])
+            if nk < 1 or not torch.equal(name_ids[k, 1:1 + nk], ids[k, 1:1 + nk]):
+                raise UserError(f"class name {c!r} does not tokenize to a prefix of its prompt "
+                                f"with text encoder {text_encoder.name!r}; rename the class")
+        self.register_buffer("name_len", n_name.to(dev), persistent=False)  # [K] int64
         # Row i = the context order of copy i: roll(ctx, i, dims=0)[j] = ctx[(j - i) mod n].
         j = torch.arange(n_ctx)
         self.register_buffer("roll_index", (j[None, :] - j[:, None]) % n_ctx,
@@ -70,24 +97,48 @@ class PromptLearner(nn.Module):
 
     @property
     def num_prompts(self) -> int:
-        """M, the number of text vectors per class (= n_ctx)."""
-        return self.n_ctx
+        """M, the number of text vectors per class (n_ctx + 1 for tokens, n_ctx rolled)."""
+        return self.n_ctx + 1 if self.targets == "tokens" else self.n_ctx
 
     def contexts(self) -> torch.Tensor:
         """All M rolled copies: [M, n_ctx, W]; copy i equals ``torch.roll(ctx, i, dims=0)``."""
         return self.ctx[self.roll_index]
 
-    def forward(self, classes: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, classes: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Encode the prompts of all classes, or of ``classes`` ([U] int64 label ids) only.
 
-        Returns T: [K, M, D] float32 (or [U, M, D]); T[k, i] is class k with context copy i.
-        Gradient flows to ``ctx`` only. One encoder call over K*M sequences.
+        Returns ``(T, s)``: T [K, M, D] float32, the OT targets; s [K, D] float32, the
+        sentence features for L_MM (or [U, M, D], [U, D]). Gradient flows to ``ctx`` only.
         """
         pre, suf, smask = self.prefix, self.suffix, self.suffix_mask
+        name_len = self.name_len
         if classes is not None:
             pre, suf, smask = pre[classes], suf[classes], smask[classes]
+            name_len = name_len[classes]
             keep = int(smask.sum(1).max())          # trim padding no chosen class needs
             suf, smask = suf[:, :keep], smask[:, :keep]
+        if self.targets == "tokens":
+            return self._token_targets(pre, suf, smask, name_len)
+        t = self._rolled_targets(pre, suf, smask)
+        return t, t[:, 0]
+
+    def _token_targets(self, pre, suf, smask, name_len) -> Tuple[torch.Tensor, torch.Tensor]:
+        k, n = pre.shape[0], self.n_ctx
+        ctx = self.ctx.to(pre.dtype)[None].expand(k, n, -1)                # [K, n, W]
+        emb = torch.cat([pre, ctx, suf], dim=1)                           # [K, L', W]
+        mask = torch.cat([smask.new_ones(k, 1 + n), smask], dim=1)       # [K, L']
+        tokens, sent = self.text_encoder.encode_tokens(emb, mask)        # [K, L', D], [K, D]
+        tokens = tokens.float()
+        # Class name = positions 1+n .. 1+n+len-1; average them (masked, lengths differ).
+        pos = torch.arange(tokens.shape[1], device=tokens.device)
+        start = 1 + n
+        in_name = (pos[None] >= start) & (pos[None] < start + name_len[:, None])  # [K, L']
+        w = in_name.to(tokens.dtype)[..., None]
+        name = (tokens * w).sum(1) / w.sum(1)                            # [K, D]
+        t = torch.cat([tokens[:, 1:1 + n], name[:, None]], dim=1)       # [K, n+1, D]
+        return t, sent.float()
+
+    def _rolled_targets(self, pre, suf, smask) -> torch.Tensor:
         k, m, n = pre.shape[0], self.n_ctx, self.n_ctx
         ctx = self.contexts().to(pre.dtype)                              # [M, n, W]
         emb = torch.cat([pre[:, None].expand(k, m, 1, -1),

@@ -7,6 +7,7 @@ through a *frozen* text encoder g. A :class:`TextEncoder` therefore takes token
     ids, mask = enc.tokenize(["cat.", "dog."])    # [N, L] int64 each, special tokens added
     emb = enc.embed(ids)                          # [N, L, enc.token_dim]
     feats = enc(emb, mask)                        # [N, enc.width], differentiable in emb
+    tokens, feats = enc.encode_tokens(emb, mask)  # + every position's output [N, L, enc.width]
 
 Encoders (``create_text_encoder(name, checkpoint)``):
 
@@ -94,6 +95,17 @@ class TextEncoder(nn.Module):
         """
         raise NotImplementedError
 
+    def encode_tokens(self, inputs_embeds: torch.Tensor,
+                      attention_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Like :meth:`forward`, plus the last layer's output at every position.
+
+        Returns ``(tokens [N, L, width], sentence [N, width])`` float32, both from one pass:
+        ``sentence`` equals ``forward(inputs_embeds, attention_mask)``; ``tokens[:, j]`` is
+        position j's output in the same space as the sentence feature (LICO's per-token
+        text targets, paper Fig. 2). Outputs at padded positions are meaningless.
+        """
+        raise NotImplementedError
+
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Convenience: texts -> features [N, width] without gradients."""
@@ -154,12 +166,17 @@ class MiniLMTextEncoder(TextEncoder):
         return ids, mask
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encode_tokens(inputs_embeds, attention_mask)[1]
+
+    def encode_tokens(self, inputs_embeds: torch.Tensor,
+                      attention_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """tokens = the last hidden states; sentence = their mean over attended tokens."""
         mask = attention_mask.to(inputs_embeds.device).long()
         # BERT adds position and token-type embeddings to inputs_embeds itself.
         hidden = self.model(inputs_embeds=inputs_embeds, attention_mask=mask).last_hidden_state
         # Mean pooling over attended tokens, as sentence-transformers' Pooling (mean_tokens).
         m = mask.unsqueeze(-1).to(hidden.dtype)                      # [N, L, 1]
-        return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)        # [N, D]
+        return hidden, (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)  # [N, L, D], [N, D]
 
 
 # --------------------------------------------------------------------------- CLIP tokenizer
@@ -432,6 +449,12 @@ class CLIPTextEncoder(TextEncoder):
         """EOT position = last attended token (= argmax of OpenAI token ids, EOT being the
         largest id). Causal attention makes padding after EOT irrelevant, so sequences
         shorter than the context length are exact."""
+        return self.encode_tokens(inputs_embeds, attention_mask)[1]
+
+    def encode_tokens(self, inputs_embeds: torch.Tensor,
+                      attention_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """tokens = every position's final state through ``text_projection`` (the space of
+        ``encode_text``); sentence = the EOT token's row of it."""
         n, length, _ = inputs_embeds.shape
         x = inputs_embeds + self.positional_embedding[:length]
         causal = torch.full((length, length), float("-inf"), device=x.device,
@@ -440,7 +463,8 @@ class CLIPTextEncoder(TextEncoder):
             x = blk(x, causal)
         x = self.ln_final(x)
         eot = attention_mask.to(x.device).long().sum(1) - 1                   # [N]
-        return x[torch.arange(n, device=x.device), eot] @ self.text_projection  # [N, D]
+        tokens = x @ self.text_projection                                     # [N, L, D]
+        return tokens, tokens[torch.arange(n, device=x.device), eot]          # [N, D]
 
 
 # --------------------------------------------------------------------------- factory

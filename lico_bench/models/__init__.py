@@ -1,8 +1,9 @@
 """Model registry, :class:`ModelCfg` and checkpoints.
 
-``baseline_<arch>`` and ``lico_<arch>`` build the *same* classifier: LICO changes only how
-it is trained (its text branch lives in :mod:`lico_bench.lico` and is never part of the
-inference model). A :class:`ModelCfg` is attached as ``model.cfg`` and travels inside every
+``baseline_<arch>``, ``lico_<arch>`` and LICO's variants ``lico_<variant>_<arch>`` (see
+:mod:`lico_bench.lico.variants`) build the *same* classifier: LICO changes only how it is
+trained (its text branch lives in :mod:`lico_bench.lico` and is never part of the inference
+model). A :class:`ModelCfg` is attached as ``model.cfg`` and travels inside every
 checkpoint, so a checkpoint rebuilds its model without being told what it is.
 """
 from __future__ import annotations
@@ -21,7 +22,11 @@ from ..io import safe_torch_load, torch_save
 from ..registry import Registry
 from .backbones import Classifier, resnet, wide_resnet
 
-CHECKPOINT_FORMAT = 1
+from ..lico.variants import VARIANTS, model_name
+
+# 2: ModelCfg gained ``variant`` and ``lico_settings``. A format-1 lico checkpoint was
+# trained with the rolled text targets: it loads as ``lico_rolled_<arch>``.
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass
@@ -39,11 +44,21 @@ class ModelCfg:
     dataset: str = ""
     family: str = "baseline"       # "baseline" or "lico": how it was (to be) trained
     text_encoder: Optional[str] = None  # LICO only: the frozen text encoder used in training
+    variant: Optional[str] = None  # LICO only: "paper", "rolled", ... (lico/variants.py)
+    # LICO only, filled by the trainer: the settings it trained with (text_targets, ot_grad,
+    # alpha, beta, n_ctx), which --alpha etc. may have changed from the variant's.
+    lico_settings: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
         d["mean"], d["std"], d["class_names"] = list(self.mean), list(self.std), list(self.class_names)
+        d["lico_settings"] = dict(self.lico_settings)
         return d
+
+    def describe(self) -> Dict[str, Any]:
+        """What the tables need to know of a model: family, arch, variant, LICO settings."""
+        return {"family": self.family, "arch": self.arch, "variant": self.variant,
+                **({"lico_settings": dict(self.lico_settings)} if self.lico_settings else {})}
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ModelCfg":
@@ -75,28 +90,43 @@ def register_model(name: str, factory: Optional[Callable[..., Classifier]] = Non
     return _MODELS.register(name, factory)
 
 
-def _make_factory(family: str, short: str):
+def _make_factory(family: str, short: str, variant: Optional[str] = None):
     arch = _SHORT[short]
+    name = f"baseline_{short}" if family == "baseline" else model_name(variant, short)
 
     def factory(num_classes: int, image_size: int = 32, **cfg_fields) -> Classifier:
         build, cam_layer = _ARCHS[arch]
         model = build(num_classes, image_size)
         cfg_fields.setdefault("text_encoder", "minilm" if family == "lico" else None)
-        model.cfg = ModelCfg(name=f"{family}_{short}", arch=arch, num_classes=num_classes,
-                             image_size=image_size, cam_layer=cam_layer, family=family, **cfg_fields)
+        model.cfg = ModelCfg(name=name, arch=arch, num_classes=num_classes, image_size=image_size,
+                             cam_layer=cam_layer, family=family, variant=variant, **cfg_fields)
         return model
 
-    factory.__doc__ = f"{family} {arch} classifier."
+    factory.__doc__ = (f"baseline {arch} classifier." if family == "baseline" else
+                       f"LICO ({variant}: {VARIANTS[variant].summary}) {arch} classifier.")
     return factory
 
 
 for _short in _SHORT:
-    for _family in ("baseline", "lico"):
-        register_model(f"{_family}_{_short}", _make_factory(_family, _short))
+    register_model(f"baseline_{_short}", _make_factory("baseline", _short))
+    for _variant in VARIANTS:
+        register_model(model_name(_variant, _short), _make_factory("lico", _short, _variant))
 
 
 def list_models() -> List[str]:
     return _MODELS.names()
+
+
+def describe_model(name: str) -> Dict[str, Any]:
+    """Family, arch and LICO variant of registered model ``name``, without building it."""
+    check_model_name(name)
+    for short, arch in _SHORT.items():
+        if name == f"baseline_{short}":
+            return {"family": "baseline", "arch": arch, "variant": None}
+        for variant in VARIANTS:
+            if name == model_name(variant, short):
+                return {"family": "lico", "arch": arch, "variant": variant}
+    return {"family": None, "arch": None, "variant": None}   # registered by a plugin
 
 
 def check_model_name(name: str) -> None:
@@ -150,6 +180,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return obj
 
 
+def _upgrade_cfg(obj: dict) -> dict:
+    """The checkpoint's model config in the current format (format 1 had no variants: its
+    LICO models were trained with rolled text targets, today's ``lico_rolled_<arch>``)."""
+    cfg = dict(obj["cfg"])
+    if obj.get("format", 1) < 2 and cfg.get("family") == "lico" and "variant" not in cfg:
+        short = cfg.get("name", "")[len("lico_"):]
+        cfg.update(name=model_name("rolled", short), variant="rolled")
+    return cfg
+
+
 def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
                     num_classes: Optional[int] = None, dataset: Optional[str] = None,
                     map_location: str | torch.device = "cpu",
@@ -161,7 +201,7 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     images of a size it was not trained for).
     """
     obj = read_checkpoint(path)
-    cfg = ModelCfg.from_dict(obj["cfg"])
+    cfg = ModelCfg.from_dict(_upgrade_cfg(obj))
     where = f"checkpoint {str(path)!r}"
     if name is not None and name != cfg.name:
         raise UserError(f"{where} holds {cfg.name} (a {cfg.arch}), not {name}; pass a checkpoint "
@@ -177,7 +217,9 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
                         f"use --image-size {cfg.image_size} or a checkpoint trained at {image_size} px.")
     fields = cfg.to_dict()
     model = create_model(cfg.name, cfg.num_classes, cfg.image_size,
-                         **{k: v for k, v in fields.items() if k not in ("name", "arch", "num_classes", "image_size", "cam_layer", "family")})
+                         **{k: v for k, v in fields.items()
+                            if k not in ("name", "arch", "num_classes", "image_size", "cam_layer",
+                                         "family", "variant")})
     model.cfg = cfg
     try:
         model.load_state_dict(obj["state_dict"])
@@ -187,5 +229,6 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     return model.to(map_location).eval()
 
 
-__all__ = ["Classifier", "ModelCfg", "check_model_name", "create_model", "get_module", "list_models",
+__all__ = ["Classifier", "ModelCfg", "check_model_name", "create_model", "describe_model",
+           "get_module", "list_models",
            "load_checkpoint", "read_checkpoint", "register_model", "save_checkpoint"]

@@ -17,9 +17,10 @@ Four kinds of figure, each written as vector PDF and 200-dpi PNG (atomically) un
 * ``training``: loss terms (CE, MM, OT) and accuracy per epoch, from the ``log.csv`` next to
   every checkpoint in the manifest.
 
-Models are paired as ``baseline_X`` / ``lico_X``; with several pairs, ``maps`` and
-``curves`` are drawn once per pair (``maps_X``, ``curves_X``); unpaired models are drawn
-together in one more group.
+Models are paired as the tables pair them (:func:`lico_bench.report.tables.pair_models`:
+every LICO model, variants included, with the baseline of its architecture); with several
+pairs, ``maps`` and ``curves`` are drawn once per pair (``maps_X``, ``curves_X``, X = the LICO
+model's name without ``lico_``); unpaired models are drawn together in one more group.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io import atomic_path, safe_torch_load
-from .tables import NICE, compute_summary, load_manifest, load_rows, metric_directions
+from .tables import NICE, compute_summary, load_manifest, load_rows, metric_directions, pair_models
 
 BASELINE_COLOUR = "#0072B2"  # Okabe-Ito blue
 LICO_COLOUR = "#D55E00"      # Okabe-Ito vermillion
@@ -79,19 +80,19 @@ def _plt():
 
 
 # ----------------------------------------------------------------------------- helpers
-def model_groups(models: Sequence[str]) -> List[Tuple[str, List[str]]]:
-    """Group models for side-by-side figures: [(label, [baseline_X, lico_X]), ...].
+def model_groups(models: Sequence[str], manifest: Optional[dict] = None) -> List[Tuple[str, List[str]]]:
+    """Group models for side-by-side figures: [(label, [baseline, lico]), ...].
 
-    Every ``lico_X`` whose ``baseline_X`` is present forms a pair labelled ``X``; the other
-    models form one group labelled by their names (or nothing when there are none).
+    Every pair of :func:`~lico_bench.report.tables.pair_models` (the tables' pairing) forms a
+    group labelled by the LICO model's name without ``lico_`` (a baseline shared by several
+    LICO variants is in each of their groups); the other models form one group labelled by
+    their names (or nothing when there are none).
     """
     models = list(dict.fromkeys(models))
     groups, used = [], set()
-    for m in sorted(models):
-        if m.startswith("lico_") and ("baseline_" + m[5:]) in models:
-            base = "baseline_" + m[5:]
-            groups.append((m[5:], [base, m]))
-            used.update((base, m))
+    for m, base in pair_models(models, manifest):
+        groups.append((m[5:] if m.startswith("lico_") else m, [base, m]))
+        used.update((base, m))
     rest = [m for m in models if m not in used]
     rest.sort(key=lambda m: (not m.startswith("baseline_"), m))
     if rest:
@@ -382,7 +383,10 @@ def plot_paired(summary) -> Optional[object]:
                 m, lo, hi = 100 * r["mean"], 100 * r["ci_low"], 100 * r["ci_high"]
                 if not np.isfinite(m):
                     continue
-                sig = np.isfinite(lo) and not (lo <= 0 <= hi)
+                if "verdict" in r.index and isinstance(r["verdict"], str):
+                    sig = r["verdict"] != "no clear difference"   # the table's rule (Holm too)
+                else:                                               # a summary from before it
+                    sig = bool(np.isfinite(lo) and not (lo <= 0 <= hi))
                 better = sig and ((lo > 0) == hib)
                 colour = LICO_COLOUR if better else (BASELINE_COLOUR if sig else "0.3")
                 yy = y + offsets[k]
@@ -405,7 +409,7 @@ def plot_paired(summary) -> Optional[object]:
     if len(comps) > 1:
         axes[0, 0].legend(loc="lower left", fontsize=5)
     fig.suptitle("Paired difference LICO − baseline (same images), % points: mean and 95 % CI; "
-                 "filled = CI excludes 0", fontsize=7)
+                 "filled = a side named (CI excludes 0 and Holm p < 0.05)", fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -528,7 +532,7 @@ def build_figures(results_dir: str | Path, out: Optional[str | Path] = None,
     methods = ([m for m in spec.get("methods", []) if m in set(rows["method"])]
                or sorted(rows["method"].unique()))
     seeds = sorted(int(s) for s in rows["seed"].unique()) if "seed" in rows else [0]
-    groups = model_groups(models)
+    groups = model_groups(models, manifest)
     curves = _read_curves(results)
     with plt.rc_context(STYLE):
         for label, gm in groups:
@@ -544,7 +548,7 @@ def build_figures(results_dir: str | Path, out: Optional[str | Path] = None,
             else:
                 result[f"curves{suffix}"] = _save(fig, out, f"curves{suffix}", formats)
         directions = metric_directions(manifest, rows)
-        summary = compute_summary(rows, directions) if directions else None
+        summary = compute_summary(rows, directions, manifest) if directions else None
         fig = plot_paired(summary) if summary is not None else None
         if fig is None:
             notes.append("paired: no baseline_X/lico_X pair evaluated on the same images")

@@ -3,12 +3,21 @@
 Writes ``summary.csv`` (long format, every number), ``summary.md`` (GitHub/terminal) and
 ``summary.tex`` (booktabs). Three tables:
 
-* scores: per model x method x metric, the mean over images with a 95 % bootstrap CI
-  (two-stage over seeds and images when there are several seeds), and the number of rows
-  whose map was flagged (constant, all-zero or NaN);
+* scores: per model x method x metric, the mean with a 95 % bootstrap CI, and the number of
+  rows whose map was flagged (constant, all-zero or NaN);
 * accuracy per model on the evaluated images;
 * paired differences LICO - baseline over the same images (same dataset, seed, image), per
-  method x metric, with a bootstrap CI and a Wilcoxon signed-rank p-value.
+  comparison x method x metric, with a bootstrap CI, a Wilcoxon signed-rank p-value, its
+  Holm adjustment over every comparison of the table, and a verdict.
+
+Seeds and images are crossed (every seed's model explains the same test images), so each
+number is computed on a seeds x images matrix (:mod:`lico_bench.report.stats`): the mean over
+seeds of the per-seed means over images, a CI that resamples seeds and images (the same image
+draws under every seed), and a test on per-image values averaged over seeds (n = images).
+Seed copies carry no new information and give exactly the one-seed numbers.
+
+Models are paired by :func:`pair_models` (the manifest's model families and architectures, or
+the names for results written before the manifest had them).
 
 "overall" = insertion - deletion per image (METRICS.md), added when both are present.
 """
@@ -17,7 +26,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -25,10 +34,14 @@ import pandas as pd
 from ..errors import UserError
 from ..io import write_text
 from ..results import REPAIR, expected_images, read_rows
-from .stats import bootstrap_ci, hierarchical_bootstrap_ci, wilcoxon_p
+from .stats import (ALPHA, CONFIDENCE, crossed_bootstrap_ci, crossed_mean, holm,
+                    paired_wilcoxon_p, verdict)
 
 NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (ins-del)",
-        "pointing_game": "Pointing game", "energy_pointing_game": "Energy PG", "accuracy": "Accuracy"}
+        "pointing_game": "Pointing game", "energy_pointing_game": "Energy PG",
+        "map_dependence": "Map dependence", "accuracy": "Accuracy"}
+IMAGE_KEY = ["dataset", "image_id"]   # one image = one column of the seeds x images matrix
+BASELINE = "baseline"
 
 
 def load_manifest(results: Path) -> dict:
@@ -63,7 +76,11 @@ def load_rows(results: Path) -> pd.DataFrame:
 
 
 def metric_directions(manifest: dict, rows: pd.DataFrame) -> Dict[str, bool]:
-    """metric name -> higher_is_better, in the manifest's order (+ overall)."""
+    """metric name -> higher_is_better for every manifest metric with a row column (+ overall).
+
+    Known metrics first in a fixed order, any other metric (e.g. map_dependence) after them
+    by name, with the direction the manifest gives it.
+    """
     found = {m: bool(v["higher_is_better"]) for m, v in manifest.get("metrics", {}).items()
              if m in rows.columns}
     if "insertion" in found and "deletion" in found:
@@ -73,62 +90,125 @@ def metric_directions(manifest: dict, rows: pd.DataFrame) -> Dict[str, bool]:
     return {m: found[m] for m in names}
 
 
-def _ci(df: pd.DataFrame, col: str) -> tuple:
-    groups = [g[col].to_numpy(dtype=float) for _, g in df.groupby("seed", sort=True)]
-    if len(groups) > 1:
-        per_seed = [np.nanmean(g) if np.isfinite(g).any() else np.nan for g in groups]
-        return float(np.nanmean(per_seed)), *hierarchical_bootstrap_ci(groups)
-    x = groups[0]
-    mean = float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
-    return mean, *bootstrap_ci(x)
+# ----------------------------------------------------------------------------- pairing
+def _by_name(model: str, baselines: Iterable[str]) -> Optional[str]:
+    """The baseline B whose suffix B[len("baseline"):] is the longest suffix of ``model``."""
+    fits = [b for b in baselines if model.endswith(b[len(BASELINE):])]
+    return max(fits, key=len) if fits else None
 
 
-def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool]) -> pd.DataFrame:
-    """Long table: kind (score | accuracy | paired), model, method, metric, mean, ci_low, ..."""
+def pair_models(models: Iterable[str], manifest: Optional[dict] = None) -> List[Tuple[str, str]]:
+    """[(lico model, its baseline), ...] among ``models`` (those present in the rows), sorted.
+
+    With ``manifest["models"]`` (``{name: {"family", "arch", "variant"}}``): every model of
+    family "lico" is paired with the model of family "baseline" and the same arch (several
+    such baselines: the one the name rule below picks, else the first by name). A model the
+    manifest does not describe, or any model of results written before the manifest had
+    "models", falls back to the names: a model M not starting with "baseline" pairs with the
+    baseline B whose suffix B[len("baseline"):] ("_r18", "_wrn28_2") is the longest suffix
+    of M -- so lico_r18, lico_rolled_r18, ... all pair with baseline_r18, and lico_wrn28_2
+    with baseline_wrn28_2 rather than a baseline_2. A model with no partner is left out.
+    """
+    present = sorted(set(models))
+    info = (manifest or {}).get("models") or {}
+    pairs = []
+    for m in present:
+        if m in info:
+            if info[m].get("family") != "lico":
+                continue
+            cands = [b for b in present if info.get(b, {}).get("family") == "baseline"
+                     and info[b].get("arch") == info[m].get("arch")]
+            base = (_by_name(m, cands) or cands[0]) if cands else None
+        elif m.startswith(BASELINE):
+            continue
+        else:
+            base = _by_name(m, [b for b in present if b.startswith(BASELINE)])
+        if base is not None:
+            pairs.append((m, base))
+    return pairs
+
+
+# ----------------------------------------------------------------------------- statistics
+def _matrix(df: pd.DataFrame, col: str) -> np.ndarray:
+    """seeds x images matrix of ``df[col]`` (rows by seed, columns by dataset and image id).
+
+    An image missing under some seed is a NaN cell; so is a NaN value.
+    """
+    if df.duplicated(["seed", *IMAGE_KEY]).any():
+        raise UserError(f"the rows hold the same image twice for one seed "
+                        f"({df['model'].iloc[0]}, {df['method'].iloc[0]}); the results "
+                        "directory mixes two runs: rebuild it with 'lico-bench run'.")
+    t = df.pivot(index="seed", columns=IMAGE_KEY, values=col)
+    return t.sort_index().sort_index(axis=1).to_numpy(dtype=np.float64)
+
+
+def _n_images(x: np.ndarray) -> int:
+    """Images with at least one value: the n the CI and the test resample."""
+    return int((~np.isnan(x)).any(axis=0).sum()) if x.size else 0
+
+
+def _estimate(x: np.ndarray) -> dict:
+    lo, hi = crossed_bootstrap_ci(x)
+    return dict(mean=crossed_mean(x), ci_low=lo, ci_high=hi, n=_n_images(x))
+
+
+def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
+                    manifest: Optional[dict] = None) -> pd.DataFrame:
+    """Long table: kind (score | accuracy | paired), model, method, metric, mean, ci_low, ...
+
+    n is the number of images (the resampled unit; values are averaged over seeds), n_seeds
+    the number of seeds. Paired rows also hold baseline and lico (their means over the cells
+    where both are defined, so lico - baseline = mean), p_wilcoxon, p_holm (Holm over every
+    paired row) and verdict (:func:`lico_bench.report.stats.verdict`).
+    """
     rows = rows.copy()
     if "overall" in directions:
         rows["overall"] = rows["insertion"] - rows["deletion"]
     out: List[dict] = []
     for (model, method), g in rows.groupby(["model", "method"], sort=True):
         for metric, hib in directions.items():
-            mean, lo, hi = _ci(g, metric)
-            out.append(dict(kind="score", model=model, method=method, metric=metric, mean=mean,
-                            ci_low=lo, ci_high=hi, n=int(g[metric].notna().sum()),
+            out.append(dict(kind="score", model=model, method=method, metric=metric,
+                            **_estimate(_matrix(g, metric)),
                             n_flagged=int((g["map_status"] != "ok").sum()),
                             n_seeds=int(g["seed"].nunique()), higher_is_better=hib))
+    # The prediction does not depend on the explanation method: one method's rows suffice.
     first_method = sorted(rows["method"].unique())[0]
     for model, g in rows[rows["method"] == first_method].groupby("model", sort=True):
         g = g.assign(accuracy=(g["pred"] == g["label"]).astype(float))
-        mean, lo, hi = _ci(g, "accuracy")
-        out.append(dict(kind="accuracy", model=model, method="", metric="accuracy", mean=mean,
-                        ci_low=lo, ci_high=hi, n=len(g), n_flagged=0,
+        out.append(dict(kind="accuracy", model=model, method="", metric="accuracy",
+                        **_estimate(_matrix(g, "accuracy")), n_flagged=0,
                         n_seeds=int(g["seed"].nunique()), higher_is_better=True))
-    # Paired LICO - baseline on the same images.
-    models = set(rows["model"])
-    for lico in sorted(m for m in models if m.startswith("lico_")):
-        base = "baseline_" + lico[len("lico_"):]
-        if base not in models:
-            continue
+    # Paired LICO - baseline on the same images under the same seed.
+    paired: List[dict] = []
+    keys = ["seed", *IMAGE_KEY]
+    for lico, base in pair_models(rows["model"].unique(), manifest):
         for method in sorted(rows["method"].unique()):
             a = rows[(rows["model"] == lico) & (rows["method"] == method)]
             b = rows[(rows["model"] == base) & (rows["method"] == method)]
-            keys = ["dataset", "seed", "image_id"]
             j = a.merge(b, on=keys, suffixes=("_lico", "_base"))
             if j.empty:
                 continue
+            j = j.assign(model=f"{lico} - {base}", method=method)
             for metric, hib in directions.items():
-                d = (j[f"{metric}_lico"] - j[f"{metric}_base"]).to_numpy(dtype=float)
-                ok = ~np.isnan(d)
-                dd = j.assign(diff=d)
-                mean, lo, hi = _ci(dd, "diff")
-                out.append(dict(kind="paired", model=f"{lico} - {base}", method=method,
-                                metric=metric, mean=mean, ci_low=lo, ci_high=hi, n=int(ok.sum()),
-                                n_flagged=int(((j["map_status_lico"] != "ok") | (j["map_status_base"] != "ok")).sum()),
-                                n_seeds=int(j["seed"].nunique()), higher_is_better=hib,
-                                baseline=float(np.nanmean(j[f"{metric}_base"])),
-                                lico=float(np.nanmean(j[f"{metric}_lico"])),
-                                p_wilcoxon=wilcoxon_p(d)))
-    return pd.DataFrame(out)
+                both = j[f"{metric}_lico"].notna() & j[f"{metric}_base"].notna()
+                jj = j.assign(diff=j[f"{metric}_lico"] - j[f"{metric}_base"],
+                              lico_v=j[f"{metric}_lico"].where(both),
+                              base_v=j[f"{metric}_base"].where(both))
+                d = _matrix(jj, "diff")
+                paired.append(dict(kind="paired", model=f"{lico} - {base}", method=method,
+                                   metric=metric, **_estimate(d),
+                                   n_flagged=int(((j["map_status_lico"] != "ok")
+                                                  | (j["map_status_base"] != "ok")).sum()),
+                                   n_seeds=int(j["seed"].nunique()), higher_is_better=hib,
+                                   baseline=crossed_mean(_matrix(jj, "base_v")),
+                                   lico=crossed_mean(_matrix(jj, "lico_v")),
+                                   p_wilcoxon=paired_wilcoxon_p(d)))
+    # Holm over every comparison of the paired table: with 20+ comparisons, unadjusted
+    # p < 0.05 names a side by chance about once per table.
+    for r, q in zip(paired, holm([r["p_wilcoxon"] for r in paired])):
+        r["p_holm"] = float(q)
+        r["verdict"] = verdict(r["ci_low"], r["ci_high"], q, r["higher_is_better"])
+    return pd.DataFrame(out + paired)
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -149,11 +229,34 @@ def _arrow(hib: bool) -> str:
     return "↑" if hib else "↓"
 
 
-def _verdict(r) -> str:
-    if not np.isfinite(r["ci_low"]) or (r["ci_low"] <= 0 <= r["ci_high"]):
-        return "no clear difference"
-    lico_higher = r["ci_low"] > 0
-    return "LICO better" if lico_higher == bool(r["higher_is_better"]) else "baseline better"
+def _p(v: float) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{v:.3g}"
+
+
+CONF = f"{100 * CONFIDENCE:g}%"
+
+
+def _several_seeds(summary: pd.DataFrame) -> bool:
+    return bool(len(summary)) and int(summary["n_seeds"].max()) > 1
+
+
+def _values_note(summary: pd.DataFrame) -> str:
+    """What the cells are: mean over images (and seeds), and how the CI resamples."""
+    if _several_seeds(summary):
+        return (f"mean over seeds and images, {CONF} bootstrap CI in brackets resampling seeds "
+                "and images crossed: the same image draws under every seed, as every seed's "
+                "model explains the same images")
+    return f"mean over images, {CONF} bootstrap CI in brackets"
+
+
+def _verdict_note(summary: pd.DataFrame) -> str:
+    """The verdict rule, in one sentence."""
+    k = int(summary.loc[summary["kind"] == "paired", "p_holm"].notna().sum())
+    over = "on the per-image differences averaged over seeds, " if _several_seeds(summary) else ""
+    return (f"A side is named only when the {CONF} CI of the mean difference excludes 0 and the "
+            f"Holm-adjusted p (two-sided Wilcoxon signed-rank test over the n images, {over}"
+            f"Holm over the {k} comparisons of this table) is below {ALPHA:g}; otherwise "
+            "\"no clear difference\".")
 
 
 def _md_table(header: List[str], body: List[List[str]]) -> str:
@@ -176,17 +279,18 @@ def _score_grid(summary: pd.DataFrame, directions: Dict[str, bool]):
 
 def _paired_grid(summary: pd.DataFrame):
     p = summary[summary["kind"] == "paired"]
-    header = ["comparison", "method", "metric", "baseline", "LICO", "Δ LICO − baseline [95% CI]",
-              "Wilcoxon p", "n", "verdict"]
+    header = ["comparison", "method", "metric", "baseline", "LICO", f"Δ LICO − baseline [{CONF} CI]",
+              "Wilcoxon p", "Holm p", "n", "verdict"]
     body = [[r["model"], r["method"], f"{NICE.get(r['metric'], r['metric'])} {_arrow(r['higher_is_better'])}",
              _pct(r["baseline"]), _pct(r["lico"]), _cell(r, signed=True),
-             f"{r['p_wilcoxon']:.3g}", str(int(r["n"])), _verdict(r)] for _, r in p.iterrows()]
+             _p(r["p_wilcoxon"]), _p(r["p_holm"]), str(int(r["n"])), r["verdict"]]
+            for _, r in p.iterrows()]
     return header, body
 
 
 def _acc_grid(summary: pd.DataFrame):
     a = summary[summary["kind"] == "accuracy"]
-    header = ["model", "accuracy [95% CI]", "images", "seeds"]
+    header = ["model", f"accuracy [{CONF} CI]", "images", "seeds"]
     body = [[r["model"], _cell(r), str(int(r["n"])), str(int(r["n_seeds"]))] for _, r in a.iterrows()]
     return header, body
 
@@ -195,7 +299,7 @@ def to_markdown(summary: pd.DataFrame, directions: Dict[str, bool], manifest: di
     spec = manifest.get("spec", {})
     parts = [f"# Results: {spec.get('dataset', '?')} ({spec.get('split', 'test')} split, "
              f"{spec.get('n_images', '?')} images, seeds {spec.get('seeds', '?')})", "",
-             "Values in % (mean over images, 95 % bootstrap CI in brackets). ↑ higher is "
+             f"Values in % ({_values_note(summary)}). ↑ higher is "
              "better, ↓ lower is better. Explained class: "
              + ("the model's prediction." if spec.get("target", "pred") == "pred" else "the label."), "",
              "## Saliency scores", "", _md_table(*_score_grid(summary, directions)), "",
@@ -203,8 +307,7 @@ def to_markdown(summary: pd.DataFrame, directions: Dict[str, bool], manifest: di
     if (summary["kind"] == "paired").any():
         parts += ["## Paired difference LICO − baseline (same images)", "",
                   _md_table(*_paired_grid(summary)), "",
-                  "The verdict names a side only when the 95 % CI of the mean difference "
-                  "excludes 0; p is the two-sided Wilcoxon signed-rank test over images.", ""]
+                  _verdict_note(summary), ""]
     if manifest.get("command"):
         parts += [f"Command: `{manifest['command']}`", ""]
     return "\n".join(parts)
@@ -232,12 +335,12 @@ def to_latex(summary: pd.DataFrame, directions: Dict[str, bool], manifest: dict)
     spec = manifest.get("spec", {})
     where = f"{spec.get('dataset', '?')}, {spec.get('n_images', '?')} images"
     out = ["% Generated by lico-bench report; needs \\usepackage{booktabs}.",
-           _tex_table(*_score_grid(summary, directions), f"Saliency scores in % ({where}), 95% bootstrap CI."),
+           _tex_table(*_score_grid(summary, directions), f"Saliency scores in % ({where}), {_values_note(summary)}."),
            _tex_table(*_acc_grid(summary), f"Accuracy in % on the evaluated images ({where})."),
            ]
     if (summary["kind"] == "paired").any():
         out.append(_tex_table(*_paired_grid(summary),
-                              f"Paired difference LICO - baseline ({where}), 95% CI, Wilcoxon signed-rank p."))
+                              f"Paired difference LICO - baseline ({where}). {_verdict_note(summary)}"))
     return "\n".join(out)
 
 
@@ -247,7 +350,7 @@ def build_report(results: str | Path) -> Dict[str, Path]:
     manifest = load_manifest(results)
     rows = load_rows(results)
     directions = metric_directions(manifest, rows)
-    summary = compute_summary(rows, directions)
+    summary = compute_summary(rows, directions, manifest)
     buf = io.StringIO()
     summary.to_csv(buf, index=False, float_format="%.6g")
     paths = {"csv": write_text(results / "summary.csv", buf.getvalue()),

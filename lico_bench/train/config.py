@@ -32,12 +32,15 @@ class TrainConfig:
     ema: float = 0.999                  # EMA decay of the evaluated weights (0 = off)
     bn_recalibrate: int = 20            # batches to re-estimate BatchNorm statistics (0 = off)
     augment: str = "crop_flip"          # crop_flip | flip | none | resized_crop_flip
-    alpha: float = 10.0                 # LICO: weight of L_MM
-    beta: float = 1.0                   # LICO: weight of L_OT
+    # LICO; None = the model's variant's value (lico/variants.py: lico_r18 is the paper's
+    # reading, lico_otonly_r18 has alpha = 0, ...). Ignored for baseline models.
+    alpha: Optional[float] = None       # weight of L_MM (paper: 10)
+    beta: Optional[float] = None        # weight of L_OT (paper: 1)
+    ot_grad: Optional[str] = None       # cost (paper reading) | full | none (released code)
+    text_targets: Optional[str] = None  # tokens (paper Fig. 2) | rolled (earlier reading)
     n_ctx: int = 12
     text_encoder: str = "minilm"
     text_checkpoint: Optional[str] = None
-    ot_full_grad: bool = False
     # Divergence guard: a loss above this (or not finite) stops training, keeping last.pt of
     # the last good epoch. Cross-entropy starts near ln K (2.3 for 10 classes, 6.9 for
     # 1000); LICO adds alpha*L_MM, a KL divergence between softmaxes of distances <= 2 at
@@ -62,6 +65,12 @@ class TrainConfig:
     @property
     def is_lico(self) -> bool:
         return self.model.startswith("lico_")
+
+    def lico_settings(self) -> Dict[str, Any]:
+        """The LICO settings this run trains with (recorded in the checkpoint's ModelCfg)."""
+        return {"text_targets": self.text_targets, "ot_grad": self.ot_grad,
+                "alpha": self.alpha, "beta": self.beta, "n_ctx": self.n_ctx,
+                "text_encoder": self.text_encoder}
 
 
 # The recipes. "quick" is the built-in dataset's default (minutes on a 2-core CPU); the
@@ -115,6 +124,27 @@ def make_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
     if cfg.n_train is not None and cfg.dataset != "shapes":
         raise UserError(f"--n-train sets the size of the generated shapes training split; "
                         f"{cfg.dataset!r} has a fixed one: drop --n-train.")
+    if cfg.is_lico:
+        from ..lico.head import OT_GRADS
+        from ..lico.prompts import TEXT_TARGETS
+        from ..lico.variants import VARIANTS
+        from ..models import describe_model
+
+        # A lico_* model registered by a plugin (no variant) gets the paper's values.
+        variant = describe_model(cfg.model)["variant"] or "paper"
+        for k, v in VARIANTS[variant].settings().items():
+            if getattr(cfg, k) is None:
+                setattr(cfg, k, v)
+        if cfg.ot_grad not in OT_GRADS:
+            raise UserError(f"unknown ot_grad {cfg.ot_grad!r}; use {', '.join(OT_GRADS)}.")
+        if cfg.text_targets not in TEXT_TARGETS:
+            raise UserError(f"unknown text_targets {cfg.text_targets!r}; use {', '.join(TEXT_TARGETS)}.")
+        for name in ("alpha", "beta"):
+            if not getattr(cfg, name) >= 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(cfg, name)}.")
+        if cfg.alpha == 0 and cfg.beta == 0:
+            raise UserError(f"alpha = beta = 0 trains {cfg.model} as a plain baseline; "
+                            f"train a baseline_* model instead.")
     if not cfg.max_loss >= 0:
         raise UserError(f"max_loss must be >= 0 (0 = off), got {cfg.max_loss}.")
     return cfg

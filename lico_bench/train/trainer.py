@@ -1,7 +1,9 @@
 """Baseline and LICO training (torchvision-references style: train_one_epoch, evaluate, train).
 
 Loss: ``CE`` for ``baseline_*`` models, ``CE + alpha*L_MM + beta*L_OT`` for ``lico_*``
-(LICO.md). SGD with momentum, the FixMatch cosine schedule ``lr0 * cos(7*pi*k / (16*K))``
+(LICO.md), with alpha, beta, the OT text targets and the OT gradient taken from the model's
+variant (:mod:`lico_bench.lico.variants`) unless the config sets them; the head owns the
+weights (:meth:`LicoHead.combine`). SGD with momentum, the FixMatch cosine schedule ``lr0 * cos(7*pi*k / (16*K))``
 over ``K`` steps, weight decay on the classifier, EMA of the weights for evaluation.
 
 Files, under ``<out>/<dataset>/<model>/seed<seed>/``:
@@ -244,7 +246,7 @@ def train_one_epoch(model, head, optimizer, scheduler, ema, ds, cfg: TrainConfig
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits, parts = net(x, y)
         ce = F.cross_entropy(logits.float(), y)
-        loss = ce + (cfg.alpha * parts["mm"] + cfg.beta * parts["ot"] if parts else 0.0)
+        loss = ce + (head.combine(parts) if parts else 0.0)   # the head owns alpha, beta
         n = len(y)
         zero = ce.new_zeros(())
         step_sums = torch.stack([loss.detach() * n, ce.detach() * n,
@@ -409,7 +411,8 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     torch.manual_seed(_seed_for(cfg.seed, -1, 0))                # weight init
     model = create_model(cfg.model, info.num_classes, image_size=info.image_size,
                          dataset_info=info,
-                         text_encoder=cfg.text_encoder if cfg.is_lico else None)
+                         text_encoder=cfg.text_encoder if cfg.is_lico else None,
+                         lico_settings=cfg.lico_settings() if cfg.is_lico else {})
     if cfg.sync_bn:
         model = dist_.convert_sync_batchnorm(model, device)
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -423,7 +426,8 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
                                                         device=device)).shape[2:]
         encoder = create_text_encoder(cfg.text_encoder, checkpoint=cfg.text_checkpoint)
         head = LicoHead(encoder, info.class_names, feat_hw=fh * fw, n_ctx=cfg.n_ctx,
-                        alpha=cfg.alpha, beta=cfg.beta, ot_full_grad=cfg.ot_full_grad,
+                        alpha=cfg.alpha, beta=cfg.beta, ot_grad=cfg.ot_grad,
+                        targets=cfg.text_targets,
                         generator=torch.Generator().manual_seed(_seed_for(cfg.seed, -1, 1)))
         head = head.to(device)
 

@@ -59,7 +59,8 @@ def test_grid_expansion_order_and_keys():
 def test_run_writes_rows_maps_manifest_and_tables(checkpoints, tmp_path):
     out = run(make_spec(checkpoints, tmp_path / "r"), log=quiet, progress=False)
     rows = sorted((out / "rows").glob("*.jsonl"))
-    assert len(rows) == 4 and not (out / "parts").exists() or not any((out / "parts").iterdir())
+    assert len(rows) == 4, rows
+    assert not (out / "parts").exists() or not any((out / "parts").iterdir())
     recs = [json.loads(l) for l in rows[0].read_text().splitlines()]
     assert [r["image_id"] for r in recs] == list(range(12))
     r = recs[0]
@@ -78,9 +79,9 @@ def test_run_writes_rows_maps_manifest_and_tables(checkpoints, tmp_path):
     summ = pd.read_csv(out / "summary.csv")
     assert set(summ["kind"]) == {"score", "accuracy", "paired"}
     scores = summ[summ["kind"] == "score"]
-    assert len(scores) == 2 * 2 * 5  # models x methods x (4 metrics + overall)
+    assert len(scores) == 2 * 2 * 6  # models x methods x (4 metrics + overall + map dependence)
     paired = summ[summ["kind"] == "paired"]
-    assert len(paired) == 2 * 5 and paired["p_wilcoxon"].between(0, 1).all()
+    assert len(paired) == 2 * 6 and paired["p_wilcoxon"].between(0, 1).all()
     ins = pd.DataFrame([json.loads(l) for l in (out / "rows" / "shapes__lico_tiny__gradcam__seed0.jsonl").read_text().splitlines()])
     row = scores[(scores.model == "lico_tiny") & (scores.method == "gradcam") & (scores.metric == "insertion")].iloc[0]
     assert row["mean"] == pytest.approx(ins["insertion"].mean(), rel=1e-5)
@@ -138,6 +139,7 @@ def test_sigkill_mid_experiment_then_rerun_gives_the_same_rows_and_tables(checkp
     code = ("import sys, tests.tiny; from lico_bench.cli import main; "
             f"sys.exit(main({argv!r}))")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    mid_experiment = 0
     for trial, wait_parts in enumerate((2, 9)):
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -147,8 +149,16 @@ def test_sigkill_mid_experiment_then_rerun_gives_the_same_rows_and_tables(checkp
             if done >= wait_parts:
                 break
             time.sleep(0.05)
+        assert proc.poll() is None, f"trial {trial}: the run ended (exit {proc.returncode}) before the kill"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        # the kill landed mid-run: 4 experiments of 6 parts each, not all of them finished
+        assert proc.returncode == -signal.SIGKILL, (trial, proc.returncode)
+        merged, parts = list(out.glob("rows/*.jsonl")), list(out.glob("parts/*/*.jsonl"))
+        assert len(merged) < 4 and len(parts) + 6 * len(merged) < 24, (trial, merged, parts)
+        assert not (out / "summary.csv").exists()
+        mid_experiment += bool(parts)  # an experiment with some of its parts written
+    assert mid_experiment >= 1
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert not list(out.glob("**/.*.tmp"))

@@ -158,6 +158,9 @@ def test_no_bf16_arithmetic_of_its_own(name, options, device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name,options,key", CASES, ids=IDS)
 def test_bf16_channels_last_close_to_float32(name, options, key, device, shapes):
+    """Regression guard: compares each explainer with itself in two precisions (bf16 +
+    channels-last vs float32); the TOLERANCE bounds come from measurement (3x room), not
+    from an independent reference."""
     model, (x, targets) = tiny_conv(), shapes
     e = create_explainer(name, **options)
     ref = e(model, x, targets)

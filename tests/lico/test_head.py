@@ -1,5 +1,6 @@
-"""Prompt learner and LicoHead on the tiny CLIP tower: rolled contexts, label order,
-gradients reach the context and never the frozen encoder, checkpoint contents."""
+"""Prompt learner and LicoHead on the tiny CLIP tower: per-token and rolled text targets,
+label order, gradients reach the context and never the frozen encoder, what each LICO
+variant trains, checkpoint contents."""
 import math
 
 import pytest
@@ -17,15 +18,69 @@ def _head(enc, seed=0, **kw):
                     **kw)
 
 
-def test_prompt_shapes_rolls_and_label_order(clip_encoder):
+def test_token_targets_are_the_prompts_token_outputs(clip_encoder):
+    """T[k] = the encoder's outputs at the 4 context positions of class k's one prompt,
+    then the mean of its name tokens' outputs; s[k] = the prompt's sentence feature."""
     enc = clip_encoder
     pl = PromptLearner(enc, NAMES, n_ctx=4, generator=torch.Generator().manual_seed(0))
+    assert pl.targets == "tokens" and pl.num_prompts == 5
+    t, s = pl()
+    assert t.shape == (len(NAMES), 5, enc.width) and s.shape == (len(NAMES), enc.width)
+    assert t.dtype == s.dtype == torch.float32
+    for k, name in enumerate(NAMES):
+        ids, mask = enc.tokenize([prompt_text(name)])
+        n_name = len(enc.tokenize([name])[0][0]) - 2          # "a cat" is 2 tokens
+        emb = enc.embed(ids)
+        seq = torch.cat([emb[:, :1], pl.ctx[None], emb[:, 1:]], dim=1)
+        full_mask = torch.cat([torch.ones(1, 4, dtype=torch.long), mask], dim=1)
+        tokens, sent = enc.encode_tokens(seq, full_mask)
+        torch.testing.assert_close(s[k], enc(seq, full_mask)[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(s[k], sent[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(t[k, :4], tokens[0, 1:5], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(t[k, 4], tokens[0, 5:5 + n_name].mean(0), rtol=1e-5, atol=1e-6)
+    # Distinct across a class's positions, and its name target distinct across classes.
+    d = torch.cdist(t, t)                                             # [K, M, M]
+    assert (d + torch.eye(5) * 1e9).min() > 1e-4
+    dn = torch.cdist(t[:, 4], t[:, 4])
+    assert (dn + torch.eye(len(NAMES)) * 1e9).min() > 1e-4
+    # CLIP's attention is causal: a context position never sees the name that follows it,
+    # so with CLIP the context targets are the same for every class (MiniLM: near-equal).
+    torch.testing.assert_close(t[:, :4], t[:1, :4].expand(len(NAMES), -1, -1), rtol=1e-5, atol=1e-6)
+
+
+def test_token_targets_on_minilm_differ_within_and_across_classes():
+    """The built-in classes through MiniLM: no two of a class's M targets with cosine > 0.99
+    (rolled copies: >= 0.98, LICO.md), the class-name targets differ across classes, and
+    the loss reaches the context vectors."""
+    from lico_bench.data import create_dataset
+    from lico_bench.lico import create_text_encoder
+
+    names = create_dataset("shapes", "test").info.class_names
+    enc = create_text_encoder("minilm")
+    pl = PromptLearner(enc, names, n_ctx=12, generator=torch.Generator().manual_seed(0))
+    t, s = pl()
+    assert t.shape == (10, 13, 384)
+    u = torch.nn.functional.normalize(t, dim=-1)
+    within = u @ u.transpose(1, 2)                                # [K, M, M]
+    assert within[:, ~torch.eye(13, dtype=torch.bool)].max() < 0.99
+    name = u[:, -1]                                               # [K, D]
+    across = name @ name.T
+    assert across[~torch.eye(10, dtype=torch.bool)].max() < 0.99
+    (t.sum() + s.sum()).backward()
+    assert pl.ctx.grad is not None and pl.ctx.grad.abs().sum() > 0
+
+
+def test_rolled_targets_shapes_rolls_and_label_order(clip_encoder):
+    enc = clip_encoder
+    pl = PromptLearner(enc, NAMES, n_ctx=4, generator=torch.Generator().manual_seed(0),
+                       targets="rolled")
     assert pl.ctx.shape == (4, enc.token_dim) and pl.num_prompts == 4
     assert abs(pl.ctx.std().item() - 0.02) < 0.005
     ctxs = pl.contexts()
     for i in range(4):
         assert torch.equal(ctxs[i], torch.roll(pl.ctx, i, dims=0))
-    t = pl()
+    t, s = pl()
+    assert torch.equal(s, t[:, 0])                   # MM's sentence = the unrolled prompt
     assert t.shape == (len(NAMES), 4, enc.width) and t.dtype == torch.float32
     # Row k, copy i is exactly "<sot> roll(ctx, i) <name k> . <eot>" through the encoder.
     for k, name in enumerate(NAMES):
@@ -40,10 +95,13 @@ def test_prompt_shapes_rolls_and_label_order(clip_encoder):
     assert (d + torch.eye(d.shape[0]) * 1e9).min() > 1e-4
 
 
-def test_prompt_subset_equals_rows_of_full(clip_encoder):
-    pl = PromptLearner(clip_encoder, NAMES, n_ctx=3, generator=torch.Generator().manual_seed(1))
+@pytest.mark.parametrize("targets", ["tokens", "rolled"])
+def test_prompt_subset_equals_rows_of_full(clip_encoder, targets):
+    pl = PromptLearner(clip_encoder, NAMES, n_ctx=3, generator=torch.Generator().manual_seed(1),
+                       targets=targets)
     classes = torch.tensor([0, 2])          # shortest names: the padding gets trimmed
-    torch.testing.assert_close(pl(classes), pl()[classes], rtol=1e-5, atol=1e-6)
+    for part, full in zip(pl(classes), pl()):
+        torch.testing.assert_close(part, full[classes], rtol=1e-5, atol=1e-6)
 
 
 def test_prompt_too_long_is_user_error(clip_encoder):
@@ -79,9 +137,9 @@ def test_head_losses_are_lico_md_formulas(clip_encoder):
     labels = torch.tensor([2, 0, 0, 3, 1, 2])
     parts = head.losses(feats, labels)
     with torch.no_grad():
-        t = head.prompt_learner()[labels]                         # [B, M, D]
-        mm = manifold_matching_loss(feats.mean((2, 3)), t[:, 0], head.logit_scale)
-        ot = ot_loss(feats, head.mapping(t))
+        t, s = head.prompt_learner()
+        mm = manifold_matching_loss(feats.mean((2, 3)), s[labels], head.logit_scale)
+        ot = ot_loss(feats, head.mapping(t[labels]))              # t[labels]: [B, M, D]
     assert parts["mm"].item() == pytest.approx(mm.item(), rel=1e-4, abs=1e-7)
     assert parts["ot"].item() == pytest.approx(ot.item(), rel=1e-5)
     assert head.combine(parts).item() == pytest.approx(10 * mm.item() + ot.item(), rel=1e-4)
@@ -145,3 +203,47 @@ def test_head_on_a_real_backbone_leaves_classifier_state_alone(clip_encoder):
     loss.backward()
     assert clf.features.conv1.weight.grad.abs().sum() > 0
     assert set(clf.state_dict()) == keys_before
+
+
+def _grads(head, feats, labels):
+    """Gradients of combine(losses) w.r.t. feats and every trainable head parameter."""
+    feats = feats.clone().requires_grad_()
+    parts = head.losses(feats, labels)
+    head.combine(parts).backward()
+    return parts, feats.grad, {n: p.grad for n, p in head.named_parameters() if p.requires_grad}
+
+
+def test_variants_train_only_their_terms(clip_encoder):
+    """ot_grad='none' (released code) and beta=0 (MM only) give the same gradients; the
+    first still reports L_OT. alpha=0 (OT only) freezes the temperature."""
+    g = torch.Generator().manual_seed(4)
+    feats = torch.randn(6, 5, 2, 3, generator=g).relu()
+    labels = torch.tensor([2, 0, 0, 3, 1, 2])
+    released = _head(clip_encoder, ot_grad="none").eval()
+    mmonly = _head(clip_encoder, beta=0.0).eval()
+    paper = _head(clip_encoder).eval()
+    otonly = _head(clip_encoder, alpha=0.0).eval()
+    assert not any(p.requires_grad for p in released.mapping.parameters())
+    assert not any(p.requires_grad for p in mmonly.mapping.parameters())
+    assert not otonly.logit_scale.requires_grad and otonly.prompt_learner.ctx.requires_grad
+    p_rel, f_rel, g_rel = _grads(released, feats, labels)
+    p_mm, f_mm, g_mm = _grads(mmonly, feats, labels)
+    p_pap, f_pap, _ = _grads(paper, feats, labels)
+    p_ot, f_ot, g_ot = _grads(otonly, feats, labels)
+    assert p_rel["ot"].item() == pytest.approx(p_pap["ot"].item(), rel=1e-6) and p_rel["ot"] > 0
+    assert p_mm["ot"].item() == 0 and p_ot["mm"].item() == 0
+    torch.testing.assert_close(f_rel, f_mm, rtol=1e-6, atol=1e-9)
+    assert set(g_rel) == set(g_mm) == {"logit_scale", "prompt_learner.ctx"}
+    for n in g_rel:
+        torch.testing.assert_close(g_rel[n], g_mm[n], rtol=1e-6, atol=1e-9)
+    assert not torch.allclose(f_pap, f_mm)                       # OT does add a gradient
+    assert set(g_ot) == {"prompt_learner.ctx", "mapping.net.0.weight", "mapping.net.0.bias",
+                         "mapping.net.3.weight", "mapping.net.3.bias"}
+    torch.testing.assert_close(f_pap, f_mm + f_ot, rtol=1e-4, atol=1e-7)   # the terms add
+
+
+def test_unknown_ot_grad_or_targets_is_user_error(clip_encoder):
+    with pytest.raises(UserError, match="ot_grad"):
+        _head(clip_encoder, ot_grad="some")
+    with pytest.raises(UserError, match="text targets"):
+        _head(clip_encoder, targets="pooled")

@@ -6,7 +6,8 @@ import ot
 import pytest
 import torch
 
-from lico_bench.lico import manifold_matching_loss, ot_cost, ot_loss, sinkhorn_log
+from lico_bench.lico import manifold_matching_loss, ot_cost, ot_loss, sinkhorn, sinkhorn_log
+from lico_bench.lico.losses import EXP_DOMAIN_MAX_RANGE
 
 
 def _kl_rows_by_hand(e, t, tau, sign=-1.0):
@@ -78,8 +79,9 @@ def test_mm_temperature_is_differentiable():
 
 # ----------------------------------------------------------------------------- Sinkhorn
 
+@pytest.mark.parametrize("solver", [sinkhorn_log, sinkhorn])
 @pytest.mark.parametrize("uniform", [True, False])
-def test_sinkhorn_matches_pot(uniform):
+def test_sinkhorn_matches_pot(uniform, solver):
     g = torch.Generator().manual_seed(2)
     bsz, n, m, eps = 4, 7, 5, 0.1
     cost = torch.rand(bsz, n, m, generator=g, dtype=torch.float64) * 2
@@ -89,7 +91,7 @@ def test_sinkhorn_matches_pot(uniform):
         a = torch.rand(bsz, n, generator=g, dtype=torch.float64) + 0.2
         b = torch.rand(bsz, m, generator=g, dtype=torch.float64) + 0.2
         a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
-    plan = sinkhorn_log(cost, a, b, eps=eps, max_iter=20000, tol=1e-14)
+    plan = solver(cost, a, b, eps=eps, max_iter=20000, tol=1e-14)
     for i in range(bsz):
         ai = np.full(n, 1 / n) if uniform else a[i].numpy()
         bi = np.full(m, 1 / m) if uniform else b[i].numpy()
@@ -102,27 +104,50 @@ def test_sinkhorn_matches_pot(uniform):
         assert torch.allclose(plan[i].sum(0), torch.from_numpy(bi), rtol=1e-9)
 
 
-def test_sinkhorn_stops_on_dual_change():
+@pytest.mark.parametrize("solver", [sinkhorn_log, sinkhorn])
+def test_sinkhorn_stops_on_dual_change(solver):
     g = torch.Generator().manual_seed(3)
     cost = torch.rand(3, 30, 6, generator=g) * 4
-    plan = sinkhorn_log(cost, eps=0.1, max_iter=100, tol=1e-3)
+    plan = solver(cost, eps=0.1, max_iter=100, tol=1e-3)
     # Per problem, the early stop equals a fixed number k_b of full iterations, well below
     # 100, and the batched plan is the plan each problem gets alone (batch-independent).
     for b in range(3):
-        alone = sinkhorn_log(cost[b:b + 1], eps=0.1, max_iter=100, tol=1e-3)
+        alone = solver(cost[b:b + 1], eps=0.1, max_iter=100, tol=1e-3)
         assert torch.equal(plan[b:b + 1], alone)
         ks = [k for k in range(1, 101)
-              if torch.equal(alone, sinkhorn_log(cost[b:b + 1], eps=0.1, max_iter=k, tol=0))]
+              if torch.equal(alone, solver(cost[b:b + 1], eps=0.1, max_iter=k, tol=0))]
         assert ks and ks[0] < 60
     # At convergence both marginals hold; the last g-update makes the columns exact.
     assert torch.allclose(plan.sum(1), torch.full((3, 6), 1 / 6), atol=1e-6)
     assert torch.allclose(plan.sum(2), torch.full((3, 30), 1 / 30), rtol=0.05)
 
 
-def test_sinkhorn_gradcheck_float64():
+def test_scaling_domain_equals_log_domain_iteration_by_iteration():
+    """Same iteration, same stopping rule: equal plans after any number of iterations,
+    with and without early stopping, on L_OT-shaped problems (costs in [0, 4])."""
+    g = torch.Generator().manual_seed(5)
+    feats = torch.randn(16, 64, 4, 4, generator=g).relu()
+    cost = ot_cost(feats, torch.randn(16, 13, 16, generator=g))
+    for tol in (0.0, 1e-3):
+        for it in (1, 2, 7, 100):
+            a = sinkhorn_log(cost, eps=0.1, max_iter=it, tol=tol)
+            b = sinkhorn(cost, eps=0.1, max_iter=it, tol=tol)
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-9)
+
+
+def test_scaling_domain_falls_back_to_log_domain_on_wide_costs():
+    g = torch.Generator().manual_seed(6)
+    cost = torch.rand(2, 5, 4, generator=g)
+    cost[1, 0, 0] = 0.1 * (EXP_DOMAIN_MAX_RANGE + 30)            # exp(-80): would underflow
+    assert torch.equal(sinkhorn(cost, eps=0.1), sinkhorn_log(cost, eps=0.1))
+    assert torch.isfinite(sinkhorn(cost * 100, eps=0.1)).all()
+
+
+@pytest.mark.parametrize("solver", [sinkhorn_log, sinkhorn])
+def test_sinkhorn_gradcheck_float64(solver):
     g = torch.Generator().manual_seed(4)
     cost = torch.rand(2, 3, 4, generator=g, dtype=torch.float64).requires_grad_()
-    assert torch.autograd.gradcheck(lambda c: sinkhorn_log(c, eps=0.5, max_iter=40, tol=0),
+    assert torch.autograd.gradcheck(lambda c: solver(c, eps=0.5, max_iter=40, tol=0),
                                     (cost,))
 
 

@@ -16,9 +16,10 @@ from lico_bench.lico.text import _bytes_to_unicode
 from .conftest import MERGES, write_tiny_clip
 
 
-def _reference_encode_text(sd, ids, ctx_len):
+def _reference_encode_text(sd, ids, ctx_len, all_tokens=False):
     """OpenAI CLIP.encode_text written out: ids padded to the full context length, causal
-    attention, QuickGELU, EOT = argmax of the ids."""
+    attention, QuickGELU, EOT = argmax of the ids. all_tokens: every position's final state
+    through text_projection instead ([N, ctx_len, D])."""
     width = sd["ln_final.weight"].shape[0]
     heads = width // 64
     ids = F.pad(ids, (0, ctx_len - ids.shape[1]))                     # [N, ctx_len]
@@ -39,6 +40,8 @@ def _reference_encode_text(sd, ids, ctx_len):
         h = h * torch.sigmoid(1.702 * h)
         x = x + h @ sd[p + "mlp.c_proj.weight"].T + sd[p + "mlp.c_proj.bias"]
     x = F.layer_norm(x, (width,), sd["ln_final.weight"], sd["ln_final.bias"])
+    if all_tokens:
+        return x @ sd["text_projection"]
     return x[torch.arange(n), ids.argmax(-1)] @ sd["text_projection"]
 
 
@@ -84,6 +87,13 @@ def test_clip_forward_matches_reference(tiny_clip, clip_encoder):
     want = _reference_encode_text(sd, ids, ctx_len=40)
     assert got.shape == (3, 48)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    tokens, sent = clip_encoder.encode_tokens(clip_encoder.embed(ids), mask)
+    want_tokens = _reference_encode_text(sd, ids, ctx_len=40, all_tokens=True)
+    assert tokens.shape == (3, ids.shape[1], 48)
+    for i in range(3):                    # attended positions only (causal: padding after)
+        n = int(mask[i].sum())
+        torch.testing.assert_close(tokens[i, :n], want_tokens[i, :n], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sent, got, rtol=0, atol=0)
 
 
 def test_clip_gelu_variant_differs(tiny_clip, clip_encoder):
@@ -193,6 +203,16 @@ def test_minilm_offline_matches_sentence_transformers(minilm):
     got = minilm.encode(texts)
     assert got.shape == (3, 384) and minilm.width == minilm.token_dim == 384
     torch.testing.assert_close(F.normalize(got, dim=-1), want, rtol=1e-4, atol=1e-5)
+    # Per-token outputs: sentence-transformers' token_embeddings (the last hidden states).
+    want_tok = st.encode(texts, output_value="token_embeddings", convert_to_numpy=False)
+    ids, mask = minilm.tokenize(texts)
+    with torch.no_grad():
+        tokens, sent = minilm.encode_tokens(minilm.embed(ids), mask)
+    for i in range(3):
+        n = int(mask[i].sum())
+        assert want_tok[i].shape == (n, 384)
+        torch.testing.assert_close(tokens[i, :n], want_tok[i].float(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sent, got, rtol=0, atol=0)
 
 
 def test_minilm_frozen_eval_and_special_tokens(minilm):
@@ -220,6 +240,6 @@ def test_minilm_head_trains_context_only(minilm):
     feats = torch.randn(6, 8, 2, 2, generator=torch.Generator().manual_seed(1))
     parts = head.losses(feats, torch.tensor([0, 1, 2, 2, 1, 0]))
     head.combine(parts).backward()
-    assert head.prompt_learner().shape == (3, 3, 384)
+    assert head.prompt_learner()[0].shape == (3, 4, 384)          # M = n_ctx + 1
     assert head.prompt_learner.ctx.grad.abs().sum() > 0
     assert all(p.grad is None for p in minilm.parameters())

@@ -78,6 +78,9 @@ AUC_TOL = 0.005
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name,options", CAUSAL, ids=CAUSAL_IDS)
 def test_causal_bf16_channels_last_close_to_float32(name, options, device, shapes):
+    """Regression guard: compares the metric with itself in two precisions (bf16 +
+    channels-last vs float32, same maps); AUC_TOL comes from measurement, not from an
+    independent reference."""
     x, _, targets, maps = shapes
     model = tiny_conv()
     metric = create_metric(name, **options)
@@ -118,6 +121,9 @@ def test_causal_curves_with_bf16_maps():
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_pointing_games_under_autocast(device, shapes):
+    """Float32 maps under autocast: exactly the float32 values. bf16 maps: a regression
+    guard (the code against itself in two precisions) whose 1e-3 energy bound comes from
+    measurement (1e-5)."""
     x, masks, targets, maps = shapes
     pg, epg = create_metric("pointing_game"), create_metric("energy_pointing_game")
     ref_pg, ref_epg = pg(None, x, maps, targets, masks).values, epg(None, x, maps, targets, masks).values

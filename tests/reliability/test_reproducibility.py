@@ -82,12 +82,14 @@ def test_from_manifest_reruns_exactly(first_run, tmp_path, capsys):
 def test_from_manifest_refuses_an_unknown_format(first_run, tmp_path, capsys):
     """A manifest of another format (another lico-bench): one line naming both formats."""
     man = json.loads((first_run / "manifest.json").read_text())
-    man["format"] = 2
+    from lico_bench.bench.runner import MANIFEST_FORMAT
+
+    man["format"] = 1                # before LICO's variants: lico_r18 was the rolled reading
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(man))
     cli_error(capsys, ["run", "--from-manifest", str(path), "--out", str(tmp_path / "x")],
-              f"manifest {str(path)!r} has format 2", "this lico-bench reads format 1",
-              watch=[tmp_path])
+              f"manifest {str(path)!r} has format 1",
+              f"this lico-bench reads format {MANIFEST_FORMAT}", watch=[tmp_path])
 
 
 def test_from_manifest_refuses_other_options_and_bad_files(first_run, tmp_path, capsys):

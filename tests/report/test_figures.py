@@ -1,4 +1,6 @@
-"""Figures from a hand-made results directory (no training, no runner)."""
+"""Figures from a hand-made results directory (no training, no runner): the files are written,
+and what each figure plots (models, methods, metrics, values) is checked against the rows,
+maps and logs it was drawn from."""
 import json
 
 import numpy as np
@@ -107,8 +109,40 @@ def paired_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def paired_figures(paired_dir):
-    return build_figures(paired_dir)
+def built(paired_dir):
+    """build_figures(paired_dir): its paths, and the matplotlib Figures it saved (by name)."""
+    import lico_bench.report.figures as figures
+
+    drawn, save = {}, figures._save
+
+    def keep(fig, out, name, formats):
+        drawn[name] = fig
+        return save(fig, out, name, formats)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(figures, "_save", keep)
+        paths = build_figures(paired_dir)
+    return paths, drawn
+
+
+@pytest.fixture(scope="module")
+def paired_figures(built):
+    return built[0]
+
+
+@pytest.fixture(scope="module")
+def drawn(built):
+    return built[1]
+
+
+@pytest.fixture(scope="module")
+def rows(paired_dir):
+    """(model, method) -> the rows of make_results, read back from the files."""
+    out = {}
+    for p in sorted((paired_dir / "rows").glob("*.jsonl")):
+        recs = [json.loads(l) for l in p.read_text().splitlines()]
+        out[(recs[0]["model"], recs[0]["method"])] = recs
+    return out
 
 
 def test_every_figure_rendered(paired_dir, paired_figures):
@@ -166,3 +200,130 @@ def test_maps_without_dataset(tmp_path, monkeypatch):
     figs = build_figures(res, formats=("png",))
     check_png(figs["maps"][0], min_px=100)
     assert any("drawn alone" in n for n in figs["notes"])
+
+
+# ----------------------------------------------------------------------------- what is plotted
+MODELS = ("baseline_r18", "lico_r18")
+METHODS = ("gradcam", "rise")
+
+
+def _by_label(ax):
+    return {l.get_label(): l for l in ax.get_lines() if not l.get_label().startswith("_")}
+
+
+def test_curves_plot_the_mean_curves_and_aucs_of_the_rows(drawn, rows):
+    from lico_bench.report.figures import BASELINE_COLOUR, LICO_COLOUR
+
+    fig = drawn["curves"]
+    assert len(fig.axes) == 4                                    # (insertion, deletion) x methods
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert [ax.get_title() for ax in axes[0]] == list(METHODS)
+    assert [ax.get_ylabel().split("\n")[0] for ax in axes[:, 0]] == ["Insertion", "Deletion"]
+    x = np.linspace(0, 1, N_POINTS)
+    for r, kind in enumerate(("insertion", "deletion")):
+        for c, method in enumerate(METHODS):
+            lines = _by_label(axes[r, c])
+            assert len(lines) == 2
+            for model, short, colour in zip(MODELS, ("baseline", "LICO"), (BASELINE_COLOUR, LICO_COLOUR)):
+                recs = rows[(model, method)]
+                curves = np.array([rec[f"curve_{kind}"] for rec in recs])
+                mean_auc = np.mean([rec[kind] for rec in recs])
+                line = lines[f"{short} AUC {mean_auc:.3f}"]
+                assert line.get_color() == colour
+                np.testing.assert_allclose(line.get_xdata(), x)
+                np.testing.assert_allclose(line.get_ydata(), curves.mean(0), atol=1e-12)
+            # the bands: mean +- 1.96 SD / sqrt(n) at every x
+            for band, model in zip(axes[r, c].collections, MODELS):
+                curves = np.array([rec[f"curve_{kind}"] for rec in rows[(model, method)]])
+                half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves))
+                y = band.get_paths()[0].vertices[:, 1]
+                for lo in curves.mean(0) - half, curves.mean(0) + half:
+                    assert np.abs(y[:, None] - lo[None, :]).min(0).max() < 1e-9
+    assert "(r18)" in fig.get_suptitle()
+
+
+def test_paired_plots_the_mean_paired_differences(drawn, rows, paired_dir):
+    from lico_bench.report.figures import BASELINE_COLOUR, LICO_COLOUR
+    from lico_bench.report.tables import compute_summary, load_manifest, load_rows, metric_directions
+
+    fig = drawn["paired"]
+    metrics = ["insertion", "deletion", "overall", "pointing_game", "energy_pointing_game"]
+    titles = ["Insertion ↑", "Deletion ↓", "Overall (ins-del) ↑", "Pointing game ↑", "Energy PG ↑"]
+    assert [ax.get_title() for ax in fig.axes] == titles
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(METHODS)
+    summary = compute_summary(load_rows(paired_dir),
+                              metric_directions(load_manifest(paired_dir), load_rows(paired_dir)))
+    for ax, metric in zip(fig.axes, metrics):
+        points = {int(round(l.get_ydata()[0])): l for l in ax.get_lines() if l.get_marker() == "o"}
+        bars = {int(round(l.get_ydata()[0])): l for l in ax.get_lines()
+                if l.get_marker() in ("None", "", None) and len(l.get_xdata()) == 2
+                and l.get_ydata()[0] == l.get_ydata()[1]}
+        assert sorted(points) == sorted(bars) == [0, 1]
+        for y, method in enumerate(METHODS):
+            # independent: the mean over images of LICO - baseline on the same image
+            value = {m: {rec["image_id"]: (rec["insertion"] - rec["deletion"] if metric == "overall"
+                                           else rec[metric]) for rec in rows[(m, method)]}
+                     for m in MODELS}
+            diff = np.mean([value["lico_r18"][i] - value["baseline_r18"][i] for i in range(N_IMAGES)])
+            assert points[y].get_xdata()[0] == pytest.approx(100 * diff, abs=1e-9), (metric, method)
+            # the CI bar and the colour: compute_summary's interval (the figure's data)
+            s = summary[(summary["kind"] == "paired") & (summary["metric"] == metric)
+                        & (summary["method"] == method)].iloc[0]
+            lo, hi = 100 * s["ci_low"], 100 * s["ci_high"]
+            np.testing.assert_allclose(bars[y].get_xdata(), [lo, hi])
+            assert lo <= 100 * diff <= hi
+            hib = metric != "deletion"
+            # the table's verdict: CI excluding 0 and Holm p < 0.05
+            named = (not lo <= 0 <= hi) and s["p_holm"] < 0.05
+            assert named == (s["verdict"] != "no clear difference")
+            colour = ("0.3" if not named else LICO_COLOUR if (lo > 0) == hib else BASELINE_COLOUR)
+            assert points[y].get_color() == bars[y].get_color() == colour, (metric, method)
+
+
+def test_maps_show_the_saved_maps_and_their_maxima(drawn, paired_dir):
+    fig = drawn["maps"]
+    assert len(fig.axes) == N_IMAGES * 5 + 1                     # images x (input + 4), colour bar
+    axes = np.array(fig.axes[:-1]).reshape(N_IMAGES, 5)
+    columns = [(m, meth) for meth in METHODS for m in MODELS]
+    assert [ax.get_title() for ax in axes[0]] == ["input", "gradcam\nbaseline (r18)",
+                                                  "gradcam\nLICO (r18)", "rise\nbaseline (r18)",
+                                                  "rise\nLICO (r18)"]
+    for c, (model, method) in enumerate(columns, start=1):
+        saved = torch.load(paired_dir / "maps" / f"shapes__{model}__{method}__seed0.pt")
+        maps = saved["maps"].double().numpy()
+        assert saved["image_ids"] == list(range(N_IMAGES))
+        for r in range(N_IMAGES):
+            ax = axes[r, c]
+            inp, overlay = ax.get_images()
+            np.testing.assert_array_equal(inp.get_array(), axes[r, 0].get_images()[0].get_array())
+            m = maps[r]
+            np.testing.assert_allclose(overlay.get_array(), (m - m.min()) / (m.max() - m.min()),
+                                       atol=1e-6)
+            (point,) = ax.get_lines()
+            y, x = np.unravel_index(np.argmax(m), m.shape)
+            assert (point.get_xdata()[0], point.get_ydata()[0]) == (x, y)
+
+
+def test_training_plots_the_logs(drawn, paired_dir):
+    import csv
+
+    fig = drawn["training"]
+    assert [ax.get_title() for ax in fig.axes] == ["cross-entropy loss", "LICO terms: MM (--), OT (··)",
+                                                   "accuracy (test —, train --)"]
+    ce, lico, acc = (_by_label(ax) for ax in fig.axes)
+    logs = {}
+    for m in MODELS:
+        path = paired_dir.parent / "runs" / "shapes" / m / "seed0" / "log.csv"
+        logs[m] = {k: np.array([float(r[k]) for r in csv.DictReader(open(path))])
+                   for k in ("epoch", "ce", "mm", "ot", "train_acc", "test_acc")}
+    names = {"baseline_r18": "baseline (r18)", "lico_r18": "LICO (r18)"}
+    assert set(ce) == set(names.values())
+    assert set(lico) == {"LICO (r18) MM", "LICO (r18) OT"}            # no NaN baseline terms
+    assert set(acc) == {f"{n} {k}" for n in names.values() for k in ("test", "train")}
+    for m, n in names.items():
+        np.testing.assert_array_equal(ce[n].get_xdata(), logs[m]["epoch"])
+        np.testing.assert_allclose(ce[n].get_ydata(), logs[m]["ce"])
+        for k in ("test", "train"):
+            np.testing.assert_allclose(acc[f"{n} {k}"].get_ydata(), 100 * logs[m][f"{k}_acc"])
+    for term in ("mm", "ot"):
+        np.testing.assert_allclose(lico[f"LICO (r18) {term.upper()}"].get_ydata(), logs["lico_r18"][term])

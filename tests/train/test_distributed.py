@@ -197,7 +197,9 @@ def _assert_same_training(p_one, p_ddp):
     assert a.keys() == b.keys()
     for k in a:
         if a[k].is_floating_point():
-            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
+            # Summation-order noise grows over the 8 steps: measured up to 1.1e-4 (a BN
+            # running mean of 0.5, LICO with per-token targets); a wrong gradient is ~1e-2.
+            torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=2e-4)
         else:
             assert torch.equal(a[k], b[k]), k
     for r1, r2 in zip(one["extra"]["history"], ddp["extra"]["history"]):

@@ -2,13 +2,14 @@
 import csv
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from lico_bench import UserError, create_model
 from lico_bench.models import load_checkpoint, read_checkpoint
 from lico_bench.train import augment_batch, checkpoint_path, make_config, train
-from lico_bench.train.trainer import _fixmatch_cosine
+from lico_bench.train.trainer import _fixmatch_cosine, apply_augment
 
 
 def test_fixmatch_cosine_schedule():
@@ -18,20 +19,55 @@ def test_fixmatch_cosine_schedule():
     assert f(8) == pytest.approx(math.cos(7 * math.pi / 32))
 
 
+def _reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """numpy's "reflect" padding of the last two dims (edge not repeated: d c b | a b c d)."""
+    return torch.from_numpy(np.pad(x.numpy(), ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect"))
+
+
 def test_augment_crop_is_a_shift_and_flip_mirrors():
-    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    B, H, W, pad = 64, 8, 8, 2
+    x = torch.arange(B * 3 * H * W, dtype=torch.float32).view(B, 3, H, W)  # all values distinct
+
+    # By hand: offsets (oy, ox) = (0, 4) with pad 2 read padded rows 0..7 and columns 4..11,
+    # i.e. input rows 2 1 0 1 2 3 4 5 and columns 2 3 4 5 6 7 6 5 (reflection, edge not repeated).
+    one = apply_augment(x[:1], "crop", {"oy": torch.tensor([0]), "ox": torch.tensor([4])}, pad=pad)
+    r, c = torch.tensor([2, 1, 0, 1, 2, 3, 4, 5]), torch.tensor([2, 3, 4, 5, 6, 7, 6, 5])
+    assert torch.equal(one[0], x[0][:, r[:, None], c[None, :]]), one[0, 0]
+
+    # crop: each image is the HxW window at (oy, ox) of its reflect-padded copy, the offsets
+    # being the generator's first two draws (oy for every image, then ox), uniform in 0..2*pad
+    y = augment_batch(x, "crop", torch.Generator().manual_seed(0), pad=pad)
     g = torch.Generator().manual_seed(0)
-    y = augment_batch(x, "crop", g, pad=2)
+    oy = torch.randint(0, 2 * pad + 1, (B,), generator=g)
+    ox = torch.randint(0, 2 * pad + 1, (B,), generator=g)
+    xp = _reflect_pad(x, pad)
     assert y.shape == x.shape
-    # every output row is a reflect-padded, shifted row of the input: the centre 4x4 of
-    # the input appears somewhere inside each output image
-    for b in range(2):
-        centre = x[b, :, 2:6, 2:6]
-        found = any(torch.equal(y[b, :, i:i + 4, j:j + 4], centre) for i in range(5) for j in range(5))
-        assert found
+    for b in range(B):
+        assert torch.equal(y[b], xp[b, :, oy[b]:oy[b] + H, ox[b]:ox[b] + W]), (b, oy[b], ox[b])
+    # these draws reach both borders on both axes (so the padding is read) and move most images
+    assert {0, 2 * pad} <= set(oy.tolist()) and {0, 2 * pad} <= set(ox.tolist())
+    moved = (oy != pad) | (ox != pad)
+    assert moved.sum() > B // 2, (oy, ox)
+    for b in range(B):
+        assert torch.equal(y[b], x[b]) == (not moved[b]), b
+
+    # flip: horizontal (last axis), about half the images, exactly those whose draw is < 0.5
     z = augment_batch(x, "flip", torch.Generator().manual_seed(1))
-    for b in range(2):
-        assert torch.equal(z[b], x[b]) or torch.equal(z[b], x[b].flip(2))
+    drawn = torch.rand(B, generator=torch.Generator().manual_seed(1)) < 0.5
+    flipped = torch.tensor([torch.equal(z[b], x[b].flip(-1)) for b in range(B)])
+    kept = torch.tensor([torch.equal(z[b], x[b]) for b in range(B)])
+    assert (flipped ^ kept).all(), (flipped, kept)     # each image is itself or its mirror
+    assert torch.equal(flipped, drawn), (flipped, drawn)
+    assert B / 2 - 12 <= flipped.sum() <= B / 2 + 12    # 3 SD of Binomial(64, 0.5)
+
+    # crop_flip: the crop of the first draws, then the flip of the next ones
+    w = augment_batch(x, "crop_flip", torch.Generator().manual_seed(0), pad=pad)
+    flip2 = torch.rand(B, generator=g) < 0.5            # g continues after oy and ox
+    assert 0 < flip2.sum() < B
+    for b in range(B):
+        crop = xp[b, :, oy[b]:oy[b] + H, ox[b]:ox[b] + W]
+        assert torch.equal(w[b], crop.flip(-1) if flip2[b] else crop), b
+
     assert torch.equal(augment_batch(x, "none", g), x)
 
 
@@ -99,11 +135,6 @@ def test_lico_checkpoint_holds_exactly_the_baseline_classifier(tiny_cfg, tmp_pat
     p_base = train(tiny_cfg("baseline_tiny", epochs=1), progress=False, log=lambda *a: None)
     sd_l, sd_b = read_checkpoint(p_lico)["state_dict"], read_checkpoint(p_base)["state_dict"]
     assert [(k, v.shape) for k, v in sd_l.items()] == [(k, v.shape) for k, v in sd_b.items()]
-    # same forward: baseline model loaded with the LICO weights gives the LICO logits
-    lico, base = load_checkpoint(p_lico), load_checkpoint(p_base)
-    base.load_state_dict(lico.state_dict())
-    x = torch.randn(4, 3, 32, 32)
-    assert torch.equal(lico(x), base(x))
     rows = read_checkpoint(p_lico)["extra"]["history"]
     assert rows[0]["mm"] >= 0 and rows[0]["ot"] > 0
 
@@ -135,11 +166,42 @@ def test_lico_overfits_a_tiny_batch():
     assert ce.item() < 0.05 * first
 
 
-def test_divergence_is_a_clear_error_and_keeps_the_last_good_state(tiny_cfg):
+def test_divergence_is_a_clear_error_and_keeps_the_last_good_state(tiny_cfg, tmp_path, monkeypatch):
+    import lico_bench.train.trainer as trainer
+
+    # Diverging in the first epoch: an error, and nothing written.
     cfg = tiny_cfg(lr=1e12, epochs=1, ema=0.0)
-    with pytest.raises(UserError, match="diverged"):
+    with pytest.raises(UserError, match=r"diverged at epoch 1 .*no checkpoint was written"):
         train(cfg, progress=False, log=lambda *a: None)
-    assert not checkpoint_path(cfg.out, "shapes", "baseline_tiny", 0).exists()
+    rdir = checkpoint_path(cfg.out, "shapes", "baseline_tiny", 0).parent
+    assert not (rdir / "model.pt").exists() and not (rdir / "last.pt").exists()
+
+    # Diverging in the second epoch (its learning rate blown up to 1e12 from its first step):
+    # last.pt is still epoch 1's state, byte for byte.
+    cfg = tiny_cfg(epochs=2, ema=0.0, out=str(tmp_path / "second"))
+    last = checkpoint_path(cfg.out, "shapes", "baseline_tiny", 0).parent / "last.pt"
+    real = trainer.train_one_epoch
+
+    def explode_in_epoch_2(model, head, optimizer, scheduler, ema, ds, cfg_, epoch, *a, **k):
+        if epoch == 1:
+            scheduler.base_lrs = [1e12] * len(scheduler.base_lrs)
+            for group in optimizer.param_groups:
+                group["lr"] = 1e12
+        return real(model, head, optimizer, scheduler, ema, ds, cfg_, epoch, *a, **k)
+
+    saved = {}
+
+    def keep_epoch_1(epoch):
+        if epoch == 1:
+            saved["last"] = last.read_bytes()
+
+    monkeypatch.setattr(trainer, "train_one_epoch", explode_in_epoch_2)
+    with pytest.raises(UserError, match=r"diverged at epoch 2 .*state after epoch 1 \(last.pt\) is kept"):
+        train(cfg, progress=False, log=lambda *a: None, on_epoch_end=keep_epoch_1)
+    assert last.read_bytes() == saved["last"], "last.pt was rewritten after the divergence"
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1
+    assert not (last.parent / "model.pt").exists()
+    assert [r["epoch"] for r in csv.DictReader(open(last.parent / "log.csv"))] == ["1"]
 
 
 def test_bad_text_encoder_checkpoint_is_one_line(tiny_cfg, tmp_path):
