@@ -73,7 +73,16 @@ def torch_save(obj: Any, path: str | os.PathLike) -> Path:
 
     obj = to_plain(obj)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        # Through a Python file, whose write raises the OSError (ENOSPC) a full disk is;
+        # torch's zip writer then fails while closing ("unexpected pos") and its
+        # RuntimeError would hide that OSError, so the OSError is raised instead.
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+        except RuntimeError as e:
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
     return Path(path)
 
 

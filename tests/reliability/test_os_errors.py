@@ -177,3 +177,34 @@ def test_os_errors_are_one_line_naming_the_path(tmp_path, capsys, monkeypatch, e
     monkeypatch.setattr(lico_bench.report, "build_report", fail)
     line = _one_error_line(capsys, ["report", str(tmp_path)])
     assert needle in line, line
+
+
+_SAVE_ON_FULL_DISK = """
+import errno, sys, torch
+from pathlib import Path
+from lico_bench.io import torch_save
+target = Path(sys.argv[1]) / "model.pt"
+torch_save({"w": torch.ones(4)}, target)
+good = target.read_bytes()
+try:
+    torch_save({"w": torch.zeros(200_000)}, target)     # 800 kB on a 64 kB disk
+except OSError as e:
+    print(e.errno == errno.ENOSPC, e.filename == str(target), target.read_bytes() == good,
+          sorted(p.name for p in target.parent.iterdir()))
+"""
+
+
+def test_checkpoint_write_on_a_full_tmpfs(tmp_path):
+    """torch.save's own writer reports a full disk as a RuntimeError ("unexpected pos")
+    raised over the OSError; lico_bench.io.torch_save raises the OSError (ENOSPC, naming
+    the file), so the CLI's one line applies; the previous file stays whole, no temporary
+    file is left."""
+    if not _can_mount_tmpfs(tmp_path / "probe"):
+        pytest.skip("no private tmpfs here (unshare -rm / mount not permitted)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=64k tmpfs '{disk}' && "
+              f"'{sys.executable}' -c '{_SAVE_ON_FULL_DISK}' '{disk}'")
+    r = subprocess.run(["unshare", "-rm", "sh", "-c", script], env=env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.stdout.strip() == "True True True ['model.pt']", r.stdout + r.stderr
