@@ -343,3 +343,24 @@ def test_report_files(tmp_path):
     first = (res / "methods.csv").read_text()
     build_method_report(res)
     assert (res / "methods.csv").read_text() == first
+
+
+def test_seed_copies_give_the_one_seed_pairs_and_ranks():
+    """Three identical seeds carry no new information: pair and rank rows equal one seed's
+    exactly (the crossed bootstrap's contract); alpha counts every (seed, image) cell as a
+    rater, so it is only checked to stay a number in [-1, 1]."""
+    rng = np.random.default_rng(8)
+    one = {m: {"insertion": rng.random((1, 20)), "deletion": rng.random((1, 20))} for m in METHODS}
+    three = {m: {k: np.repeat(v, 3, axis=0) for k, v in d.items()} for m, d in one.items()}
+    dirs = {"insertion": True, "deletion": False}
+    a = compute_method_summary(make_rows(one), dirs, {"spec": {"methods": METHODS}})
+    b = compute_method_summary(make_rows(three), dirs, {"spec": {"methods": METHODS}})
+    for kind in ("method_pair", "rank", "tau"):
+        x, y = a[a["kind"] == kind], b[b["kind"] == kind]
+        for col in ("mean", "ci_low", "ci_high"):
+            np.testing.assert_array_equal(x[col].to_numpy(), y[col].to_numpy(), err_msg=(kind, col))
+    np.testing.assert_array_equal(a.loc[a["kind"] == "method_pair", "p_wilcoxon"].to_numpy(),
+                                  b.loc[b["kind"] == "method_pair", "p_wilcoxon"].to_numpy())
+    assert (b["n_seeds"] == 3).all() and (a["n_seeds"] == 1).all()
+    al = b[b["kind"] == "alpha"]["mean"]
+    assert ((al >= -1) & (al <= 1)).all()
