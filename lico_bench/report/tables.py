@@ -345,7 +345,11 @@ def to_latex(summary: pd.DataFrame, directions: Dict[str, bool], manifest: dict)
 
 
 def build_report(results: str | Path) -> Dict[str, Path]:
-    """Read ``results``' rows and manifest; write summary.csv/.md/.tex; return their paths."""
+    """Read ``results``' rows and manifest; write summary.csv/.md/.tex; return their paths.
+
+    With two or more methods, also the method comparison methods.csv/.md/.tex
+    (:func:`lico_bench.report.methods.build_method_report`; keys ``methods_csv``, ...).
+    """
     results = Path(results)
     manifest = load_manifest(results)
     rows = load_rows(results)
@@ -356,4 +360,7 @@ def build_report(results: str | Path) -> Dict[str, Path]:
     paths = {"csv": write_text(results / "summary.csv", buf.getvalue()),
              "md": write_text(results / "summary.md", to_markdown(summary, directions, manifest)),
              "tex": write_text(results / "summary.tex", to_latex(summary, directions, manifest))}
+    from .methods import build_method_report
+
+    paths.update(build_method_report(results, rows=rows, manifest=manifest))
     return paths

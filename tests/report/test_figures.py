@@ -147,7 +147,8 @@ def rows(paired_dir):
 
 def test_every_figure_rendered(paired_dir, paired_figures):
     figs = paired_figures
-    assert set(figs) == {"maps", "curves", "paired", "training"}, figs.get("notes")
+    assert set(figs) == {"maps", "curves", "paired", "methods_rank", "metric_agreement",
+                         "training"}, figs.get("notes")
     for name, paths in figs.items():
         assert [p.suffix for p in paths] == [".png", ".pdf"]
         for p in paths:
