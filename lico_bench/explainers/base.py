@@ -60,6 +60,10 @@ class Explainer(abc.ABC):
     name: str = ""
     #: True when :meth:`explain` needs autograd (run under ``torch.enable_grad()``).
     needs_grad: bool = False
+    #: The option that seeds the explainer's randomness (RISE: "seed"), None if it has none.
+    #: A benchmark run sets it to each experiment's (training) seed unless the user gives it
+    #: (:func:`lico_bench.explainers.create_explainer_for_seed`).
+    seed_option: Optional[str] = None
 
     def __init__(self, **options: Any):
         try:
@@ -72,6 +76,12 @@ class Explainer(abc.ABC):
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}({opts})"
+
+    def describe(self) -> Dict[str, Any]:
+        """What a run manifest records of this explainer: ``{"class": str, "options":
+        dict}`` (every option as given, ``None`` = automatic; :meth:`resolved_options` says
+        what an automatic one becomes for a model and image size)."""
+        return {"class": type(self).__name__, "options": self.options}
 
     def resolved_options(self, model: nn.Module, image_size: tuple) -> Dict[str, Any]:
         """``options`` with every automatic (``None``) value replaced by what a call on

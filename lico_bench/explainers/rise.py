@@ -97,6 +97,7 @@ class RISE(Explainer):
 
     name = "rise"
     needs_grad = False
+    seed_option = "seed"
 
     @typed_options
     def __init__(self, N: Optional[Annotated[int, Range(1)]] = None,

@@ -22,7 +22,7 @@ adapters run with autocast off (Quantus converts to numpy, which has no bfloat16
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -74,6 +74,12 @@ class Metric:
 
     def validate(self) -> None:
         """Check option values; raise :class:`UserError` on a bad one."""
+
+    def describe(self, image_size: Tuple[int, int]) -> Dict[str, Any]:
+        """What a run manifest records of this metric for images of ``image_size = (H, W)``:
+        ``{"higher_is_better": bool, "options": dict}``, plus what an automatic (``None``)
+        option resolves to, where the metric has one (insertion/deletion: ``resolved_step``)."""
+        return {"higher_is_better": self.higher_is_better, "options": self.options}
 
     def __call__(self, model: Optional[nn.Module], images: torch.Tensor, maps: torch.Tensor,
                  targets: Optional[torch.Tensor] = None,

@@ -5,7 +5,7 @@ from typing import Annotated, Literal, Optional
 
 from .base import Metric, MetricResult, register_metric
 from .causal import (BLUR_KERNELS, DEFAULT_BATCH_SIZE, SCORES, SUBSTRATES, auc,
-                     causal_curves)
+                     causal_curves, default_step)
 from .pointing import energy_pointing_game, pointing_game
 from ..errors import UserError
 from ..options import Range
@@ -29,6 +29,14 @@ class _Causal(Metric):
         if self.options["blur_size"] % 2 == 0:  # a centred kernel; the type cannot say "odd"
             raise UserError(f"option blur_size of metric {self.name!r} must be odd, got "
                             f"{self.options['blur_size']}.")
+
+    def describe(self, image_size):
+        """The manifest's entry; an automatic step is recorded as ``resolved_step``, the
+        pixels per step images of ``image_size = (H, W)`` get (causal.default_step)."""
+        out = super().describe(image_size)
+        if self.options["step"] is None:
+            out["resolved_step"] = default_step(*image_size)
+        return out
 
     def compute(self, model, images, maps, targets, masks) -> MetricResult:
         o = dict(self.options)
