@@ -81,24 +81,24 @@ def read_config_file(path: Path) -> Any:
         raise UserError(f"config file {str(path)!r} does not exist; pass a YAML, TOML or JSON "
                         "file (see configs/).")
     suffix = path.suffix.lower()
-    try:
-        text = path.read_text()
-        if suffix in (".yaml", ".yml"):
-            import yaml
+    if suffix in (".yaml", ".yml"):
+        import yaml
 
-            return yaml.safe_load(text)
-        if suffix == ".toml":
-            import tomllib
+        parse, kind, errors = yaml.safe_load, "YAML", (yaml.YAMLError, ValueError)
+    elif suffix == ".toml":
+        import tomllib
 
-            return tomllib.loads(text)
-        if suffix == ".json":
-            return json.loads(text)
-    except (OSError, UnicodeDecodeError, ValueError) as e:  # tomllib/json errors are ValueErrors
-        raise UserError(f"config file {str(path)!r} is not readable {suffix[1:].upper()} "
-                        f"({type(e).__name__}: {' '.join(str(e).split())[:160]}).") from None
-    except Exception as e:  # yaml.YAMLError (not importable before yaml is)
-        raise UserError(f"config file {str(path)!r} is not readable YAML ({type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:160]}).") from None
+        parse, kind, errors = tomllib.loads, "TOML", (ValueError,)  # TOMLDecodeError
+    elif suffix == ".json":
+        parse, kind, errors = json.loads, "JSON", (ValueError,)
+    else:
+        parse = None
+    if parse is not None:
+        try:
+            return parse(path.read_text())
+        except errors as e:  # UnicodeDecodeError is a ValueError too
+            raise UserError(f"config file {str(path)!r} is not readable {kind} "
+                            f"({type(e).__name__}: {' '.join(str(e).split())[:160]}).") from None
     raise UserError(f"config file {str(path)!r}: unknown format {suffix or '(no suffix)'!r}; "
                     "use .yaml, .yml, .toml or .json.")
 
@@ -108,6 +108,8 @@ def config_values(cls: type, data: Any, what: str, source: str) -> Dict[str, Any
     each checked against its field's type. An unknown key is a one-line :class:`UserError`
     naming the closest valid key; ``what`` ("run", "training") and ``source`` (the file)
     name the option in messages."""
+    if data is None:  # an empty YAML file: no options, the defaults
+        data = {}
     if not isinstance(data, dict):
         raise UserError(f"{source} holds a {type(data).__name__}, not a mapping of {what} "
                         "options (key: value).")
@@ -201,6 +203,9 @@ def _flag_kwargs(hint: Any, flag: str) -> Dict[str, Any]:
     if typing.get_origin(base) is list:
         (item,) = typing.get_args(base) or (str,)
         return {"action": "append", "type": _converter(item, None)}
+    if base in (dict, list) or typing.get_origin(base) is dict:
+        # no one flag form fits a mapping (KEY=VALUE? NAME.KEY=VALUE?): the command says
+        raise TypeError(f"{flag}: a dict field needs its flag in the command's exception table")
     return {"type": _converter(base, rng)}
 
 

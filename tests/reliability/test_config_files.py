@@ -114,6 +114,8 @@ def test_yaml_toml_and_json_read_the_same(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"models": ["baseline_r18"], "n_images": 7,
                                                  "metrics": ["insertion"]}))
     specs = [_spec("--config", str(tmp_path / f"a.{ext}")) for ext in ("yaml", "toml", "json")]
+    (tmp_path / "empty.yaml").write_text("# nothing set: the defaults\n")
+    assert _spec("--config", str(tmp_path / "empty.yaml")) == RunSpec()
     assert specs[0] == specs[1] == specs[2] == _spec("--model", "baseline_r18", "--n-images", "7",
                                                      "--metrics", "insertion")
 
