@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from .config import Flag, add_field_flags
 from .errors import UserError
@@ -171,8 +171,9 @@ _TRAIN_FLAGS = {
 }
 
 
-def train_config(args):
-    """The TrainConfig of a ``train`` command line: preset < ``--config`` file < flags."""
+def train_config(args: argparse.Namespace):
+    """``args`` (parsed ``train`` flags) -> TrainConfig: dataclass defaults < preset <
+    ``--config`` file < flags given."""
     from .config import config_values, given_flags, read_config_file
     from .train import TrainConfig, make_config
 
@@ -197,12 +198,10 @@ def cmd_train(args) -> int:
 
 
 def _add_train(sub) -> None:
-    from .train.config import TrainConfig
+    from .train.config import PRESETS, TrainConfig
 
     s = sub.add_parser("train", help="train a baseline_* or lico_* classifier")
     _config_flag(s, "train")
-    from .train.config import PRESETS
-
     preset_sets = {k for fields in PRESETS.values() for k in fields}
     fields = add_field_flags(s, TrainConfig, _TRAIN_FLAGS, default_note=lambda name, d: (
         f"default: the preset's, else {d}" if name in preset_sets else f"default: {d}"))
@@ -252,8 +251,9 @@ def _parse_flat_options(items, flag: str) -> dict:
     return out
 
 
-def _parse_checkpoints(items, values: dict) -> dict:
-    """``--checkpoint`` items, ``MODEL=PATH`` or (with one model) ``PATH`` -> {model: path}."""
+def _parse_checkpoints(items: List[str], values: dict) -> Dict[str, str]:
+    """``--checkpoint`` items, ``MODEL=PATH`` or (with one model, ``values["models"]`` or
+    the default) ``PATH`` -> {model: path}."""
     models = values.get("models") or ["lico_r18"]
     out = {}
     for item in items:
@@ -301,8 +301,8 @@ def _merge_option(name: str, old, new):
     return new
 
 
-def run_spec(args):
-    """The RunSpec of a ``run`` command line: RunSpec defaults < ``--config`` file (a
+def run_spec(args: argparse.Namespace):
+    """``args`` (parsed ``run`` flags) -> RunSpec: RunSpec defaults < ``--config`` file (a
     config file, or a manifest.json: its spec) < flags; or, with ``--from-manifest``,
     the manifest's spec with ``--out`` applied."""
     from .bench import RunSpec
