@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
+from .config import Flag, add_field_flags
 from .errors import UserError
 
 
@@ -156,20 +157,38 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 
-def cmd_train(args) -> int:
-    from .train import make_config, train
+def _config_flag(s, command: str) -> None:
+    s.add_argument("--config", metavar="FILE",
+                   help=f"YAML, TOML or JSON file of {command} options (keys: the flags' names "
+                        "with _ for -); flags given too override it (examples: configs/)")
 
-    cfg = make_config(args.preset, model=args.model, dataset=args.dataset, root=args.root,
-                      download=True if args.download else None,
-                      image_size=args.image_size, n_train=args.n_train, epochs=args.epochs,
-                      batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                      weight_decay=args.weight_decay,
-                      ema=args.ema, augment=args.augment, alpha=args.alpha, beta=args.beta,
-                      n_ctx=args.n_ctx, text_encoder=args.text_encoder,
-                      text_checkpoint=args.text_checkpoint,
-                      ot_grad=args.ot_grad, text_targets=args.text_targets,
-                      sync_bn=True if args.sync_bn else None, max_loss=args.max_loss, seed=args.seed,
-                      device=args.device, workers=args.workers, out=args.out)
+
+# train: every TrainConfig field is a flag (lico_bench.config.add_field_flags). The
+# exception: --preset, whose default is chosen by the dataset, not the field's "quick".
+_TRAIN_FLAGS = {
+    "preset": Flag("--preset", help="recipe: quick (shapes default), cifar10, cifar100, svhn, "
+                                    "imagenet (default: by dataset)"),
+}
+
+
+def train_config(args: argparse.Namespace):
+    """``args`` (parsed ``train`` flags) -> TrainConfig: dataclass defaults < preset <
+    ``--config`` file < flags given."""
+    from .config import config_values, given_flags, read_config_file
+    from .train import TrainConfig, make_config
+
+    values = {}
+    if args.config:
+        values = config_values(TrainConfig, read_config_file(args.config), "train",
+                               repr(str(args.config)))
+    values.update(given_flags(args, args._fields))
+    return make_config(values.pop("preset", None), **values)
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    cfg = train_config(args)
     from .train.distributed import info
 
     path = train(cfg, resume=args.resume, force=args.force, progress=not args.quiet)
@@ -179,46 +198,17 @@ def cmd_train(args) -> int:
 
 
 def _add_train(sub) -> None:
+    from .train.config import PRESETS, TrainConfig
+
     s = sub.add_parser("train", help="train a baseline_* or lico_* classifier")
-    s.add_argument("--model", default="lico_r18", help="registered model (see 'lico-bench info')")
-    s.add_argument("--dataset", default="shapes")
-    s.add_argument("--preset", default=None,
-                   help="recipe: quick (shapes default), cifar10, cifar100, svhn, imagenet")
-    s.add_argument("--root", default=None, help="data root for real datasets")
-    s.add_argument("--download", action="store_true", help="fetch CIFAR/SVHN files into --root")
-    s.add_argument("--image-size", type=_positive_int, default=None)
-    s.add_argument("--n-train", type=_positive_int, default=None, help="shapes: training-split size")
-    s.add_argument("--epochs", type=_positive_int, default=None)
-    s.add_argument("--batch-size", type=_positive_int, default=None)
-    s.add_argument("--optimizer", default=None, choices=["sgd", "adamw"])
-    s.add_argument("--lr", type=float, default=None)
-    s.add_argument("--weight-decay", type=float, default=None)
-    s.add_argument("--ema", type=float, default=None, help="EMA decay (0 = off)")
-    s.add_argument("--augment", default=None, help="crop_flip, crop, flip, resized_crop_flip, none")
-    s.add_argument("--alpha", type=float, default=None,
-                   help="LICO: weight of the MM loss (default: the model variant's)")
-    s.add_argument("--beta", type=float, default=None,
-                   help="LICO: weight of the OT loss (default: the model variant's)")
-    s.add_argument("--ot-grad", default=None, choices=["cost", "full", "none"],
-                   help="LICO: OT gradient through the cost (paper reading), also through "
-                        "Sinkhorn (full), or none (released code); default: the variant's")
-    s.add_argument("--text-targets", default=None, choices=["tokens", "rolled"],
-                   help="LICO: OT text targets, per-token outputs (paper) or rolled copies")
-    s.add_argument("--n-ctx", type=_positive_int, default=None, help="LICO: context tokens")
-    s.add_argument("--text-encoder", default=None, help="LICO: minilm (default) or clip")
-    s.add_argument("--text-checkpoint", default=None, help="LICO: local CLIP checkpoint file")
-    s.add_argument("--max-loss", type=float, default=None,
-                   help="stop when the loss exceeds this (default 1000; 0 = only NaN/inf stop)")
-    s.add_argument("--sync-bn", action="store_true",
-                   help="under torchrun: BatchNorm statistics over the global batch")
-    s.add_argument("--seed", type=int, default=None)
-    s.add_argument("--device", default=None, help="auto (default), cpu, cuda")
-    s.add_argument("--workers", type=int, default=None, help="data-loader worker processes")
-    s.add_argument("--out", default=None, help="runs directory (default: runs)")
+    _config_flag(s, "train")
+    preset_sets = {k for fields in PRESETS.values() for k in fields}
+    fields = add_field_flags(s, TrainConfig, _TRAIN_FLAGS, default_note=lambda name, d: (
+        f"default: the preset's, else {d}" if name in preset_sets else f"default: {d}"))
     s.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
     s.add_argument("--force", action="store_true", help="train again although model.pt exists")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_train)
+    s.set_defaults(func=cmd_train, _fields=fields)
 
 
 _EXTRA_COMMANDS.append(_add_train)
@@ -261,71 +251,96 @@ def _parse_flat_options(items, flag: str) -> dict:
     return out
 
 
-def _spec_from_manifest(args):
-    """The RunSpec recorded in a run's manifest.json (``--from-manifest``), ``--out`` applied."""
-    import json
+def _parse_checkpoints(items: List[str], values: dict) -> Dict[str, str]:
+    """``--checkpoint`` items, ``MODEL=PATH`` or (with one model, ``values["models"]`` or
+    the default) ``PATH`` -> {model: path}."""
+    models = values.get("models") or ["lico_r18"]
+    out = {}
+    for item in items:
+        if "=" in item:
+            name, path = item.split("=", 1)
+        elif len(models) <= 1:
+            name, path = models[0], item
+        else:
+            raise UserError(f"--checkpoint {item!r}: with several models write MODEL=PATH.")
+        out[name] = path
+    return out
 
+
+# run: every RunSpec field is a flag (lico_bench.config.add_field_flags) but these, whose
+# flag differs from ``--field-name`` in name or form: singular repeatable names, comma lists,
+# NAME.KEY=VALUE items; ``convert`` turns the given strings into the field's value (after the
+# other flags, which it may read, e.g. --checkpoint's models). --train/--no-train is the
+# field ``train`` as generated.
+_RUN_FLAGS = {
+    "models": Flag("--model", {"action": "append", "metavar": "MODEL"}),
+    "methods": Flag("--method", {"action": "append", "metavar": "METHOD"}),
+    "metrics": Flag("--metrics", {"action": "append", "metavar": "M1,M2"}),
+    "seeds": Flag("--seeds", {"type": int, "nargs": "+"}),
+    "checkpoints": Flag("--checkpoint", {"action": "append", "metavar": "[MODEL=]PATH"}),
+    "method_options": Flag("--method-option", {"action": "append", "metavar": "METHOD.KEY=VALUE"}),
+    "metric_options": Flag("--metric-option", {"action": "append", "metavar": "METRIC.KEY=VALUE"}),
+    "train_options": Flag("--train-option", {"action": "append", "metavar": "KEY=VALUE"}),
+}
+_RUN_CONVERT = {
+    "metrics": lambda items, values: [m for part in items for m in part.split(",") if m],
+    "checkpoints": _parse_checkpoints,
+    "method_options": lambda items, values: _parse_kv_options(items, "method"),
+    "metric_options": lambda items, values: _parse_kv_options(items, "metric"),
+    "train_options": lambda items, values: _parse_flat_options(items, "--train-option"),
+}
+
+
+def _merge_option(name: str, old, new):
+    """A flag's value over a config file's: dicts merge (``--method-option rise.N=...``
+    changes one option of the file's ``method_options``), anything else is replaced."""
+    if name in ("method_options", "metric_options") and isinstance(old, dict):
+        return {**old, **{k: {**old.get(k, {}), **v} for k, v in new.items()}}
+    if name in ("checkpoints", "train_options") and isinstance(old, dict):
+        return {**old, **new}
+    return new
+
+
+def run_spec(args: argparse.Namespace):
+    """``args`` (parsed ``run`` flags) -> RunSpec: RunSpec defaults < ``--config`` file (a
+    config file, or a manifest.json: its spec) < flags; or, with ``--from-manifest``,
+    the manifest's spec with ``--out`` applied."""
     from .bench import RunSpec
-    from .bench.runner import MANIFEST_FORMAT
+    from .bench.manifest import is_manifest, read_manifest
+    from .config import config_values, given_flags, read_config_file
 
-    given = [flag for dest, (flag, default) in args._run_options.items()
-             if dest not in ("from_manifest", "out", "quiet") and getattr(args, dest) != default]
-    if given:
-        raise UserError(f"--from-manifest takes every option from the manifest; drop "
-                        f"{', '.join(given)} (only --out and --quiet go with it).")
-    path = Path(args.from_manifest)
-    if path.is_dir():
-        path = path / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"manifest {str(path)!r} does not exist; pass the manifest.json of a "
-                        "results directory written by 'lico-bench run'.")
-    try:
-        man = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"manifest {str(path)!r} is not readable JSON ({type(e).__name__}); pass "
-                        "the manifest.json written by 'lico-bench run'.") from None
-    fmt = man.get("format") if isinstance(man, dict) else None
-    if fmt != MANIFEST_FORMAT or not isinstance(man.get("spec"), dict):
-        wrote = (man.get("versions") or {}).get("lico-bench") if isinstance(man, dict) else None
-        raise UserError(f"manifest {str(path)!r} has format {fmt!r}; this lico-bench reads format "
-                        f"{MANIFEST_FORMAT}; re-run it with the lico-bench that wrote it"
-                        + (f" ({wrote})." if wrote else "."))
-    try:
-        spec = RunSpec.from_dict(man["spec"])
-    except (UserError, TypeError) as e:
-        raise UserError(f"manifest {str(path)!r}: {e}") from None
-    if args.out is not None:
-        spec.out = args.out
-    return spec
+    given = given_flags(args, args._fields)
+    if args.from_manifest:
+        extra = [args._fields[k] for k in given if k != "out"] + (["--config"] if args.config else [])
+        if extra:
+            raise UserError(f"--from-manifest takes every option from the manifest; drop "
+                            f"{', '.join(extra)} (only --out and --quiet go with it).")
+        man = read_manifest(args.from_manifest, "rerun")
+        where = f"manifest {str(Path(args.from_manifest))!r}"
+        try:
+            RunSpec.from_dict(man["spec"])  # unknown keys: the message --from-manifest gave
+        except (UserError, TypeError) as e:
+            raise UserError(f"{where}: {e}") from None
+        values = config_values(RunSpec, man["spec"], "run", where)
+    elif args.config:
+        data = read_config_file(args.config)
+        if is_manifest(data):  # a manifest.json: its spec is the config
+            data = read_manifest(args.config, "rerun")["spec"]
+        values = config_values(RunSpec, data, "run", repr(str(args.config)))
+    else:
+        values = {}
+    for name, value in given.items():
+        if name in _RUN_CONVERT:
+            continue
+        values[name] = value
+    for name, convert in _RUN_CONVERT.items():  # after the others: --checkpoint reads the models
+        if name in given:
+            values[name] = _merge_option(name, values.get(name), convert(given[name], values))
+    return RunSpec(**values)
 
 
 def cmd_run(args) -> int:
-    from .bench import RunSpec
-
-    if args.from_manifest:
-        return _run_spec(args, _spec_from_manifest(args))
-    checkpoints = {}
-    for item in args.checkpoint or []:
-        if "=" in item:
-            name, path = item.split("=", 1)
-        elif len(args.model or []) <= 1:
-            name, path = (args.model or ["lico_r18"])[0], item
-        else:
-            raise UserError(f"--checkpoint {item!r}: with several models write MODEL=PATH.")
-        checkpoints[name] = path
-    metrics = None
-    if args.metrics:
-        metrics = [m for part in args.metrics for m in part.split(",") if m]
-    spec = RunSpec(models=args.model or ["lico_r18"], methods=args.method or ["gradcam"],
-                   metrics=metrics, dataset=args.dataset, split=args.split, root=args.root,
-                   image_size=args.image_size, n_images=args.n_images,
-                   seeds=args.seeds or [0], checkpoints=checkpoints, runs=args.runs, out=args.out,
-                   train=not args.no_train, target=args.target, batch_size=args.batch_size,
-                   save_maps=args.save_maps, device=args.device, precision=args.precision,
-                   method_options=_parse_kv_options(args.method_option, "method"),
-                   metric_options=_parse_kv_options(args.metric_option, "metric"),
-                   train_options=_parse_flat_options(args.train_option, "--train-option"))
-    return _run_spec(args, spec)
+    return _run_spec(args, run_spec(args))
 
 
 def _run_spec(args, spec) -> int:
@@ -360,39 +375,15 @@ def cmd_report(args) -> int:
 
 
 def _add_run(sub) -> None:
+    from .bench.spec import RunSpec
+
     s = sub.add_parser("run", help="explain and score models x methods x metrics, then report")
-    s.add_argument("--model", action="append", help="model (repeatable; default lico_r18)")
-    s.add_argument("--method", action="append", help="attribution method (repeatable; default gradcam)")
-    s.add_argument("--metrics", action="append", help="comma-separated metrics (default: insertion, "
-                   "deletion, pointing_game, energy_pointing_game where the dataset has masks)")
-    s.add_argument("--dataset", default="shapes")
-    s.add_argument("--split", default="test")
-    s.add_argument("--root", default=None, help="data root for real datasets")
-    s.add_argument("--image-size", type=_positive_int, default=None)
-    s.add_argument("--n-images", type=_positive_int, default=200, help="first N images of the split")
-    s.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0)")
-    s.add_argument("--checkpoint", action="append", help="PATH or MODEL=PATH (default: runs/...)")
-    s.add_argument("--runs", default="runs", help="where trained checkpoints are found/made")
-    s.add_argument("--out", default=None, help="results directory (default results/<grid name>)")
-    s.add_argument("--no-train", action="store_true", help="error instead of training a missing checkpoint")
-    s.add_argument("--target", default="pred", choices=["pred", "label"], help="explained class")
-    s.add_argument("--batch-size", type=_positive_int, default=50, help="images per batch")
-    s.add_argument("--save-maps", type=int, default=8, help="maps kept per experiment for figures")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="forward passes of explainers and metrics: auto = bf16 on CUDA, else fp32")
-    s.add_argument("--method-option", action="append", metavar="METHOD.KEY=VALUE",
-                   help="e.g. rise.N=2000 or scorecam.variant=grad-cam")
-    s.add_argument("--metric-option", action="append", metavar="METRIC.KEY=VALUE",
-                   help="e.g. insertion.step=64")
-    s.add_argument("--train-option", action="append", metavar="KEY=VALUE",
-                   help="training option for a checkpoint the run trains, e.g. n_train=256")
+    _config_flag(s, "run")
+    fields = add_field_flags(s, RunSpec, _RUN_FLAGS)
     s.add_argument("--from-manifest", metavar="MANIFEST",
                    help="re-run exactly the run a manifest.json records (with --out: elsewhere)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
-    s.set_defaults(func=cmd_run, _argv=None,
-                   _run_options={a.dest: (a.option_strings[0], a.default) for a in s._actions
-                                 if a.option_strings and a.dest != "help"})
+    s.set_defaults(func=cmd_run, _argv=None, _fields=fields)
 
     r = sub.add_parser("report", help="rebuild the tables of a results directory")
     r.add_argument("results", help="results directory written by 'lico-bench run'")

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -44,48 +42,18 @@ import torch
 
 from ..data import create_dataset
 from ..errors import UserError
-from ..io import torch_save, write_json, write_text
+from ..io import torch_save, write_text
 from ..lock import hold_lock, releases_locks
 from ..metrics import dependence
 from ..models import load_checkpoint
 from ..precision import to_device
 from ..results import part_is_whole, write_rows
 from ..train import distributed as dist_
+from . import manifest as manifest_
 from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
-# 2: "models" (family, arch, LICO variant of each model; lico_<arch> became the paper's
-# per-token reading, format 1's was today's lico_rolled_<arch>), map_dependence in the rows.
-MANIFEST_FORMAT = 2
-# Options whose change makes old rows incomparable; the rest (device, paths) may change.
-_IDENTITY = ("models", "methods", "metrics", "dataset", "split", "image_size", "n_images",
-             "seeds", "target", "batch_size", "method_options", "metric_options", "precision")
-
-
-def _versions() -> Dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("lico-bench", "torch", "torchvision", "numpy", "scipy", "grad-cam", "captum",
-                "quantus", "pot", "transformers", "pandas"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def _git_commit() -> Optional[str]:
-    try:
-        here = Path(__file__).resolve().parent
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                           timeout=10)
-        if r.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return r.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
+# The manifest's layout, reading, writing and comparison: lico_bench.bench.manifest.
+MANIFEST_FORMAT = manifest_.MANIFEST_FORMAT
 
 
 def map_status(maps: torch.Tensor) -> List[str]:
@@ -133,12 +101,10 @@ class Runner:
         return metrics
 
     def _explainer(self, method: str, seed: int):
-        from ..explainers import create_explainer
+        from ..explainers import create_explainer_for_seed
 
-        opts = dict(self.spec.method_options.get(method, {}))
-        if method == "rise":
-            opts.setdefault("seed", seed)  # the experiment's seed drives RISE's masks
-        return create_explainer(method, **opts)
+        # an explainer with randomness (RISE's masks) draws it from the experiment's seed
+        return create_explainer_for_seed(method, self.spec.method_options.get(method, {}), seed)
 
     def checkpoint_for(self, model: str, seed: int) -> Path:
         from ..train import checkpoint_path
@@ -176,75 +142,12 @@ class Runner:
             self._models[key] = m
         return self._models[key]
 
-    def _manifest(self, explainers, metrics, info) -> dict:
-        from ..lico.variants import VARIANTS
-        from ..metrics.causal import default_step
-        from ..models import create_model
-
-        # Automatic options (CAM layer, RISE N/s, insertion step) resolved on an untrained
-        # copy of each architecture: they depend on the architecture and image size only.
-        size = (info.image_size, info.image_size)
-        resolved, models = {}, {}
-        for name in self.spec.models:
-            proto = create_model(name, info.num_classes, image_size=info.image_size).eval()
-            resolved[name] = {m: e.resolved_options(proto, size) for m, e in explainers.items()}
-            models[name] = proto.cfg.describe()     # family, arch, variant: how tables pair
-            if proto.cfg.variant is not None:
-                models[name]["variant_settings"] = VARIANTS[proto.cfg.variant].settings()
+    def _manifest(self, explainers, metrics, info, command: Optional[str]) -> dict:
         ckpts = {f"{m}@seed{s}": str(self.checkpoint_for(m, s))
                  for s in self.spec.seeds for m in self.spec.models}
-
-        metric_entries = {m.name: {"higher_is_better": m.higher_is_better, "options": m.options,
-                                   **({"resolved_step": default_step(*size)}
-                                      if "step" in m.options and m.options["step"] is None else {})}
-                          for m in metrics}
-        metric_entries[dependence.NAME] = {
-            "higher_is_better": dependence.HIGHER_IS_BETTER,
-            "options": {"grid": dependence.DEFAULT_GRID, "similarity": "pearson",
-                        "reference": "leave-one-out mean of the standardised maps of the "
-                                     "other evaluated images with the same explained class"}}
-        return {
-            "format": MANIFEST_FORMAT,
-            "spec": self.spec.to_dict(),
-            "methods": {name: {"class": type(e).__name__, "options": e.options}
-                        for name, e in explainers.items()},
-            "methods_resolved": resolved,
-            "rise_seed": "each experiment's seed unless rise.seed is given",
-            "metrics": metric_entries,
-            "models": models,
-            "dataset": info.to_dict(),
-            "checkpoints": ckpts,
-            "versions": _versions(),
-            "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
-                                          if self.device.type == "cuda" else ""),
-            "world_size": self.dist.world_size,
-            "threads": torch.get_num_threads(),  # CPU results are bitwise reproducible per thread count
-            "precision": self.precision,
-            "git_commit": _git_commit(),
-            "command": None,
-        }
-
-    def _check_existing(self, manifest: dict) -> None:
-        path = self.out / "manifest.json"
-        if not path.exists():
-            return
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise UserError(f"{path} is unreadable; this results directory is damaged, use another --out.") from None
-        if not (isinstance(old, dict) and isinstance(old.get("spec", {}), dict)):
-            raise UserError(f"{path} is not a lico-bench manifest; this results directory is damaged, use another --out.")
-        if old.get("format") != MANIFEST_FORMAT:
-            raise UserError(f"{self.out} was written by an incompatible lico-bench (manifest format "
-                            f"{old.get('format')}, this one reads {MANIFEST_FORMAT}); use another --out.")
-        old_spec = dict(old.get("spec", {}), precision=old.get("precision", "fp32"))
-        new_spec = dict(manifest["spec"], precision=manifest["precision"])
-        diff = [k for k in _IDENTITY if old_spec.get(k) != new_spec.get(k)]
-        if old.get("methods") != manifest["methods"] or old.get("metrics") != manifest["metrics"]:
-            diff.append("method/metric options")
-        if diff:
-            raise UserError(f"{self.out} holds a run with other settings ({', '.join(diff)}); "
-                            "use another --out or the same options.")
+        return manifest_.build_manifest(self.spec, explainers, metrics, info, checkpoints=ckpts,
+                                        device=self.device, world_size=self.dist.world_size,
+                                        precision=self.precision, command=command)
 
     def _set_aside_damaged_rows(self, experiments: List[Experiment]) -> None:
         """Verify every finished experiment's rows (lico_bench.results); a damaged rows
@@ -275,8 +178,7 @@ class Runner:
         metrics = self._metrics(info.has_masks)
         experiments = expand(spec)
         explainers = {m: self._explainer(m, spec.seeds[0]) for m in spec.methods}
-        manifest = self._manifest(explainers, metrics, info)
-        manifest["command"] = command
+        manifest = self._manifest(explainers, metrics, info, command)
         # Every checkpoint already there is loaded (and checked) before anything is written:
         # a wrong or damaged one is an error that leaves the results directory as it was.
         self.image_size = info.image_size
@@ -293,12 +195,12 @@ class Runner:
             raise UserError(f"cannot write to results directory {self.out} ({e.strerror}); pass a writable --out.") from None
         # One writer per results directory, from before the old manifest is read.
         hold_lock(self.out, "writing results to", "pass another --out")
-        self._check_existing(manifest)
+        manifest_.check_resumable(self.out, manifest)
         if self.dist.is_main:
             self._set_aside_damaged_rows(experiments)
         dist_.barrier()  # every rank has read the old manifest before rank 0 replaces it
         if self.dist.is_main:
-            write_json(self.out / "manifest.json", manifest)
+            manifest_.write_manifest(self.out, manifest)
 
         from tqdm import tqdm
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, NamedTuple, Optional
+from dataclasses import dataclass
+from typing import Annotated, Any, Dict, List, Literal, NamedTuple, Optional
 
-from ..config import strict_from_dict
+from ..config import option, strict_from_dict
 from ..errors import UserError
+from ..options import Range
 
 DEFAULT_METRICS = ("insertion", "deletion", "pointing_game", "energy_pointing_game")
 MASK_METRICS = ("pointing_game", "energy_pointing_game")
@@ -31,29 +32,44 @@ class Experiment(NamedTuple):
 
 @dataclass
 class RunSpec:
-    models: List[str] = field(default_factory=lambda: ["lico_r18"])
-    methods: List[str] = field(default_factory=lambda: ["gradcam"])
-    metrics: Optional[List[str]] = None      # None: DEFAULT_METRICS (mask metrics if masks)
-    dataset: str = "shapes"
-    split: str = "test"
-    root: Optional[str] = None
-    image_size: Optional[int] = None
-    n_images: int = 200
-    seeds: List[int] = field(default_factory=lambda: [0])
-    checkpoints: Dict[str, str] = field(default_factory=dict)  # model name -> checkpoint path
-    runs: str = "runs"                       # where trained checkpoints live
-    out: Optional[str] = None                # results directory
-    train: bool = True                       # train a missing checkpoint (else: error)
-    target: str = "pred"                     # explained class: "pred" or "label"
-    batch_size: int = 50                     # images per explain/score batch and per part file
-    save_maps: int = 8                       # maps kept per experiment for the figures
-    device: str = "auto"
-    precision: str = "auto"                  # auto (bf16 on CUDA, else fp32) | fp32 | bf16
-    method_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
-    metric_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    """A benchmark run; each field is one option: its ``run`` flag (``--field-name``, or
+    the exception in cli.py's table), its key in a ``run --config`` file, and its key in the
+    manifest's ``spec`` (so a manifest is itself a config file)."""
+
+    models: List[str] = option(default_factory=lambda: ["lico_r18"],
+                               help="model (repeatable; default lico_r18)")
+    methods: List[str] = option(default_factory=lambda: ["gradcam"],
+                                help="attribution method (repeatable; default gradcam)")
+    metrics: Optional[List[str]] = option(  # None: DEFAULT_METRICS (mask metrics if masks)
+        None, help="comma-separated metrics (default: insertion, deletion, pointing_game, "
+                   "energy_pointing_game where the dataset has masks)")
+    dataset: str = option("shapes", help="dataset (see 'lico-bench info')")
+    split: str = option("test", help="dataset split whose images are explained")
+    root: Optional[str] = option(None, help="data root for real datasets")
+    image_size: Optional[Annotated[int, Range(1)]] = option(
+        None, help="image size in pixels (default: the dataset's)")
+    n_images: Annotated[int, Range(1)] = option(200, help="first N images of the split")
+    seeds: List[int] = option(default_factory=lambda: [0], help="training seeds (default 0)")
+    checkpoints: Dict[str, str] = option(default_factory=dict,  # model name -> checkpoint path
+                                         help="PATH or MODEL=PATH (default: runs/...)")
+    runs: str = option("runs", help="where trained checkpoints are found/made")
+    out: Optional[str] = option(None, help="results directory (default results/<grid name>)")
+    train: bool = option(True, help="train a missing checkpoint (--no-train: error instead)")
+    target: Literal["pred", "label"] = option("pred", help="explained class")
+    batch_size: Annotated[int, Range(1)] = option(  # also the images of one part file
+        50, help="images per batch")
+    save_maps: int = option(8, help="maps kept per experiment for figures")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+    precision: Literal["auto", "fp32", "bf16"] = option(
+        "auto", help="forward passes of explainers and metrics: auto = bf16 on CUDA, else fp32")
+    method_options: Dict[str, Dict[str, Any]] = option(
+        default_factory=dict, help="e.g. rise.N=2000 or scorecam.variant=grad-cam")
+    metric_options: Dict[str, Dict[str, Any]] = option(
+        default_factory=dict, help="e.g. insertion.step=64")
     # TrainConfig fields for a checkpoint the run has to train (e.g. {"n_train": 256}); the
     # run itself decides the model, dataset, root, image size, seed, runs dir and device.
-    train_options: Dict[str, Any] = field(default_factory=dict)
+    train_options: Dict[str, Any] = option(
+        default_factory=dict, help="training option for a checkpoint the run trains, e.g. n_train=256")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

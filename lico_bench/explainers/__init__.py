@@ -68,6 +68,17 @@ def create_explainer(name: str, **options: Any) -> Explainer:
     return _construct(name, _EXPLAINERS.get(name), options)
 
 
+def create_explainer_for_seed(name: str, options: dict, seed: int) -> Explainer:
+    """Explainer ``name`` with ``options`` for an experiment of training seed ``seed``: an
+    explainer with randomness (its ``seed_option``, e.g. RISE's ``seed``) draws it from
+    ``seed`` unless ``options`` give it, so each seed's maps are independent draws."""
+    explainer = create_explainer(name, **options)
+    key = explainer.seed_option
+    if key is None or key in options:
+        return explainer
+    return create_explainer(name, **options, **{key: seed})
+
+
 def _construct(name: str, factory: Callable[..., Explainer], options: dict) -> Explainer:
     try:
         return factory(**options)
@@ -82,4 +93,5 @@ register_explainer("rise", RISE)
 
 __all__ = ["ADAPTER_PREFIXES", "BaseCAM", "CaptumAdapter", "Explainer", "GradCAM",
            "GradCAMPlusPlus", "PytorchGradCamAdapter", "RISE", "ScoreCAM", "create_explainer",
+           "create_explainer_for_seed",
            "list_explainers", "normalize_maps", "register_explainer"]

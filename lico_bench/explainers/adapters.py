@@ -56,6 +56,19 @@ class PytorchGradCamAdapter(Explainer):
     Returns pytorch-grad-cam's min-max normalised maps (module docstring). Its targets are
     ClassifierOutputTarget (the target logit); targets=None is the predicted class.
     Progress bars of ScoreCAM/AblationCAM (tqdm) are silenced with TQDM_DISABLE=1.
+
+    Example (usually reached by name: ``create_explainer("gradcam:EigenCAM", layer=...)``)::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> from lico_bench.explainers import create_explainer
+        >>> eigen = create_explainer("gradcam:EigenCAM", layer="0")
+        >>> maps = eigen(model, images)
+        >>> maps.shape, bool(maps.min() >= 0 and maps.max() <= 1)   # min-max normalised
+        (torch.Size([2, 32, 32]), True)
     """
 
     name = "gradcam:<Name>"  # the instance's: gradcam:<cam>
@@ -138,6 +151,19 @@ class CaptumAdapter(Explainer):
     and strides (3, t, t) scale captum's ImageNet tutorial values 15 and 8 at 224 px to the
     image size (w = ceil(15 H / 224), t = ceil(8 H / 224): 3 and 2 at 32 px); baselines = 0
     (the dataset mean colour in normalised space) where a method requires them.
+
+    Example (usually reached by name: ``create_explainer("captum:IntegratedGradients")``)::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> from lico_bench.explainers import create_explainer
+        >>> ig = create_explainer("captum:IntegratedGradients", batch_size=16,
+        ...                       attribute={"n_steps": 8})
+        >>> ig(model, images, torch.tensor([0, 1])).shape    # signed sum over channels
+        torch.Size([2, 32, 32])
     """
 
     name = "captum:<Name>"  # the instance's: captum:<method>

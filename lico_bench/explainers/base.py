@@ -55,11 +55,40 @@ class Explainer(abc.ABC):
     :meth:`explain`. ``options`` holds every option with its value (defaults included) and
     is JSON-serialisable, for the run manifest; ``None`` means "chosen from the model or the
     image size at call time" and :meth:`resolved_options` says what it became.
+
+    Example (a new method: its options and :meth:`explain`; ``register_explainer("centre",
+    Centre)`` makes it ``--method centre``)::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> from lico_bench.explainers import Explainer
+        >>> class Centre(Explainer):
+        ...     name = "centre"
+        ...     def __init__(self, sigma: float = 0.25):
+        ...         super().__init__(sigma=sigma)
+        ...     def explain(self, model, images, targets):
+        ...         B, _, H, W = images.shape
+        ...         y = torch.linspace(-0.5, 0.5, H)[:, None]
+        ...         x = torch.linspace(-0.5, 0.5, W)[None, :]
+        ...         bump = torch.exp(-(x ** 2 + y ** 2) / (2 * self.options["sigma"] ** 2))
+        ...         return bump.expand(B, H, W)
+        >>> maps = Centre(sigma=0.2)(model, images)          # targets None: the predicted class
+        >>> maps.shape, maps.dtype
+        (torch.Size([2, 32, 32]), torch.float32)
+        >>> Centre().describe()
+        {'class': 'Centre', 'options': {'sigma': 0.25}}
     """
 
     name: str = ""
     #: True when :meth:`explain` needs autograd (run under ``torch.enable_grad()``).
     needs_grad: bool = False
+    #: The option that seeds the explainer's randomness (RISE: "seed"), None if it has none.
+    #: A benchmark run sets it to each experiment's (training) seed unless the user gives it
+    #: (:func:`lico_bench.explainers.create_explainer_for_seed`).
+    seed_option: Optional[str] = None
 
     def __init__(self, **options: Any):
         try:
@@ -72,6 +101,12 @@ class Explainer(abc.ABC):
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}({opts})"
+
+    def describe(self) -> Dict[str, Any]:
+        """What a run manifest records of this explainer: ``{"class": str, "options":
+        dict}`` (every option as given, ``None`` = automatic; :meth:`resolved_options` says
+        what an automatic one becomes for a model and image size)."""
+        return {"class": type(self).__name__, "options": self.options}
 
     def resolved_options(self, model: nn.Module, image_size: tuple) -> Dict[str, Any]:
         """``options`` with every automatic (``None``) value replaced by what a call on

@@ -38,6 +38,22 @@ class BaseCAM(Explainer):
 
     Option ``layer``: dotted module path of the target layer; None = ``model.cfg.cam_layer``.
     Subclasses set ``uses_gradients`` and override :meth:`weights`.
+
+    Example (a CAM whose channel weights are the mean activations, no gradient)::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> from lico_bench.explainers import BaseCAM
+        >>> class MeanCAM(BaseCAM):
+        ...     name = "meancam"
+        ...     uses_gradients = False
+        ...     def weights(self, model, images, targets, activations, grads):
+        ...         return activations.mean(dim=(2, 3))      # [B, C]
+        >>> MeanCAM(layer="0")(model, images).shape
+        torch.Size([2, 32, 32])
     """
 
     uses_gradients: bool = True
@@ -105,6 +121,17 @@ class GradCAM(BaseCAM):
 
     y^c is the target class's logit (pre-softmax score, as in the paper and
     pytorch-grad-cam). Options: ``layer``.
+
+    Example (a torchvision model: name its layer; lico-bench's models carry it)::
+
+        >>> import torch, torchvision
+        >>> from lico_bench.explainers import GradCAM
+        >>> model = torchvision.models.resnet18(num_classes=10).eval()
+        >>> images = torch.randn(2, 3, 64, 64)
+        >>> targets = torch.tensor([3, 7])                   # the classes to explain
+        >>> maps = GradCAM(layer="layer4")(model, images, targets)
+        >>> maps.shape, maps.dtype, bool((maps >= 0).all())  # raw, at input resolution
+        (torch.Size([2, 64, 64]), torch.float32, True)
     """
 
     name = "gradcam"
@@ -128,6 +155,17 @@ class GradCAMPlusPlus(BaseCAM):
 
     As pytorch-grad-cam's GradCAMPlusPlus: eps = 1e-6 in the denominator and alpha = 0
     where g = 0. Options: ``layer``.
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> from lico_bench.explainers import GradCAMPlusPlus
+        >>> GradCAMPlusPlus(layer="0")(model, images, torch.tensor([0, 1])).shape
+        torch.Size([2, 32, 32])
     """
 
     name = "gradcampp"
@@ -178,6 +216,18 @@ class ScoreCAM(BaseCAM):
         batch_size x (3·H·W + activations of one forward).
       mask_align_corners: align_corners of the mask upsampling; False as the official code
         (F.interpolate), True reproduces pytorch-grad-cam (nn.UpsamplingBilinear2d).
+
+    Example (the paper's v2 weighting: minus the probability on the mean-colour image)::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> from lico_bench.explainers import ScoreCAM
+        >>> cam = ScoreCAM(layer="0", baseline_subtract=True, batch_size=4)
+        >>> cam(model, images, torch.tensor([0, 1])).shape
+        torch.Size([2, 32, 32])
     """
 
     name = "scorecam"

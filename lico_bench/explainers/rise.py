@@ -93,10 +93,26 @@ class RISE(Explainer):
       p: probability of keeping a cell (0.5).
       seed: seed of the mask generator (0). Same seed -> same masks -> same maps.
       batch_size: masked images per forward pass, and masks built at a time (64).
+
+    Example (N and s by image size unless given; the same seed gives the same masks)::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> from lico_bench.explainers import RISE
+        >>> rise = RISE(N=200, seed=1)
+        >>> maps = rise(model, images)
+        >>> maps.shape, torch.equal(maps, RISE(N=200, seed=1)(model, images))
+        (torch.Size([2, 32, 32]), True)
+        >>> rise.resolved_options(model, (32, 32))["s"]  # the grid chosen for 32 px
+        4
     """
 
     name = "rise"
     needs_grad = False
+    seed_option = "seed"
 
     @typed_options
     def __init__(self, N: Optional[Annotated[int, Range(1)]] = None,

@@ -22,7 +22,7 @@ adapters run with autocast off (Quantus converts to numpy, which has no bfloat16
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -33,7 +33,16 @@ from ..registry import Registry
 
 
 class MetricResult(NamedTuple):
-    """values: [B] float32 (NaN where the image is skipped); curves: [B, n+1] float32 or None."""
+    """values: [B] float32 (NaN where the image is skipped); curves: [B, n+1] float32 or None.
+
+    Example::
+
+        >>> import torch
+        >>> from lico_bench.metrics import MetricResult
+        >>> res = MetricResult(values=torch.tensor([0.5, 0.25]), curves=None)
+        >>> res.values.mean().item(), res.curves is None
+        (0.375, True)
+    """
 
     values: torch.Tensor
     curves: Optional[torch.Tensor] = None
@@ -49,6 +58,28 @@ class Metric:
     type or out of range (``true`` for a count, ``2.5`` for an integer, NaN), or a value
     that is not JSON-serialisable is a :class:`UserError`; :meth:`validate` checks what
     types cannot say (e.g. an odd kernel size).
+
+    Example (a new metric: ``register_metric("map_mean", MapMean)`` makes it
+    ``--metrics map_mean``)::
+
+        >>> import torch
+        >>> from lico_bench.metrics import Metric, MetricResult
+        >>> class MapMean(Metric):
+        ...     name = "map_mean"
+        ...     higher_is_better = False
+        ...     defaults = {"absolute": True}
+        ...     option_types = {"absolute": bool}
+        ...     def compute(self, model, images, maps, targets, masks):
+        ...         m = maps.abs() if self.options["absolute"] else maps
+        ...         return MetricResult(m.flatten(1).mean(dim=1), None)
+        >>> maps = torch.tensor([[[1.0, -1.0]], [[2.0, 2.0]]])   # [B=2, H=1, W=2]
+        >>> MapMean()(None, None, maps).values
+        tensor([1., 2.])
+        >>> MapMean(absolute=False)(None, None, maps).values
+        tensor([0., 2.])
+        >>> MapMean(absolute=1)
+        Traceback (most recent call last):
+        lico_bench.errors.UserError: option absolute of metric 'map_mean' must be true or false, got 1.
     """
 
     name: str = ""
@@ -74,6 +105,12 @@ class Metric:
 
     def validate(self) -> None:
         """Check option values; raise :class:`UserError` on a bad one."""
+
+    def describe(self, image_size: Tuple[int, int]) -> Dict[str, Any]:
+        """What a run manifest records of this metric for images of ``image_size = (H, W)``:
+        ``{"higher_is_better": bool, "options": dict}``, plus what an automatic (``None``)
+        option resolves to, where the metric has one (insertion/deletion: ``resolved_step``)."""
+        return {"higher_is_better": self.higher_is_better, "options": self.options}
 
     def __call__(self, model: Optional[nn.Module], images: torch.Tensor, maps: torch.Tensor,
                  targets: Optional[torch.Tensor] = None,

@@ -29,6 +29,15 @@ HIGHER_IS_BETTER = False
 DEFAULT_GRID = 32
 
 
+def describe() -> dict:
+    """What a run manifest records of map dependence (the runner adds it to every row):
+    ``{"higher_is_better": bool, "options": dict}``, as a metric's ``describe`` does."""
+    return {"higher_is_better": HIGHER_IS_BETTER,
+            "options": {"grid": DEFAULT_GRID, "similarity": "pearson",
+                        "reference": "leave-one-out mean of the standardised maps of the "
+                                     "other evaluated images with the same explained class"}}
+
+
 def pool_maps(maps: torch.Tensor, grid: int = DEFAULT_GRID) -> torch.Tensor:
     """maps: [B, H, W] float -> [B, min(H, grid), min(W, grid)] float32 (area average)."""
     h, w = maps.shape[-2:]

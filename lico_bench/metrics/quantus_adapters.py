@@ -107,7 +107,23 @@ def _quiet_seeded(seed: int):
 
 
 class QuantusMetric(Metric):
-    """Adapter for one Quantus metric class; see the module docstring for the rules."""
+    """Adapter for one Quantus metric class; see the module docstring for the rules.
+
+    Example (usually reached by name: ``create_metric("quantus:<Name>")``)::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> maps = torch.zeros(2, 32, 32); maps[:, 8:16, 8:16] = 1.0; maps[:, 0, 0] = 0.5   # [B, H, W] saliency
+        >>> from lico_bench.metrics import create_metric
+        >>> sparse = create_metric("quantus:Sparseness")       # Gini index of the map
+        >>> sparse.name, sparse.higher_is_better
+        ('quantus:Sparseness', True)
+        >>> sparse(model, images, maps, torch.tensor([0, 1])).values.shape
+        torch.Size([2])
+    """
 
     def __init__(self, quantus_name: str, **options: Any):
         if quantus_name not in ADAPTED:

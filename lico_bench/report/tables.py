@@ -24,7 +24,6 @@ the names for results written before the manifest had them).
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -45,19 +44,11 @@ BASELINE = "baseline"
 
 
 def load_manifest(results: Path) -> dict:
-    path = Path(results) / "manifest.json"
-    if not path.exists():
-        raise UserError(f"{results} is not a results directory (no manifest.json); pass the "
-                        "directory that 'lico-bench run' printed.")
-    try:
-        man = json.loads(path.read_text())
-    except ValueError:
-        raise UserError(f"{path} is not valid JSON; the results directory is damaged.") from None
-    if not (isinstance(man, dict) and isinstance(man.get("spec", {}), dict)
-            and isinstance(man.get("metrics", {}), dict)):
-        raise UserError(f"{path} is not a lico-bench manifest (not the JSON object 'lico-bench "
-                        "run' writes); the results directory is damaged.")
-    return man
+    """``results/manifest.json``, checked (lico_bench.bench.manifest.read_manifest: the one
+    reader of manifests; pure Python, no model needed); a problem is one line."""
+    from ..bench.manifest import read_manifest
+
+    return read_manifest(results, "report")
 
 
 def load_rows(results: Path) -> pd.DataFrame:

@@ -7,40 +7,51 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Annotated, Any, Dict, Literal, Optional
 
-from ..config import strict_from_dict
+from ..config import option, strict_from_dict
 from ..errors import UserError
+from ..options import Range
 
 
 @dataclass
 class TrainConfig:
-    model: str = "lico_r18"
-    dataset: str = "shapes"
-    preset: str = "quick"
-    root: Optional[str] = None          # data root for real datasets
-    download: bool = False              # let torchvision fetch CIFAR/SVHN files into root
-    image_size: Optional[int] = None    # None: the dataset's default
-    n_train: Optional[int] = None       # shapes only: training-split size
-    epochs: int = 2
-    batch_size: int = 64
-    optimizer: str = "sgd"              # sgd (the paper's) | adamw
-    lr: float = 0.03
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    ema: float = 0.999                  # EMA decay of the evaluated weights (0 = off)
-    bn_recalibrate: int = 20            # batches to re-estimate BatchNorm statistics (0 = off)
-    augment: str = "crop_flip"          # crop_flip | flip | none | resized_crop_flip
+    """One training run; each field is one option: its ``train`` flag (``--field-name``),
+    its key in a ``train --config`` file, and its entry in the checkpoint's config."""
+
+    model: str = option("lico_r18", help="registered model (see 'lico-bench info')")
+    dataset: str = option("shapes", help="dataset (see 'lico-bench info')")
+    preset: str = option("quick", help="recipe: quick (shapes default), cifar10, cifar100, svhn, "
+                                       "imagenet (default: by dataset)")
+    root: Optional[str] = option(None, help="data root for real datasets")
+    download: bool = option(False, help="fetch CIFAR/SVHN files into --root")
+    image_size: Optional[Annotated[int, Range(1)]] = option(  # None: the dataset's default
+        None, help="image size in pixels (default: the dataset's)")
+    n_train: Optional[Annotated[int, Range(1)]] = option(None, help="shapes: training-split size")
+    epochs: Annotated[int, Range(1)] = option(2, help="training epochs")
+    batch_size: Annotated[int, Range(1)] = option(64, help="global batch size")
+    optimizer: Literal["sgd", "adamw"] = option("sgd", help="sgd (the paper's) or adamw")
+    lr: float = option(0.03, help="peak learning rate")
+    momentum: float = option(0.9, help="SGD momentum")
+    nesterov: bool = option(True, help="SGD with Nesterov momentum")
+    weight_decay: float = option(5e-4, help="weight decay")
+    ema: float = option(0.999, help="EMA decay of the evaluated weights (0 = off)")
+    bn_recalibrate: int = option(20, help="batches to re-estimate BatchNorm statistics (0 = off)")
+    augment: str = option("crop_flip", help="crop_flip, crop, flip, resized_crop_flip, none")
     # LICO; None = the model's variant's value (lico/variants.py: lico_r18 is the paper's
     # reading, lico_otonly_r18 has alpha = 0, ...). Ignored for baseline models.
-    alpha: Optional[float] = None       # weight of L_MM (paper: 10)
-    beta: Optional[float] = None        # weight of L_OT (paper: 1)
-    ot_grad: Optional[str] = None       # cost (paper reading) | full | none (released code)
-    text_targets: Optional[str] = None  # tokens (paper Fig. 2) | rolled (earlier reading)
-    n_ctx: int = 12
-    text_encoder: str = "minilm"
-    text_checkpoint: Optional[str] = None
+    alpha: Optional[float] = option(  # paper: 10
+        None, help="LICO: weight of the MM loss (default: the model variant's)")
+    beta: Optional[float] = option(  # paper: 1
+        None, help="LICO: weight of the OT loss (default: the model variant's)")
+    ot_grad: Optional[Literal["cost", "full", "none"]] = option(
+        None, help="LICO: OT gradient through the cost (paper reading), also through Sinkhorn "
+                   "(full), or none (released code); default: the variant's")
+    text_targets: Optional[Literal["tokens", "rolled"]] = option(
+        None, help="LICO: OT text targets, per-token outputs (paper Fig. 2) or rolled copies")
+    n_ctx: Annotated[int, Range(1)] = option(12, help="LICO: context tokens")
+    text_encoder: str = option("minilm", help="LICO: minilm (default) or clip")
+    text_checkpoint: Optional[str] = option(None, help="LICO: local CLIP checkpoint file")
     # Divergence guard: a loss above this (or not finite) stops training, keeping last.pt of
     # the last good epoch. Cross-entropy starts near ln K (2.3 for 10 classes, 6.9 for
     # 1000); LICO adds alpha*L_MM, a KL divergence between softmaxes of distances <= 2 at
@@ -48,12 +59,13 @@ class TrainConfig:
     # 2.66 and B = 128), and beta*L_OT, a transport cost between unit vectors (<= 4). So a
     # healthy loss stays below ~100 with the paper's weights; 1000 takes exploding logits
     # (or a collapsed tau). 0 turns the guard off (non-finite losses still stop).
-    max_loss: float = 1000.0
-    sync_bn: bool = False               # distributed: BatchNorm statistics over the global batch
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    out: str = "runs"
+    max_loss: float = option(
+        1000.0, help="stop when the loss exceeds this (0 = only NaN/inf stop)")
+    sync_bn: bool = option(False, help="under torchrun: BatchNorm statistics over the global batch")
+    seed: int = option(0, help="training seed")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+    workers: int = option(0, help="data-loader worker processes")
+    out: str = option("runs", help="runs directory")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,219 @@
+"""The run manifest, ``<results>/manifest.json``: build, write, read, compare.
+
+The one module that knows the manifest's layout. The runner builds and writes it and
+compares it with the one already in a results directory (resuming); ``run --config`` and
+``run --from-manifest`` read its ``spec`` back; the report reads it for the tables and
+figures. Reading is pure Python and json (no torch, no model), so tables rebuild anywhere.
+
+Layout (format 2)::
+
+    format            MANIFEST_FORMAT
+    spec              the RunSpec, every field (a valid ``run --config`` file by itself)
+    methods           {method: {"class", "options"}}: each explainer's options as given
+    methods_resolved  {model: {method: options}}: automatic options resolved per architecture
+    rise_seed         how RISE's mask seed is chosen
+    metrics           {metric: {"higher_is_better", "options", ["resolved_step"]}}
+    models            {model: family, arch, variant (+ variant_settings)}
+    dataset           the DatasetInfo
+    checkpoints       {"model@seedN": path}
+    versions, device, world_size, threads, precision, git_commit, command
+"""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from ..errors import UserError
+
+# 2: "models" (family, arch, LICO variant of each model; lico_<arch> became the paper's
+# per-token reading, format 1's was today's lico_rolled_<arch>), map_dependence in the rows.
+MANIFEST_FORMAT = 2
+NAME = "manifest.json"
+
+# What is wrong with a manifest, in the words of whoever reads it: re-running a recorded
+# run (``--from-manifest``/``--config``), resuming into its results directory, or reporting.
+_FIX = {"rerun": "pass the manifest.json written by 'lico-bench run'",
+        "resume": "this results directory is damaged, use another --out",
+        "report": "the results directory is damaged"}
+
+
+def manifest_path(path: Path) -> Path:
+    """A results directory -> its manifest.json; a file path is returned as is."""
+    path = Path(path)
+    return path / NAME if path.is_dir() else path
+
+
+def read_manifest(path: Path, purpose: str = "report") -> Dict[str, Any]:
+    """The manifest of results directory ``path`` (for "rerun" also a manifest.json), checked: a JSON
+    object whose ``spec`` and ``metrics`` are objects; for ``purpose`` "rerun" and "resume"
+    also of this :data:`MANIFEST_FORMAT` (the report reads older formats too). Any problem is
+    a one-line :class:`UserError` worded for ``purpose`` ("rerun": ``run --from-manifest`` or
+    ``run --config``; "resume": the manifest of the results directory a run writes into;
+    "report": ``report``/``figures``)."""
+    given = Path(path)
+    # the run and the report name a results directory; a re-run takes either
+    path = manifest_path(given) if purpose == "rerun" else given / NAME
+    fix = _FIX[purpose]
+    if not path.is_file():
+        if purpose == "report":
+            raise UserError(f"{given} is not a results directory (no manifest.json); pass the "
+                            "directory that 'lico-bench run' printed.")
+        raise UserError(f"manifest {str(path)!r} does not exist; pass the manifest.json of a "
+                        "results directory written by 'lico-bench run'.")
+    try:
+        man = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        if purpose == "report" and isinstance(e, OSError):
+            raise  # no permission and the like: the CLI names the path and the fix
+        if purpose == "resume":
+            raise UserError(f"{path} is unreadable; {fix}.") from None
+        if purpose == "report":
+            raise UserError(f"{path} is not valid JSON; {fix}.") from None
+        raise UserError(f"manifest {str(path)!r} is not readable JSON ({type(e).__name__}); "
+                        f"{fix}.") from None
+    if not (isinstance(man, dict) and isinstance(man.get("spec", {}), dict)
+            and isinstance(man.get("metrics", {}), dict)):
+        if purpose == "report":
+            raise UserError(f"{path} is not a lico-bench manifest (not the JSON object 'lico-bench "
+                            f"run' writes); {fix}.")
+        if purpose == "resume":
+            raise UserError(f"{path} is not a lico-bench manifest; {fix}.")
+    if purpose == "resume" and man.get("format") != MANIFEST_FORMAT:
+        raise UserError(f"{path.parent} was written by an incompatible lico-bench (manifest format "
+                        f"{man.get('format')}, this one reads {MANIFEST_FORMAT}); use another --out.")
+    if purpose == "rerun":
+        fmt = man.get("format") if isinstance(man, dict) else None
+        if fmt != MANIFEST_FORMAT or not isinstance(man.get("spec"), dict):
+            wrote = (man.get("versions") or {}).get("lico-bench") if isinstance(man, dict) else None
+            raise UserError(f"manifest {str(path)!r} has format {fmt!r}; this lico-bench reads "
+                            f"format {MANIFEST_FORMAT}; re-run it with the lico-bench that wrote it"
+                            + (f" ({wrote})." if wrote else "."))
+    return man
+
+
+def is_manifest(data: Any) -> bool:
+    """Whether ``data`` (a parsed config file) is a whole manifest rather than a spec."""
+    return isinstance(data, dict) and "format" in data and "spec" in data
+
+
+# ---------------------------------------------------------------------------- build, write
+# Options whose change makes old rows incomparable; the rest (device, paths) may change.
+IDENTITY = ("models", "methods", "metrics", "dataset", "split", "image_size", "n_images",
+            "seeds", "target", "batch_size", "method_options", "metric_options", "precision")
+# Format 2 records how RISE's masks are seeded under this key, whatever the run's methods;
+# kept verbatim so that manifests stay comparable (the rule itself: Explainer.seed_option).
+_RISE_SEED = "each experiment's seed unless rise.seed is given"
+
+
+def versions() -> Dict[str, Optional[str]]:
+    """Python's and the relevant packages' versions (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: Dict[str, Optional[str]] = {"python": platform.python_version()}
+    for pkg in ("lico-bench", "torch", "torchvision", "numpy", "scipy", "grad-cam", "captum",
+                "quantus", "pot", "transformers", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def git_commit() -> Optional[str]:
+    """HEAD of the checkout lico_bench runs from (+ "-dirty" with uncommitted changes to
+    tracked files); None outside a git checkout."""
+    try:
+        here = Path(__file__).resolve().parent
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                           timeout=10)
+        if r.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return r.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def build_manifest(spec, explainers: Dict[str, Any], metrics: list, info, *,
+                   checkpoints: Dict[str, str], device, world_size: int, precision: str,
+                   command: Optional[str] = None) -> Dict[str, Any]:
+    """The manifest of a run of ``spec`` (a RunSpec).
+
+    explainers: {method: Explainer} as the run builds them; metrics: [Metric];
+    info: the dataset's DatasetInfo; checkpoints: {"model@seedN": path};
+    device: the torch.device the run computes on; precision: "fp32" or "bf16".
+    Each explainer and metric describes itself (``describe``; automatic options resolved on
+    an untrained copy of each architecture at the dataset's image size: they depend on the
+    architecture and image size only)."""
+    import torch
+
+    from ..lico.variants import VARIANTS
+    from ..metrics import dependence
+    from ..models import create_model
+
+    size = (info.image_size, info.image_size)
+    resolved, models = {}, {}
+    for name in spec.models:
+        proto = create_model(name, info.num_classes, image_size=info.image_size).eval()
+        resolved[name] = {m: e.resolved_options(proto, size) for m, e in explainers.items()}
+        models[name] = proto.cfg.describe()     # family, arch, variant: how tables pair
+        if proto.cfg.variant is not None:
+            models[name]["variant_settings"] = VARIANTS[proto.cfg.variant].settings()
+    metric_entries = {m.name: m.describe(size) for m in metrics}
+    metric_entries[dependence.NAME] = dependence.describe()
+    return {
+        "format": MANIFEST_FORMAT,
+        "spec": spec.to_dict(),
+        "methods": {name: e.describe() for name, e in explainers.items()},
+        "methods_resolved": resolved,
+        "rise_seed": _RISE_SEED,
+        "metrics": metric_entries,
+        "models": models,
+        "dataset": info.to_dict(),
+        "checkpoints": dict(checkpoints),
+        "versions": versions(),
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})"
+                                 if device.type == "cuda" else ""),
+        "world_size": world_size,
+        "threads": torch.get_num_threads(),  # CPU results are bitwise reproducible per thread count
+        "precision": precision,
+        "git_commit": git_commit(),
+        "command": command,
+    }
+
+
+def write_manifest(out: Path, manifest: Dict[str, Any]) -> Path:
+    """Write ``out/manifest.json`` atomically (lico_bench.io); returns its path."""
+    from ..io import write_json
+
+    return write_json(Path(out) / NAME, manifest)
+
+
+# ---------------------------------------------------------------------------- compare
+def differences(old: Dict[str, Any], new: Dict[str, Any]) -> list:
+    """What makes the rows of manifest ``old`` incomparable with those of run ``new``:
+    the :data:`IDENTITY` spec options that differ (precision from the manifest's resolved
+    one), and "method/metric options" when the explainers or metrics describe themselves
+    differently. Empty: the same run (device, paths, versions may differ)."""
+    old_spec = dict(old.get("spec", {}), precision=old.get("precision", "fp32"))
+    new_spec = dict(new["spec"], precision=new["precision"])
+    diff = [k for k in IDENTITY if old_spec.get(k) != new_spec.get(k)]
+    if old.get("methods") != new["methods"] or old.get("metrics") != new["metrics"]:
+        diff.append("method/metric options")
+    return diff
+
+
+def check_resumable(out: Path, new: Dict[str, Any]) -> None:
+    """Before run ``new`` writes into results directory ``out``: the manifest already there
+    (if any) must be readable, of this format, and of the same run (:func:`differences`);
+    otherwise a one-line :class:`UserError`."""
+    if not (Path(out) / NAME).exists():
+        return
+    diff = differences(read_manifest(out, "resume"), new)
+    if diff:
+        raise UserError(f"{out} holds a run with other settings ({', '.join(diff)}); "
+                        "use another --out or the same options.")
