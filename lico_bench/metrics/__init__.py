@@ -1,7 +1,8 @@
-"""Saliency metrics: causal (insertion, deletion), pointing game, Quantus adapters.
+"""Saliency metrics: causal (insertion, deletion), ROAD, pointing game, Quantus adapters.
 
 Two layers: pure kernels on tensors (:func:`insertion_curve`, :func:`deletion_curve`,
-:func:`auc`, :func:`pointing_game`, :func:`energy_pointing_game`, ...) and the uniform
+:func:`auc`, :func:`road_curves`, :func:`noisy_linear_impute`, :func:`pointing_game`,
+:func:`energy_pointing_game`, ...) and the uniform
 :class:`Metric` interface the runner uses (:func:`create_metric`, :func:`list_metrics`,
 :func:`register_metric`; see :mod:`lico_bench.metrics.base`). ``quantus:<Name>`` adapters
 import Quantus only when created.
@@ -14,6 +15,8 @@ from .causal import (auc, causal_curves, default_step, deletion_curve, gaussian_
                      predict)
 from .pointing import (default_tolerance, energy_pointing_game, pointing_accuracy,
                        pointing_game, pointing_points)
+from .road import (linear_impute, noisy_linear_impute, removal_masks, road_curves,
+                   trapezoid_auc)
 from . import builtin  # noqa: F401  (registers the built-in metrics)
 from . import quantus_adapters  # noqa: F401  (registers quantus:<Name>, imports quantus lazily)
 
@@ -21,4 +24,5 @@ __all__ = ["Metric", "MetricResult", "auc", "causal_curves", "create_metric", "d
            "default_tolerance", "deletion_curve", "energy_pointing_game", "gaussian_blur",
            "gaussian_kernel1d", "insertion_curve", "list_metrics", "num_steps", "overall",
            "pixel_order", "pixel_rank", "pointing_accuracy", "pointing_game",
-           "pointing_points", "predict", "register_metric"]
+           "pointing_points", "predict", "register_metric", "linear_impute",
+           "noisy_linear_impute", "removal_masks", "road_curves", "trapezoid_auc"]

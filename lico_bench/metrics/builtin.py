@@ -1,4 +1,5 @@
-"""The built-in metrics behind the registry: insertion, deletion, (energy) pointing game."""
+"""The built-in metrics behind the registry: insertion, deletion, ROAD (MoRF, LeRF and
+LeRF - MoRF), (energy) pointing game."""
 from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
@@ -7,6 +8,8 @@ from .base import Metric, MetricResult, register_metric
 from .causal import (BLUR_KERNELS, DEFAULT_BATCH_SIZE, SCORES, SUBSTRATES, auc,
                      causal_curves, default_step)
 from .pointing import energy_pointing_game, pointing_game
+from .road import (DEFAULT_NOISE, DEFAULT_PERCENTAGES, DEFAULT_TOL, ROAD_SCORES,
+                   check_percentages, road_curves, trapezoid_auc)
 from ..errors import UserError
 from ..options import Range
 
@@ -147,5 +150,120 @@ class EnergyPointingGame(Metric):
         return MetricResult(energy_pointing_game(maps, masks), None)
 
 
-for _cls in (Insertion, Deletion, PointingGame, EnergyPointingGame):
+class _Road(Metric):
+    """ROAD (Rong et al., ICML 2022; tleemann/road_evaluation): see :mod:`.road`.
+
+    values: [B] float32, the trapezoid AUC of the curve over the percentages (p on the x
+    axis); curves: [B, n] float32, the score at each percentage (n = len(percentages)).
+    Options: ``percentages`` (fractions removed, strictly increasing in [0, 1]; the paper's
+    no-retraining setting by default), ``noise`` (std of the imputation noise in normalised
+    space), ``seed`` (of the noise generator), ``score`` ("softmax", "logit" or
+    "accuracy"), ``batch_size`` (imputed images per solve and forward), ``tol`` and
+    ``max_iter`` (the conjugate-gradient solve; None = automatic, 4*H*W + 100).
+    """
+
+    orders: tuple = ()
+    defaults = {"percentages": list(DEFAULT_PERCENTAGES), "noise": DEFAULT_NOISE, "seed": 0,
+                "score": "softmax", "batch_size": DEFAULT_BATCH_SIZE, "tol": DEFAULT_TOL,
+                "max_iter": None}
+    option_types = {"percentages": list, "noise": Annotated[float, Range(0)], "seed": int,
+                    "score": Literal[ROAD_SCORES], "batch_size": PositiveInt,
+                    "tol": Annotated[float, Range(0, lo_open=True)],
+                    "max_iter": Optional[PositiveInt]}
+
+    def validate(self) -> None:
+        ps = self.options["percentages"]
+        if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in ps):
+            raise UserError(f"option percentages of metric {self.name!r} must be a list of "
+                            f"numbers, got {ps!r}.")
+        self.options["percentages"] = [float(p) for p in ps]
+        try:
+            check_percentages(self.options["percentages"])
+        except UserError as e:
+            raise UserError(f"option percentages of metric {self.name!r}: {e}") from None
+
+    def _curves(self, model, images, maps, targets):
+        o = self.options
+        return road_curves(model, images, maps, targets, orders=self.orders,
+                           percentages=o["percentages"], noise=o["noise"], seed=o["seed"],
+                           score=o["score"], batch_size=o["batch_size"], tol=o["tol"],
+                           max_iter=o["max_iter"])
+
+    def compute(self, model, images, maps, targets, masks) -> MetricResult:
+        curves = self._curves(model, images, maps, targets)[self.orders[0]]
+        return MetricResult(trapezoid_auc(curves, self.options["percentages"]), curves)
+
+
+class RoadMorf(_Road):
+    """ROAD, most relevant first (Rong et al. 2022): lower is better.
+
+    The pixels the map ranks highest are removed first and imputed by noisy linear
+    imputation; the value is the AUC of the explained class's score over the percentages.
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> maps = torch.zeros(2, 32, 32); maps[:, 8:16, 8:16] = 1.0   # [B, H, W] saliency
+        >>> from lico_bench.metrics import create_metric
+        >>> morf = create_metric("road_morf", seed=1)
+        >>> res = morf(model, images, maps, torch.tensor([0, 1]))
+        >>> res.values.shape, res.curves.shape             # AUC per image, 7 percentages
+        (torch.Size([2]), torch.Size([2, 7]))
+        >>> bool(((res.values >= 0) & (res.values <= 0.8)).all())   # p from 0.1 to 0.9
+        True
+    """
+
+    name = "road_morf"
+    orders = ("morf",)
+    higher_is_better = False
+
+
+class RoadLerf(_Road):
+    """ROAD, least relevant first (Rong et al. 2022): higher is better.
+
+    Example::
+
+        >>> import torch
+        >>> from lico_bench.metrics import create_metric
+        >>> lerf = create_metric("road_lerf", percentages=[0.25, 0.5, 0.75], score="accuracy")
+        >>> lerf.higher_is_better, lerf.options["noise"]
+        (True, 0.01)
+    """
+
+    name = "road_lerf"
+    orders = ("lerf",)
+    higher_is_better = True
+
+
+class Road(_Road):
+    """ROAD LeRF - MoRF per image (Rong et al. 2022): higher is better.
+
+    values = AUC(LeRF) - AUC(MoRF) per image; curves = LeRF curve - MoRF curve at each
+    percentage (the AUC is linear, so the value is also the AUC of that curve). Same
+    options, noise and seed as ``road_morf`` and ``road_lerf``, so with equal options
+    ``road = road_lerf - road_morf`` exactly.
+
+    Example::
+
+        >>> from lico_bench.metrics import create_metric
+        >>> create_metric("road").higher_is_better
+        True
+    """
+
+    name = "road"
+    orders = ("morf", "lerf")
+    higher_is_better = True
+
+    def compute(self, model, images, maps, targets, masks) -> MetricResult:
+        c = self._curves(model, images, maps, targets)
+        ps = self.options["percentages"]
+        values = trapezoid_auc(c["lerf"], ps) - trapezoid_auc(c["morf"], ps)
+        return MetricResult(values, c["lerf"] - c["morf"])
+
+
+for _cls in (Insertion, Deletion, RoadMorf, RoadLerf, Road, PointingGame, EnergyPointingGame):
     register_metric(_cls.name, _cls)
