@@ -1,0 +1,391 @@
+"""ROAD (Rong et al., ICML 2022; tleemann/road_evaluation): noisy linear imputation,
+removal order, curves and AUC. Three kinds of checks: values computed by hand on tiny
+images, cases known by construction (constant and linear images), and differential tests
+against a plain per-pixel scipy reference (and Quantus 0.6.0's ROAD where it runs)."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spl
+import torch
+import torch.nn as nn
+
+from lico_bench.errors import UserError
+from lico_bench.metrics import (create_metric, linear_impute, list_metrics, noisy_linear_impute,
+                                removal_masks, road_curves, trapezoid_auc)
+from lico_bench.metrics.road import DEFAULT_PERCENTAGES
+
+from .conftest import CountingModel, TinyConv
+
+# (dy, dx) -> weight, as METRICS.md writes it: 1/6 edge neighbours, 1/12 diagonal ones.
+NEIGHBOURS = [((dy, dx), (1 / 12 if dy and dx else 1 / 6))
+              for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def reference_impute(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """The ROAD system built pixel by pixel and solved with scipy's sparse direct solver,
+    one image at a time, as the reference code does. img: [C, H, W] float64;
+    removed: [H, W] bool -> [C, H, W] float64 (no noise)."""
+    c, h, w = img.shape
+    unknown = [(y, x) for y in range(h) for x in range(w) if removed[y, x]]
+    var = {yx: i for i, yx in enumerate(unknown)}
+    a = sp.lil_matrix((len(unknown), len(unknown)))
+    b = np.zeros((len(unknown), c))
+    for i, (y, x) in enumerate(unknown):
+        for (dy, dx), wt in NEIGHBOURS:
+            yy, xx = y + dy, x + dx
+            if not (0 <= yy < h and 0 <= xx < w):
+                continue  # outside: dropped, and not counted in the pixel's own coefficient
+            a[i, i] += wt
+            if removed[yy, xx]:
+                a[i, var[(yy, xx)]] -= wt
+            else:
+                b[i] += wt * img[:, yy, xx]
+    out = img.copy()
+    if unknown:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # singular matrix (all removed): NaN, kept
+            sol = spl.spsolve(sp.csc_matrix(a), b).reshape(len(unknown), c)
+        for i, (y, x) in enumerate(unknown):
+            out[:, y, x] = sol[i]
+    return out
+
+
+def smooth_maps(b, h, w, seed):
+    """[b, h, w] float32 maps with blobs (large removed regions, the hard case for CG)."""
+    m = torch.rand(b, 1, h, w, generator=torch.Generator().manual_seed(seed))
+    return nn.functional.avg_pool2d(m, 5, 1, 2)[:, 0] + 1e-4 * m[:, 0]
+
+
+# ----------------------------------------------------------------------------- imputation
+
+def test_single_removed_pixel_is_the_weighted_mean_of_its_neighbours():
+    img = torch.arange(9, dtype=torch.float64).view(1, 1, 3, 3) ** 2   # 0 1 4 / 9 16 25 / 36 49 64
+    removed = torch.zeros(1, 3, 3, dtype=torch.bool)
+    removed[0, 1, 1] = True
+    out = linear_impute(img, removed)
+    # (1 + 9 + 25 + 49) / 6 + (0 + 4 + 36 + 64) / 12 = 14 + 26/3, weights sum to 1
+    assert out[0, 0, 1, 1].item() == pytest.approx(14 + 26 / 3, abs=1e-10)
+    keep = ~removed[0]
+    assert torch.equal(out[0, 0][keep], img[0, 0][keep])
+    # A corner: neighbours right (1/6), down (1/6), diagonal (1/12); coefficient 5/12.
+    removed = torch.zeros(1, 3, 3, dtype=torch.bool)
+    removed[0, 0, 0] = True
+    want = (1 / 6 * 1 + 1 / 6 * 9 + 1 / 12 * 16) / (5 / 12)
+    assert linear_impute(img, removed)[0, 0, 0, 0].item() == pytest.approx(want, abs=1e-10)
+
+
+def test_adjacent_removed_pixels_are_solved_jointly():
+    """A 1x4 row [a, x1, x2, b]: 2 x1 - x2 = a, 2 x2 - x1 = b -> linear interpolation."""
+    a, b = 3.0, 12.0
+    img = torch.tensor([[[[a, -100.0, 50.0, b]]]], dtype=torch.float64)
+    removed = torch.tensor([[[False, True, True, False]]])
+    out = linear_impute(img, removed)[0, 0, 0]
+    assert out.tolist() == pytest.approx([a, (2 * a + b) / 3, (a + 2 * b) / 3, b], abs=1e-10)
+    # At the end of a row only one neighbour remains, so the pixel copies it.
+    removed = torch.tensor([[[True, False, False, False]]])
+    assert linear_impute(img, removed)[0, 0, 0, 0].item() == pytest.approx(-100.0, abs=1e-10)
+
+
+def test_constant_image_is_imputed_exactly():
+    img = torch.full((2, 3, 16, 16), 0.7, dtype=torch.float64)
+    img[1] = -1.25
+    maps = smooth_maps(2, 16, 16, seed=3)
+    for p in (0.1, 0.5, 0.9, 0.99):
+        removed = removal_masks(maps, [p], "morf")[0]
+        assert removed.sum().item() == 2 * int(p * 256)
+        assert (linear_impute(img, removed) - img).abs().max().item() < 1e-9
+
+
+def test_linear_image_is_imputed_exactly_inside():
+    """f(y, x) = a y + b x + c is harmonic under the symmetric stencil: a removed region
+    away from the border is filled with the same plane."""
+    ar = torch.arange(12, dtype=torch.float64)        # float64: a float32 plane is not exact
+    yy, xx = torch.meshgrid(ar, ar, indexing="ij")
+    img = torch.stack([0.3 * yy - 0.2 * xx + 1, -yy + 2 * xx])[None]             # [1, 2, 12, 12]
+    removed = torch.zeros(1, 12, 12, dtype=torch.bool)
+    removed[0, 2:10, 3:9] = True
+    removed[0, 5, 1] = True
+    assert (linear_impute(img, removed, tol=1e-14) - img).abs().max().item() < 1e-10
+    # The default stop (relative residual 1e-9) is exact to well below METRICS.md's 1e-5.
+    assert (linear_impute(img, removed) - img).abs().max().item() < 1e-6
+
+
+def test_matches_scipy_direct_solve_to_1e5():
+    """METRICS.md's known trap: the batched device solver against scipy's sparse solve,
+    per image, no noise, MoRF and LeRF up to 90 % removed (large regions)."""
+    g = torch.Generator().manual_seed(0)
+    img = torch.randn(3, 3, 20, 20, generator=g)
+    maps = smooth_maps(3, 20, 20, seed=4)
+    for order in ("morf", "lerf"):
+        removed = removal_masks(maps, [0.1, 0.5, 0.9], order).reshape(-1, 20, 20)
+        x = img.repeat(3, 1, 1, 1)
+        ours = linear_impute(x, removed)
+        ref = np.stack([reference_impute(x[i].double().numpy(), removed[i].numpy())
+                        for i in range(len(x))])
+        assert np.abs(ours.numpy() - ref).max() < 1e-5
+
+
+def test_float32_images_and_tolerance_option():
+    g = torch.Generator().manual_seed(1)
+    img = torch.randn(2, 3, 10, 10, generator=g)
+    removed = removal_masks(smooth_maps(2, 10, 10, seed=5), [0.7], "morf")[0]
+    out = noisy_linear_impute(img, removed, noise=0.0)
+    assert out.dtype == torch.float32
+    ref = np.stack([reference_impute(img[i].double().numpy(), removed[i].numpy()) for i in range(2)])
+    assert np.abs(out.double().numpy() - ref).max() < 1e-5
+    loose = linear_impute(img, removed, tol=1e-2)      # a looser stop is measurably looser
+    assert np.abs(loose.numpy() - ref).max() > 1e-6
+    with pytest.raises(RuntimeError, match="did not reach"):
+        linear_impute(img, removed, tol=1e-12, max_iter=2)
+
+
+def test_all_pixels_removed_gives_zero_where_scipy_gives_nan():
+    img = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(2)).double()
+    removed = torch.ones(1, 4, 4, dtype=torch.bool)
+    assert torch.equal(linear_impute(img, removed), torch.zeros_like(img))
+    assert np.isnan(reference_impute(img[0].numpy(), removed[0].numpy())).all()
+
+
+def test_noise_is_added_on_removed_pixels_only():
+    g = torch.Generator().manual_seed(3)
+    img = torch.randn(2, 3, 8, 8, generator=g)
+    removed = removal_masks(torch.rand(2, 8, 8, generator=g), [0.5], "morf")[0]
+    field = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    clean = noisy_linear_impute(img, removed, noise=0.0)
+    noisy = noisy_linear_impute(img, removed, noise=0.25, noise_field=field)
+    want = clean.double() + 0.25 * removed[:, None] * field
+    assert (noisy.double() - want).abs().max().item() < 1e-6
+    assert torch.equal(noisy[~removed[:, None].expand_as(noisy)], img[~removed[:, None].expand_as(img)])
+    # Drawn from a generator: the same seed gives the same images.
+    a = noisy_linear_impute(img, removed, 0.01, generator=torch.Generator().manual_seed(7))
+    b = noisy_linear_impute(img, removed, 0.01, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b) and not torch.equal(a, clean)
+
+
+def test_matches_quantus_noisy_linear_imputation():
+    quantus = pytest.importorskip("quantus")
+    from quantus.functions.perturb_func import noisy_linear_imputation
+
+    g = torch.Generator().manual_seed(4)
+    img = torch.randn(3, 12, 12, generator=g).double()
+    removed = removal_masks(smooth_maps(1, 12, 12, seed=6), [0.8], "morf")[0]
+    idx = np.flatnonzero(removed[0].numpy())
+    q = noisy_linear_imputation(img.numpy(), idx, noise=0.0)
+    ours = linear_impute(img[None], removed)[0].numpy()
+    assert np.abs(q - ours).max() < 1e-5
+
+
+# ----------------------------------------------------------------------------- order, AUC
+
+def test_removal_masks_order_counts_and_ties():
+    maps = torch.tensor([[[0.9, 0.1, 0.5], [0.5, 0.3, 0.5]]])        # [1, 2, 3]; 0.5 three times
+    m = removal_masks(maps, [0.0, 0.34, 0.5, 0.99, 1.0], "morf")       # int(p*6): 0, 2, 3, 5, 6
+    assert m.shape == (5, 1, 2, 3)
+    assert m.flatten(1).sum(1).tolist() == [0, 2, 3, 5, 6]
+    # MoRF: 0.9 first, then the 0.5s by flat index (2, 3, 5), then 0.3, 0.1.
+    assert m[1, 0].flatten().tolist() == [True, False, True, False, False, False]
+    assert m[2, 0].flatten().tolist() == [True, False, True, True, False, False]
+    lerf = removal_masks(maps, [0.34, 0.5], "lerf")                    # 0.1, 0.3, then 0.5 @ 2
+    assert lerf[0, 0].flatten().tolist() == [False, True, False, False, True, False]
+    assert lerf[1, 0].flatten().tolist() == [False, True, True, False, True, False]
+    with pytest.raises(UserError):
+        removal_masks(maps, [0.5], "random")
+
+
+def test_trapezoid_auc_hand_computed():
+    ps = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9]
+    ones = torch.ones(1, 7)
+    assert trapezoid_auc(ones, ps).item() == pytest.approx(0.8, abs=1e-7)
+    c = torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 1.0]])
+    # p = 0, 0.5, 1: 0.5*(1.5/2) + 0.5*(0.5/2) = 0.5 ; 0.5*0.5 + 0.5*1 = 0.75
+    assert trapezoid_auc(c, [0.0, 0.5, 1.0]).tolist() == pytest.approx([0.5, 0.75], abs=1e-7)
+    # Uneven spacing: p = 0.1, 0.2, 0.5: 0.1*0.75 + 0.3*0.25
+    assert trapezoid_auc(c[:1], [0.1, 0.2, 0.5]).item() == pytest.approx(0.15, abs=1e-7)
+    assert trapezoid_auc(c, [0.0, 0.5, 1.0]).dtype == torch.float32
+    with pytest.raises(UserError):
+        trapezoid_auc(c, [0.0, 1.0])
+
+
+# ----------------------------------------------------------------------------- curves
+
+def test_curves_match_a_plain_per_image_loop():
+    """road_curves against: for each image and p, remove, impute with scipy, add the same
+    noise field, forward alone, softmax of the target."""
+    model = TinyConv().eval()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 3, 10, 10, generator=g)
+    maps = smooth_maps(3, 10, 10, seed=7)
+    targets = torch.tensor([0, 2, 4])
+    ps = [0.2, 0.5, 0.9]
+    out = road_curves(model, x, maps, targets, percentages=ps, noise=0.05, seed=11,
+                      batch_size=4)
+    field = torch.randn(2, len(ps), 3, 10, 10, generator=torch.Generator().manual_seed(11),
+                        dtype=torch.float64)
+    for oi, order in enumerate(("morf", "lerf")):
+        rem = removal_masks(maps, ps, order)
+        want = torch.zeros(3, len(ps))
+        for b in range(3):
+            for k in range(len(ps)):
+                imp = reference_impute(x[b].double().numpy(), rem[k, b].numpy())
+                imp = torch.from_numpy(imp) + 0.05 * rem[k, b] * field[oi, k]
+                with torch.no_grad():
+                    want[b, k] = model(imp[None].float()).softmax(1)[0, targets[b]]
+        assert out[order].shape == (3, len(ps)) and out[order].dtype == torch.float32
+        assert (out[order] - want).abs().max().item() < 1e-5
+
+
+def test_value_does_not_depend_on_batch_mates_or_batch_size():
+    model = CountingModel(TinyConv().eval()).eval()
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(4, 3, 8, 8, generator=g)
+    maps = torch.rand(4, 8, 8, generator=g)
+    metric = create_metric("road", batch_size=5)
+    full = metric(model, x, maps)
+    assert max(model.batches) <= 5
+    alone = create_metric("road", batch_size=128)(model, x[2:3], maps[2:3])
+    assert (full.values[2] - alone.values[0]).abs().item() < 1e-6
+    assert (full.curves[2] - alone.curves[0]).abs().max().item() < 1e-6
+
+
+def test_road_is_lerf_minus_morf_and_directions():
+    model = TinyConv().eval()
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 3, 8, 8, generator=g)
+    maps = torch.rand(3, 8, 8, generator=g)
+    morf = create_metric("road_morf", seed=3)(model, x, maps)
+    lerf = create_metric("road_lerf", seed=3)(model, x, maps)
+    road = create_metric("road", seed=3)(model, x, maps)
+    assert torch.allclose(road.values, lerf.values - morf.values, atol=1e-6)
+    assert torch.allclose(road.curves, lerf.curves - morf.curves, atol=1e-6)
+    assert morf.curves.shape == (3, len(DEFAULT_PERCENTAGES))
+    assert torch.allclose(morf.values, trapezoid_auc(morf.curves, DEFAULT_PERCENTAGES))
+    assert (create_metric("road_morf").higher_is_better, create_metric("road_lerf").higher_is_better,
+            create_metric("road").higher_is_better) == (False, True, True)
+    other = create_metric("road_morf", seed=4)(model, x, maps)
+    assert not torch.equal(other.curves, morf.curves)   # the seed reaches the noise
+
+
+def test_a_faithful_map_separates_morf_from_lerf():
+    """Known by construction: class 1's logit is the sum of the image over a 4x4 patch, so a
+    map that marks the patch removes the evidence first under MoRF (score falls) and last
+    under LeRF (score stays)."""
+    class Patch(nn.Module):
+        def forward(self, x):
+            z = x[:, :, 2:6, 2:6].sum(dim=(1, 2, 3))
+            return torch.stack([torch.zeros_like(z), z], dim=1)
+
+    x = -0.5 * torch.ones(2, 3, 12, 12)
+    x[:, :, 2:6, 2:6] = 1.0                                   # clean logit 48: P(class 1) ~ 1
+    maps = torch.rand(2, 12, 12, generator=torch.Generator().manual_seed(0))
+    maps[:, 2:6, 2:6] += 1.0                                  # the patch ranks first
+    t = torch.ones(2, dtype=torch.long)
+    model = Patch().eval()
+    # int(0.12 * 144) = 17 >= 16: the first point removes the whole patch (MoRF); the last,
+    # int(0.88 * 144) = 126 <= 128, still keeps it (LeRF).
+    ps = [0.12, 0.3, 0.5, 0.7, 0.88]
+    morf = create_metric("road_morf", noise=0.0, percentages=ps)(model, x, maps, t)
+    lerf = create_metric("road_lerf", noise=0.0, percentages=ps)(model, x, maps, t)
+    # MoRF: every removed patch pixel is imputed from known pixels that are all -0.5, so
+    # the patch becomes -0.5 (logit -24); LeRF never touches the patch (logit 48).
+    assert morf.curves.max().item() < 1e-9
+    assert lerf.curves.min().item() == pytest.approx(1.0, abs=1e-9)
+    assert morf.values.tolist() == pytest.approx([0.0, 0.0], abs=1e-9)
+    assert lerf.values.tolist() == pytest.approx([0.76, 0.76], abs=1e-6)
+
+
+def test_accuracy_and_logit_scores():
+    model = TinyConv().eval()
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 3, 8, 8, generator=g)
+    maps = torch.rand(2, 8, 8, generator=g)
+    acc = create_metric("road_morf", score="accuracy")(model, x, maps)
+    assert set(acc.curves.unique().tolist()) <= {0.0, 1.0}
+    logit = road_curves(model, x, maps, orders=("morf",), score="logit")["morf"]
+    prob = road_curves(model, x, maps, orders=("morf",), score="softmax")["morf"]
+    assert not torch.allclose(logit, prob)
+
+
+def test_matches_quantus_road_on_single_channel_images():
+    """Quantus 0.6.0's ROAD runs only on single-channel images: it flattens the map
+    broadcast to [C, H, W] and indexes an [H*W] mask with it (IndexError for C = 3). It
+    reports MoRF accuracy per percentage averaged over the batch; with noise 0 ours must
+    give the same accuracies."""
+    quantus = pytest.importorskip("quantus")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                          nn.Flatten(), nn.Linear(24, 4)).eval()
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(6, 1, 10, 10, generator=g)
+    maps = torch.rand(6, 10, 10, generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    pct = [10, 30, 50, 70, 90]
+    q = quantus.ROAD(percentages=pct, noise=0.0, normalise=False, disable_warnings=True)
+    got = q(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps[:, None].numpy(),
+            channel_first=True, device="cpu")
+    ours = road_curves(model, x, maps, y, orders=("morf",), percentages=[p / 100 for p in pct],
+                       noise=0.0, score="accuracy")["morf"].mean(0)
+    assert ours.tolist() == pytest.approx([got[p] for p in pct], abs=1e-9)
+    with pytest.raises(IndexError):   # the three-channel failure, so the doc stays true
+        quantus.ROAD(percentages=[50], noise=0.0, normalise=False, disable_warnings=True)(
+            model=TinyConv().eval(), x_batch=np.zeros((1, 3, 8, 8), np.float32),
+            y_batch=np.zeros(1, int), a_batch=np.random.rand(1, 1, 8, 8).astype(np.float32),
+            channel_first=True, device="cpu")
+
+
+# ----------------------------------------------------------------------------- metric
+
+def test_registered_options_and_describe():
+    assert {"road", "road_morf", "road_lerf"} <= set(list_metrics())
+    m = create_metric("road_lerf", percentages=[0.25, 0.5, 1], seed=2)
+    d = m.describe((32, 32))
+    assert d["options"]["percentages"] == [0.25, 0.5, 1.0]
+    assert d["options"]["noise"] == 0.01 and d["options"]["seed"] == 2
+    assert d["options"]["score"] == "softmax" and d["higher_is_better"] is True
+    for bad in ({"percentages": [0.5]}, {"percentages": [0.5, 0.2]}, {"percentages": [0.1, 1.5]},
+                {"percentages": [0.1, "x"]}, {"percentages": [True, 0.5]}, {"noise": -0.1},
+                {"score": "prob"}, {"seed": 1.5}, {"tol": 0}, {"max_iter": 0}, {"order": "morf"}):
+        with pytest.raises(UserError):
+            create_metric("road_morf", **bad)
+
+
+def test_refuses_nan_maps_and_training_models(tiny):
+    x = torch.randn(1, 3, 8, 8)
+    maps = torch.rand(1, 8, 8)
+    maps[0, 0, 0] = math.nan
+    with pytest.raises(UserError, match="NaN"):
+        create_metric("road_morf")(tiny, x, maps)
+    with pytest.raises(UserError):
+        create_metric("road_morf")(TinyConv().train(), x, torch.rand(1, 8, 8))
+    empty = create_metric("road")(tiny, torch.zeros(0, 3, 8, 8), torch.zeros(0, 8, 8))
+    assert empty.values.shape == (0,) and empty.curves.shape == (0, 7)
+
+
+def test_bf16_autocast_keeps_the_imputation_in_float64():
+    model = TinyConv().eval()
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(2, 3, 8, 8, generator=g)
+    maps = torch.rand(2, 8, 8, generator=g)
+    ref = create_metric("road_morf")(model, x, maps)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = create_metric("road_morf")(model, x, maps)
+        removed = removal_masks(maps, [0.9], "morf")[0]
+        imp = linear_impute(x, removed)
+    assert imp.dtype == torch.float64 and low.curves.dtype == torch.float32
+    assert (low.values - ref.values).abs().max().item() < 0.02
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    model = TinyConv().eval()
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 3, 16, 16, generator=g)
+    maps = smooth_maps(3, 16, 16, seed=8)
+    cpu = road_curves(model, x, maps)
+    gpu = road_curves(model.cuda(), x.cuda(), maps.cuda())
+    assert gpu["morf"].device.type == "cuda"
+    for o in cpu:
+        assert (gpu[o].cpu() - cpu[o]).abs().max().item() < 1e-5
