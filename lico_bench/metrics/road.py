@@ -29,7 +29,7 @@ conjugate gradient started at 0 returns.
 
 Solver: preconditioned conjugate gradient (Jacobi preconditioner ``1/d_i``), batched over
 images, percentages and channels, on the images' device, in float64, the 3x3 stencil
-applied with a convolution. It stops when every system's residual is below
+applied as eight shifted sums. It stops when every system's residual is below
 ``tol * ||b||`` (checked every :data:`CHECK_EVERY` iterations: one host sync each) and
 raises if ``max_iter`` is reached first. With the default ``tol = 1e-9`` the imputed images
 equal scipy's sparse direct solve of the same system to < 1e-5 (METRICS.md's "known trap";
@@ -100,11 +100,17 @@ def neighbour_kernel(dtype: torch.dtype = torch.float64,
     return k.view(1, 1, 3, 3)
 
 
-def _neighbour_sum(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+def _neighbour_sum(x: torch.Tensor) -> torch.Tensor:
     """``sum_o w_o x[i + o]`` over the 8 neighbours, zero outside the image (a neighbour
-    outside is dropped). x: [N, C, H, W] -> [N, C, H, W], same dtype."""
-    n, c, h, w = x.shape
-    return F.conv2d(x.reshape(n * c, 1, h, w), kernel, padding=1).view(n, c, h, w)
+    outside is dropped). x: [N, C, H, W] -> [N, C, H, W], same dtype.
+
+    Eight shifted views of a zero-padded copy rather than a convolution: on a CPU a float64
+    convolution has no fast kernel (measured 1.5x slower at 32 px), and the sums are exact
+    the same way on every device."""
+    p = F.pad(x, (1, 1, 1, 1))
+    edge = p[..., 1:-1, :-2] + p[..., 1:-1, 2:] + p[..., :-2, 1:-1] + p[..., 2:, 1:-1]
+    diag = p[..., :-2, :-2] + p[..., :-2, 2:] + p[..., 2:, :-2] + p[..., 2:, 2:]
+    return edge.mul_(_W_EDGE).add_(diag, alpha=_W_DIAG)
 
 
 def linear_impute(images: torch.Tensor, removed: torch.Tensor, *, tol: float = DEFAULT_TOL,
@@ -114,9 +120,12 @@ def linear_impute(images: torch.Tensor, removed: torch.Tensor, *, tol: float = D
     images: [N, C, H, W] float (any device); removed: [N, H, W] bool, True = pixel removed
     (all channels). returns: [N, C, H, W] float64 on the images' device; known pixels are
     the input's, removed ones the solution of ``(D - W_UU) x = W_UK v`` (module docstring).
-    tol: stop when ``||r|| <= tol * ||b||`` for every (image, channel) system;
-    max_iter: CG iteration cap (None: ``4 * H * W + 100``, far above what the stencil
-    needs); reaching it raises RuntimeError rather than return an unconverged image.
+    tol: stop a system when ``||r|| <= tol * ||b||`` (each (image, channel) pair is one
+    system); max_iter: CG iteration cap (None: ``4 * H * W + 100``, far above what the
+    stencil needs); reaching it raises RuntimeError rather than return an unconverged image.
+
+    Converged systems leave the batch at each check (every :data:`CHECK_EVERY` iterations),
+    so the easy ones (few pixels removed) do not pay for the hardest.
     """
     if images.ndim != 4 or removed.shape != (images.shape[0],) + tuple(images.shape[2:]):
         raise UserError(f"images must be [N, C, H, W] and removed [N, H, W], got "
@@ -127,46 +136,56 @@ def linear_impute(images: torch.Tensor, removed: torch.Tensor, *, tol: float = D
         max_iter = 4 * h * w + 100
     with float32_ops(dev):  # the solve is not a forward: never bf16
         v = images.to(torch.float64)
-        u = removed.to(device=dev, dtype=torch.float64)[:, None]               # [N, 1, H, W]
-        kern = neighbour_kernel(torch.float64, dev)
-        deg = _neighbour_sum(torch.ones(1, 1, h, w, dtype=torch.float64, device=dev), kern)
+        # One system per (image, channel): [S, 1, H, W], S = N*C; the matrix (the mask u)
+        # is the same for the channels of an image.
+        u = removed.to(device=dev, dtype=torch.float64)[:, None].expand(n, c, h, w)
+        u = u.reshape(n * c, 1, h, w)
+        deg = _neighbour_sum(torch.ones(1, 1, h, w, dtype=torch.float64, device=dev))
         # Jacobi preconditioner 1/d_i on U (d_i > 0 unless the image is a single pixel).
-        minv = u * torch.where(deg > 0, 1.0 / deg.clamp_min(1e-300), torch.zeros_like(deg))
-
-        def apply_a(x):  # x is zero on K, so the neighbour sum only sees unknowns (W_UU x)
-            return u * (deg * x - _neighbour_sum(x, kern))
-
-        b = u * _neighbour_sum((1.0 - u) * v, kern)                           # W_UK v
+        inv_deg = torch.where(deg > 0, 1.0 / deg.clamp_min(1e-300), torch.zeros_like(deg))
+        b = u * _neighbour_sum((1.0 - u) * v.reshape(n * c, 1, h, w))          # W_UK v
+        x_out = torch.zeros_like(b)
+        live = torch.arange(n * c, device=dev)         # systems still iterating
         x = torch.zeros_like(b)
         r = b.clone()
-        z = minv * r
+        z = inv_deg * r
         p = z.clone()
-        rz = (r * z).sum(dim=(2, 3), keepdim=True)                            # [N, C, 1, 1]
-        stop = (tol * b.flatten(2).norm(dim=2))[..., None, None] ** 2         # on ||r||^2
+        rz = (r * z).sum(dim=(1, 2, 3))                                        # [S]
+        stop = (tol * b.flatten(1).norm(dim=1)) ** 2                           # on ||r||^2
         it = 0
         while True:
             if it % CHECK_EVERY == 0:
-                rr = (r * r).sum(dim=(2, 3), keepdim=True)
-                if bool((rr <= stop).all()):  # one host sync per CHECK_EVERY iterations
-                    break
+                rr = (r * r).sum(dim=(1, 2, 3))
+                done = rr <= stop
+                n_done = int(done.sum())  # one host sync per CHECK_EVERY iterations
+                if n_done:
+                    x_out[live[done]] = x[done]
+                    if n_done == live.numel():
+                        break
+                    keep = ~done
+                    live, x, r, p, z, rz, u, stop = (t[keep] for t in (live, x, r, p, z, rz, u, stop))
+                    rr = rr[keep]
                 if it >= max_iter:
-                    worst = float((rr.sqrt() / stop.sqrt().clamp_min(1e-300)).max()) * tol
+                    worst = float((rr / stop.clamp_min(1e-300)).max().sqrt()) * tol
                     raise RuntimeError(f"ROAD imputation: conjugate gradient did not reach "
                                        f"tol={tol} in {max_iter} iterations (relative "
                                        f"residual {worst:.2e}).")
-            ap = apply_a(p)
-            pap = (p * ap).sum(dim=(2, 3), keepdim=True)
+            # A x for x zero on K: the neighbour sum then only sees unknowns (W_UU x).
+            ap = u * (deg * p - _neighbour_sum(p))
+            pap = (p * ap).sum(dim=(1, 2, 3))
             # A converged system (r = 0) has p.Ap = 0: step 0 instead of 0/0.
             alpha = torch.where(pap > 0, rz / pap.clamp_min(1e-300), torch.zeros_like(pap))
-            x = x + alpha * p
-            r = r - alpha * ap
-            z = minv * r
-            rz_new = (r * z).sum(dim=(2, 3), keepdim=True)
+            alpha = alpha[:, None, None, None]
+            x.addcmul_(alpha, p)
+            r.addcmul_(alpha, ap, value=-1.0)
+            torch.mul(inv_deg, r, out=z)
+            rz_new = (r * z).sum(dim=(1, 2, 3))
             beta = torch.where(rz > 0, rz_new / rz.clamp_min(1e-300), torch.zeros_like(rz))
-            p = z + beta * p
+            p = torch.addcmul(z, beta[:, None, None, None], p)
             rz = rz_new
             it += 1
-        return torch.where(u > 0, x, v)
+        x_out = x_out.view(n, c, h, w)
+        return torch.where(removed.to(dev)[:, None], x_out, v)
 
 
 def noisy_linear_impute(images: torch.Tensor, removed: torch.Tensor, noise: float = DEFAULT_NOISE,
