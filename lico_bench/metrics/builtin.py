@@ -8,7 +8,7 @@ from .base import Metric, MetricResult, register_metric
 from .causal import (BLUR_KERNELS, DEFAULT_BATCH_SIZE, SCORES, SUBSTRATES, auc,
                      causal_curves, default_step)
 from .pointing import energy_pointing_game, pointing_game
-from .road import (DEFAULT_NOISE, DEFAULT_PERCENTAGES, DEFAULT_TOL, ROAD_SCORES,
+from .road import (DEFAULT_NOISE, DEFAULT_PERCENTAGES, DEFAULT_TOL, ROAD_SCORES, SOLVERS,
                    check_percentages, road_curves, trapezoid_auc)
 from ..errors import UserError
 from ..options import Range
@@ -158,17 +158,19 @@ class _Road(Metric):
     Options: ``percentages`` (fractions removed, strictly increasing in [0, 1]; the paper's
     no-retraining setting by default), ``noise`` (std of the imputation noise in normalised
     space), ``seed`` (of the noise generator), ``score`` ("softmax", "logit" or
-    "accuracy"), ``batch_size`` (imputed images per solve and forward), ``tol`` and
-    ``max_iter`` (the conjugate-gradient solve; None = automatic, 4*H*W + 100).
+    "accuracy"), ``batch_size`` (imputed images per solve and forward), ``solver``
+    ("auto" = sparse direct on a CPU model, batched conjugate gradient on a GPU; "cg";
+    "direct": both give the same images to < 1e-5), ``tol`` and ``max_iter`` (of the
+    conjugate-gradient solve; None = automatic, 4*H*W + 100).
     """
 
     orders: tuple = ()
     defaults = {"percentages": list(DEFAULT_PERCENTAGES), "noise": DEFAULT_NOISE, "seed": 0,
-                "score": "softmax", "batch_size": DEFAULT_BATCH_SIZE, "tol": DEFAULT_TOL,
-                "max_iter": None}
+                "score": "softmax", "batch_size": DEFAULT_BATCH_SIZE, "solver": "auto",
+                "tol": DEFAULT_TOL, "max_iter": None}
     option_types = {"percentages": list, "noise": Annotated[float, Range(0)], "seed": int,
                     "score": Literal[ROAD_SCORES], "batch_size": PositiveInt,
-                    "tol": Annotated[float, Range(0, lo_open=True)],
+                    "solver": Literal[SOLVERS], "tol": Annotated[float, Range(0, lo_open=True)],
                     "max_iter": Optional[PositiveInt]}
 
     def validate(self) -> None:
@@ -186,8 +188,8 @@ class _Road(Metric):
         o = self.options
         return road_curves(model, images, maps, targets, orders=self.orders,
                            percentages=o["percentages"], noise=o["noise"], seed=o["seed"],
-                           score=o["score"], batch_size=o["batch_size"], tol=o["tol"],
-                           max_iter=o["max_iter"])
+                           score=o["score"], batch_size=o["batch_size"], solver=o["solver"],
+                           tol=o["tol"], max_iter=o["max_iter"])
 
     def compute(self, model, images, maps, targets, masks) -> MetricResult:
         curves = self._curves(model, images, maps, targets)[self.orders[0]]

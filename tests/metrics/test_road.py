@@ -61,11 +61,12 @@ def smooth_maps(b, h, w, seed):
 
 # ----------------------------------------------------------------------------- imputation
 
-def test_single_removed_pixel_is_the_weighted_mean_of_its_neighbours():
+@pytest.mark.parametrize("solver", ["cg", "direct"])
+def test_single_removed_pixel_is_the_weighted_mean_of_its_neighbours(solver):
     img = torch.arange(9, dtype=torch.float64).view(1, 1, 3, 3) ** 2   # 0 1 4 / 9 16 25 / 36 49 64
     removed = torch.zeros(1, 3, 3, dtype=torch.bool)
     removed[0, 1, 1] = True
-    out = linear_impute(img, removed)
+    out = linear_impute(img, removed, solver=solver)
     # (1 + 9 + 25 + 49) / 6 + (0 + 4 + 36 + 64) / 12 = 14 + 26/3, weights sum to 1
     assert out[0, 0, 1, 1].item() == pytest.approx(14 + 26 / 3, abs=1e-10)
     keep = ~removed[0]
@@ -74,32 +75,35 @@ def test_single_removed_pixel_is_the_weighted_mean_of_its_neighbours():
     removed = torch.zeros(1, 3, 3, dtype=torch.bool)
     removed[0, 0, 0] = True
     want = (1 / 6 * 1 + 1 / 6 * 9 + 1 / 12 * 16) / (5 / 12)
-    assert linear_impute(img, removed)[0, 0, 0, 0].item() == pytest.approx(want, abs=1e-10)
+    assert linear_impute(img, removed, solver=solver)[0, 0, 0, 0].item() == pytest.approx(want, abs=1e-10)
 
 
-def test_adjacent_removed_pixels_are_solved_jointly():
+@pytest.mark.parametrize("solver", ["cg", "direct"])
+def test_adjacent_removed_pixels_are_solved_jointly(solver):
     """A 1x4 row [a, x1, x2, b]: 2 x1 - x2 = a, 2 x2 - x1 = b -> linear interpolation."""
     a, b = 3.0, 12.0
     img = torch.tensor([[[[a, -100.0, 50.0, b]]]], dtype=torch.float64)
     removed = torch.tensor([[[False, True, True, False]]])
-    out = linear_impute(img, removed)[0, 0, 0]
+    out = linear_impute(img, removed, solver=solver)[0, 0, 0]
     assert out.tolist() == pytest.approx([a, (2 * a + b) / 3, (a + 2 * b) / 3, b], abs=1e-10)
     # At the end of a row only one neighbour remains, so the pixel copies it.
     removed = torch.tensor([[[True, False, False, False]]])
-    assert linear_impute(img, removed)[0, 0, 0, 0].item() == pytest.approx(-100.0, abs=1e-10)
+    assert linear_impute(img, removed, solver=solver)[0, 0, 0, 0].item() == pytest.approx(-100.0, abs=1e-10)
 
 
-def test_constant_image_is_imputed_exactly():
+@pytest.mark.parametrize("solver", ["cg", "direct"])
+def test_constant_image_is_imputed_exactly(solver):
     img = torch.full((2, 3, 16, 16), 0.7, dtype=torch.float64)
     img[1] = -1.25
     maps = smooth_maps(2, 16, 16, seed=3)
     for p in (0.1, 0.5, 0.9, 0.99):
         removed = removal_masks(maps, [p], "morf")[0]
         assert removed.sum().item() == 2 * int(p * 256)
-        assert (linear_impute(img, removed) - img).abs().max().item() < 1e-9
+        assert (linear_impute(img, removed, solver=solver) - img).abs().max().item() < 1e-9
 
 
-def test_linear_image_is_imputed_exactly_inside():
+@pytest.mark.parametrize("solver", ["cg", "direct"])
+def test_linear_image_is_imputed_exactly_inside(solver):
     """f(y, x) = a y + b x + c is harmonic under the symmetric stencil: a removed region
     away from the border is filled with the same plane."""
     ar = torch.arange(12, dtype=torch.float64)        # float64: a float32 plane is not exact
@@ -108,12 +112,13 @@ def test_linear_image_is_imputed_exactly_inside():
     removed = torch.zeros(1, 12, 12, dtype=torch.bool)
     removed[0, 2:10, 3:9] = True
     removed[0, 5, 1] = True
-    assert (linear_impute(img, removed, tol=1e-14) - img).abs().max().item() < 1e-10
+    assert (linear_impute(img, removed, solver=solver, tol=1e-14) - img).abs().max().item() < 1e-10
     # The default stop (relative residual 1e-9) is exact to well below METRICS.md's 1e-5.
-    assert (linear_impute(img, removed) - img).abs().max().item() < 1e-6
+    assert (linear_impute(img, removed, solver=solver) - img).abs().max().item() < 1e-6
 
 
-def test_matches_scipy_direct_solve_to_1e5():
+@pytest.mark.parametrize("solver", ["cg", "direct"])
+def test_matches_scipy_direct_solve_to_1e5(solver):
     """METRICS.md's known trap: the batched device solver against scipy's sparse solve,
     per image, no noise, MoRF and LeRF up to 90 % removed (large regions)."""
     g = torch.Generator().manual_seed(0)
@@ -122,7 +127,7 @@ def test_matches_scipy_direct_solve_to_1e5():
     for order in ("morf", "lerf"):
         removed = removal_masks(maps, [0.1, 0.5, 0.9], order).reshape(-1, 20, 20)
         x = img.repeat(3, 1, 1, 1)
-        ours = linear_impute(x, removed)
+        ours = linear_impute(x, removed, solver=solver)
         ref = np.stack([reference_impute(x[i].double().numpy(), removed[i].numpy())
                         for i in range(len(x))])
         assert np.abs(ours.numpy() - ref).max() < 1e-5
@@ -132,20 +137,23 @@ def test_float32_images_and_tolerance_option():
     g = torch.Generator().manual_seed(1)
     img = torch.randn(2, 3, 10, 10, generator=g)
     removed = removal_masks(smooth_maps(2, 10, 10, seed=5), [0.7], "morf")[0]
-    out = noisy_linear_impute(img, removed, noise=0.0)
+    out = noisy_linear_impute(img, removed, noise=0.0, solver="cg")
     assert out.dtype == torch.float32
     ref = np.stack([reference_impute(img[i].double().numpy(), removed[i].numpy()) for i in range(2)])
     assert np.abs(out.double().numpy() - ref).max() < 1e-5
-    loose = linear_impute(img, removed, tol=1e-2)      # a looser stop is measurably looser
+    loose = linear_impute(img, removed, solver="cg", tol=1e-2)      # a looser stop is measurably looser
     assert np.abs(loose.numpy() - ref).max() > 1e-6
     with pytest.raises(RuntimeError, match="did not reach"):
-        linear_impute(img, removed, tol=1e-12, max_iter=2)
+        linear_impute(img, removed, solver="cg", tol=1e-12, max_iter=2)
+    with pytest.raises(UserError, match="solver"):
+        linear_impute(img, removed, solver="lu")
 
 
-def test_all_pixels_removed_gives_zero_where_scipy_gives_nan():
+@pytest.mark.parametrize("solver", ["cg", "direct"])
+def test_all_pixels_removed_gives_zero_where_scipy_gives_nan(solver):
     img = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(2)).double()
     removed = torch.ones(1, 4, 4, dtype=torch.bool)
-    assert torch.equal(linear_impute(img, removed), torch.zeros_like(img))
+    assert torch.equal(linear_impute(img, removed, solver=solver), torch.zeros_like(img))
     assert np.isnan(reference_impute(img[0].numpy(), removed[0].numpy())).all()
 
 
@@ -165,7 +173,8 @@ def test_noise_is_added_on_removed_pixels_only():
     assert torch.equal(a, b) and not torch.equal(a, clean)
 
 
-def test_matches_quantus_noisy_linear_imputation():
+@pytest.mark.parametrize("solver", ["cg", "direct"])
+def test_matches_quantus_noisy_linear_imputation(solver):
     quantus = pytest.importorskip("quantus")
     from quantus.functions.perturb_func import noisy_linear_imputation
 
@@ -174,7 +183,7 @@ def test_matches_quantus_noisy_linear_imputation():
     removed = removal_masks(smooth_maps(1, 12, 12, seed=6), [0.8], "morf")[0]
     idx = np.flatnonzero(removed[0].numpy())
     q = noisy_linear_imputation(img.numpy(), idx, noise=0.0)
-    ours = linear_impute(img[None], removed)[0].numpy()
+    ours = linear_impute(img[None], removed, solver=solver)[0].numpy()
     assert np.abs(q - ours).max() < 1e-5
 
 
@@ -211,7 +220,8 @@ def test_trapezoid_auc_hand_computed():
 
 # ----------------------------------------------------------------------------- curves
 
-def test_curves_match_a_plain_per_image_loop():
+@pytest.mark.parametrize("solver", ["cg", "direct"])
+def test_curves_match_a_plain_per_image_loop(solver):
     """road_curves against: for each image and p, remove, impute with scipy, add the same
     noise field, forward alone, softmax of the target."""
     model = TinyConv().eval()
@@ -221,7 +231,7 @@ def test_curves_match_a_plain_per_image_loop():
     targets = torch.tensor([0, 2, 4])
     ps = [0.2, 0.5, 0.9]
     out = road_curves(model, x, maps, targets, percentages=ps, noise=0.05, seed=11,
-                      batch_size=4)
+                      batch_size=4, solver=solver)
     field = torch.randn(2, len(ps), 3, 10, 10, generator=torch.Generator().manual_seed(11),
                         dtype=torch.float64)
     for oi, order in enumerate(("morf", "lerf")):
@@ -347,9 +357,18 @@ def test_registered_options_and_describe():
     assert d["options"]["score"] == "softmax" and d["higher_is_better"] is True
     for bad in ({"percentages": [0.5]}, {"percentages": [0.5, 0.2]}, {"percentages": [0.1, 1.5]},
                 {"percentages": [0.1, "x"]}, {"percentages": [True, 0.5]}, {"noise": -0.1},
-                {"score": "prob"}, {"seed": 1.5}, {"tol": 0}, {"max_iter": 0}, {"order": "morf"}):
+                {"score": "prob"}, {"solver": "lu"}, {"seed": 1.5}, {"tol": 0}, {"max_iter": 0}, {"order": "morf"}):
         with pytest.raises(UserError):
             create_metric("road_morf", **bad)
+
+
+def test_auto_solver_is_direct_on_cpu_and_cg_elsewhere():
+    from lico_bench.metrics.road import resolve_solver
+
+    assert resolve_solver("auto", torch.device("cpu")) == "direct"
+    assert resolve_solver("auto", torch.device("cuda", 0)) == "cg"
+    assert resolve_solver("cg", torch.device("cpu")) == "cg"
+    assert create_metric("road").options["solver"] == "auto"
 
 
 def test_refuses_nan_maps_and_training_models(tiny):
