@@ -99,6 +99,9 @@ if [ -z "${SKIP_BENCH:-}" ]; then
     show "$PY" benchmarks/bench_metrics.py --device "$DEVICE" --n32 256 --n224 16 \
       --precision $prec --channels-last
   done
+  # ROAD: the batched CG imputation on the GPU vs the per-pixel loop and Quantus (host).
+  show "$PY" benchmarks/bench_road.py --device "$DEVICE" --n32 64 --n224 4 --loop-images 14 \
+    --n-metric 128
 fi
 
 step "done in $((SECONDS - T0)) s; everything is under $WORK"
