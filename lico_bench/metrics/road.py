@@ -6,7 +6,7 @@ Pixels are removed in the order of the map (MoRF: most relevant first; LeRF: lea
 relevant first) and *imputed* instead of set to a constant, so that the shape of the
 removed region does not leak the class (the paper's "class information leakage").
 
-Noisy linear imputation (paper Sec. 4, reference ``NoisyLinearImputer``). Every removed
+Noisy linear imputation (the paper's; reference ``NoisyLinearImputer``). Every removed
 pixel i equals the weighted mean of its 8 neighbours, weights ``w = 1/6`` for the 4 edge
 neighbours and ``1/12`` for the 4 diagonal ones; a neighbour outside the image is dropped
 and the pixel's own coefficient ``d_i`` is the sum of the weights that remain (1 inside the
@@ -39,13 +39,13 @@ Solvers (option ``solver``; "auto" = "direct" on a CPU, "cg" on any other device
   diameter of the largest removed region in iterations (~140 at 32 px).
 - "direct": the sparse system of each image assembled with vectorised index arithmetic
   (no per-pixel loop) and factorised by scipy's SuperLU, on the host. On a CPU it is the
-  faster of the two (measured, 1 thread: 1.0 ms vs 2.8 ms per system at 32 px, 58 ms vs
-  320 ms at 224 px; ``benchmarks/bench_road.py``): SuperLU's fill-in on a small 2-D grid is
+  faster of the two (measured, 1 thread: 1.0 ms vs 2.9 ms per system at 32 px, ~60 ms vs
+  320-750 ms at 224 px; ``benchmarks/bench_road.py``): SuperLU's fill-in on a small 2-D grid is
   cheap, CG's iterations are not.
 
 Both give the images of scipy's sparse direct solve of the reference system to < 1e-5
 (METRICS.md's "known trap"; ``tests/metrics/test_road.py`` checks each at up to 90 %
-removed, and CG's default ``tol = 1e-9`` measures ~1e-8 at 224 px).
+removed; CG's default ``tol = 1e-9`` measures ~2e-9 at 32 px and ~2e-8 at 224 px).
 
 Ordering and percentages. MoRF visits pixels by descending saliency, LeRF by ascending
 saliency; both break ties by the lower flat index ``y*W + x`` first (stable sorts), the
@@ -87,7 +87,7 @@ from ..precision import float32_ops
 from .causal import (DEFAULT_BATCH_SIZE, _check_inputs, _check_targets, check_eval,
                      class_scores, model_device)
 
-# The paper's no-retraining percentages (Rong et al. 2022, Sec. 6; METRICS.md).
+# The paper's no-retraining percentages (Rong et al. 2022; METRICS.md).
 DEFAULT_PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
 ORDERS = ("morf", "lerf")
 ROAD_SCORES = ("softmax", "logit", "accuracy")
