@@ -252,8 +252,9 @@ class Runner:
         if self.dist.is_main:
             rows = [json.loads(line) for s in starts
                     for line in parts.joinpath(f"{s:06d}.jsonl").read_text().splitlines()]
-            pooled = torch.cat([torch.load(_maps_part(parts / f"{s:06d}.jsonl"),
-                                           weights_only=True) for s in starts])
+            pooled = torch.cat([_read_maps_part(_maps_part(parts / f"{s:06d}.jsonl"),
+                                                min(self.spec.batch_size, self.spec.n_images - s))
+                                for s in starts])
             dep = dependence.map_dependence(pooled, torch.tensor([r["target"] for r in rows]))
             for r, v in zip(rows, dep.tolist()):
                 r[dependence.NAME] = v
@@ -301,6 +302,20 @@ class Runner:
                 if curves is not None:
                     row[f"curve_{metric.name}"] = curves[j]
         return rows, maps
+
+
+def _read_maps_part(path: Path, n: int) -> torch.Tensor:
+    """A batch's pooled maps, [n, h, w] float32; a damaged file is a one-line error saying
+    how to recompute just that batch."""
+    try:
+        maps = torch.load(path, map_location="cpu", weights_only=True)
+        ok = isinstance(maps, torch.Tensor) and maps.dim() == 3 and maps.shape[0] == n
+    except Exception:  # truncated, not a torch file, or holding more than a tensor
+        ok = False
+    if not ok:
+        raise UserError(f"{path} is damaged (not the pooled maps of its {n} images); delete it "
+                        "and run the same command again: only that batch is recomputed.")
+    return maps.float()
 
 
 def _maps_part(part: Path) -> Path:

@@ -39,3 +39,48 @@ def test_rows_carry_map_dependence_of_the_whole_experiment(tmp_path):
     assert torch.isfinite(got).sum() >= 2                       # some classes repeat in 12
     summary = (out / "summary.csv").read_text()
     assert "map_dependence" in summary
+
+
+def test_a_damaged_pooled_maps_part_is_one_line_and_only_its_batch_is_redone(tmp_path, capsys):
+    """A killed run leaves parts/<exp>/NNNNNN.jsonl + .maps.pt; if a .maps.pt is damaged the
+    merge stops with one line naming it, and deleting it recomputes only that batch, ending
+    with the rows of an uninterrupted run."""
+    from lico_bench.cli import main
+
+    info = create_dataset("shapes", "val", n=4).info
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "b.pt", create_model("baseline_tiny", 10, dataset_info=info).eval())
+    out = tmp_path / "res"
+    argv = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "10",
+            "--batch-size", "5", "--checkpoint", f"baseline_tiny={ckpt}", "--no-train",
+            "--device", "cpu", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    key = "shapes__baseline_tiny__gradcam__seed0"
+    want = (out / "rows" / f"{key}.jsonl").read_text()
+    # Rebuild the state a run killed just before merging leaves: both parts, no rows file.
+    lines = want.splitlines(keepends=True)
+    parts = out / "parts" / key
+    parts.mkdir(parents=True)
+    for start in (0, 5):
+        rows = [json.loads(line) for line in lines[start:start + 5]]
+        for r in rows:
+            del r["map_dependence"]                          # the merge adds it
+        (parts / f"{start:06d}.jsonl").write_text(
+            "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    model = load_checkpoint(ckpt)
+    ds = create_dataset("shapes", "test")
+    for start in (0, 5):
+        batch = ds.get_batch(list(range(start, start + 5)))
+        targets = torch.tensor([json.loads(line)["target"] for line in lines[start:start + 5]])
+        maps = create_explainer("gradcam")(model, batch.images, targets)
+        torch.save(pool_maps(maps), parts / f"{start:06d}.maps.pt")
+    for f in (out / "rows").glob(f"{key}*"):
+        f.unlink()
+    (parts / "000005.maps.pt").write_bytes(b"not a torch file")
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "000005.maps.pt is damaged" in err and "delete it" in err
+    (parts / "000005.maps.pt").unlink()
+    assert main(argv) == 0
+    assert (out / "rows" / f"{key}.jsonl").read_text() == want
