@@ -46,21 +46,12 @@ from lico_bench.metrics import create_metric, linear_impute, removal_masks
 from lico_bench.metrics.road import DEFAULT_PERCENTAGES, ORDERS, neighbour_kernel
 from lico_bench.models import create_model
 
+from bench_metrics import sync, timed  # the shared timing helpers (this folder is on sys.path)
+
 NEIGHBOURS = [((dy, dx), (1 / 12 if dy and dx else 1 / 6))
               for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
-def sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def timed(fn, dev):
-    sync(dev)
-    t = time.perf_counter()
-    out = fn()
-    sync(dev)
-    return out, time.perf_counter() - t
 
 
 def per_pixel_loop(img: np.ndarray, removed: np.ndarray) -> np.ndarray:

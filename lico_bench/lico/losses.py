@@ -12,7 +12,6 @@ Sinkhorn loses the small differences these losses are made of.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -64,6 +63,13 @@ def manifold_matching_loss(img_feats: torch.Tensor, txt_feats: torch.Tensor,
         return F.kl_div(log_af, ag, reduction="batchmean")
 
 
+def _marginal(w: Optional[torch.Tensor], like: torch.Tensor, bsz: int, k: int) -> torch.Tensor:
+    """Marginal weights [bsz, k] on ``like``'s device and dtype; None = uniform 1/k."""
+    if w is None:
+        return like.new_full((bsz, k), 1.0 / k)
+    return w.to(device=like.device, dtype=like.dtype).expand(bsz, k)
+
+
 def sinkhorn_log(cost: torch.Tensor, a: Optional[torch.Tensor] = None,
                  b: Optional[torch.Tensor] = None, eps: float = 0.1, max_iter: int = 100,
                  tol: float = 1e-3) -> torch.Tensor:
@@ -94,10 +100,8 @@ def sinkhorn_log(cost: torch.Tensor, a: Optional[torch.Tensor] = None,
     with float32_ops(cost.device):
         c = at_least_float32(cost)
         bsz, n, m = c.shape
-        log_a = (c.new_full((bsz, n), -math.log(n)) if a is None
-                 else torch.log(a.to(device=c.device, dtype=c.dtype)).expand(bsz, n))
-        log_b = (c.new_full((bsz, m), -math.log(m)) if b is None
-                 else torch.log(b.to(device=c.device, dtype=c.dtype)).expand(bsz, m))
+        log_a = torch.log(_marginal(a, c, bsz, n))
+        log_b = torch.log(_marginal(b, c, bsz, m))
         neg_c = c / -eps                                   # [B, N, M], scaled once
         f = torch.zeros_like(log_a)                        # dual potentials, cost units
         g = torch.zeros_like(log_b)
@@ -144,10 +148,7 @@ def sinkhorn(cost: torch.Tensor, a: Optional[torch.Tensor] = None,
         c0 = c.amin(dim=(1, 2), keepdim=True)                          # [B, 1, 1]
         if bool(((c.amax(dim=(1, 2), keepdim=True) - c0) / eps > EXP_DOMAIN_MAX_RANGE).any()):
             return sinkhorn_log(cost, a, b, eps=eps, max_iter=max_iter, tol=tol)
-        a_ = (c.new_full((bsz, n), 1.0 / n) if a is None
-              else a.to(device=c.device, dtype=c.dtype).expand(bsz, n))
-        b_ = (c.new_full((bsz, m), 1.0 / m) if b is None
-              else b.to(device=c.device, dtype=c.dtype).expand(bsz, m))
+        a_, b_ = _marginal(a, c, bsz, n), _marginal(b, c, bsz, m)
         k = torch.exp((c - c0) / -eps)                                  # [B, N, M], in (0, 1]
         u = torch.ones_like(a_)
         v = torch.ones_like(b_)

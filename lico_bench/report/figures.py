@@ -509,6 +509,14 @@ def plot_training(logs: Dict[str, Path]):
 
 
 # ----------------------------------------------------------------------------- methods
+def _heatmap_frame(ax, model: str) -> None:
+    """A heat map panel's frame: the model as title, no spines, no tick marks."""
+    ax.set_title(_pretty_model(model))
+    for s in ax.spines.values():
+        s.set_visible(False)
+    ax.tick_params(length=0)
+
+
 def plot_method_ranks(ms, directions: Dict[str, bool], methods: Sequence[str]):
     """Rank heat map: one panel per model, rows = methods, columns = metrics.
 
@@ -554,10 +562,7 @@ def plot_method_ranks(ms, directions: Dict[str, bool], methods: Sequence[str]):
         ax.set_xticklabels(labels, rotation=35, ha="right", rotation_mode="anchor", fontsize=5.5)
         ax.set_yticks(range(k))
         ax.set_yticklabels(list(methods))
-        ax.set_title(_pretty_model(model))
-        for s in ax.spines.values():
-            s.set_visible(False)
-        ax.tick_params(length=0)
+        _heatmap_frame(ax, model)
     if im is not None:
         cb = fig.colorbar(im, ax=axes[0, :].tolist(), fraction=0.04, pad=0.02)
         cb.set_label("mean rank (1 = best)", fontsize=6)
@@ -607,10 +612,7 @@ def plot_metric_agreement(ms, directions: Dict[str, bool]):
         ax.set_xticklabels(names, rotation=35, ha="right", rotation_mode="anchor", fontsize=5.5)
         ax.set_yticks(range(q))
         ax.set_yticklabels(names if c == 0 else [""] * q, fontsize=5.5)
-        ax.set_title(_pretty_model(model))
-        for s in ax.spines.values():
-            s.set_visible(False)
-        ax.tick_params(length=0)
+        _heatmap_frame(ax, model)
     if im is not None:
         cb = fig.colorbar(im, ax=axes[0, :].tolist(), fraction=0.04, pad=0.02)
         cb.set_label("Kendall τ-b", fontsize=6)
