@@ -16,11 +16,12 @@ Layout (format 2)::
     models            {model: family, arch, variant (+ variant_settings)}
     dataset           the DatasetInfo
     checkpoints       {"model@seedN": path}
-    versions, device, world_size, threads, precision, git_commit, command
+    versions, device, cpu, world_size, threads, precision, git_commit, command
 """
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -108,6 +109,21 @@ IDENTITY = ("models", "methods", "metrics", "dataset", "split", "image_size", "n
 _RISE_SEED = "each experiment's seed unless rise.seed is given"
 
 
+def cpu_name() -> str:
+    """The host CPU's model name and logical core count, e.g. ``"AMD EPYC 7B13 (2 cores)"``
+    (Linux: /proc/cpuinfo; elsewhere :func:`platform.processor`)."""
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name or platform.processor() or 'unknown CPU'} ({os.cpu_count()} cores)"
+
+
 def versions() -> Dict[str, Optional[str]]:
     """Python's and the relevant packages' versions (None: not installed)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -178,6 +194,7 @@ def build_manifest(spec, explainers: Dict[str, Any], metrics: list, info, *,
         "versions": versions(),
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})"
                                  if device.type == "cuda" else ""),
+        "cpu": cpu_name(),  # CPU float results differ across CPU models, so say which
         "world_size": world_size,
         "threads": torch.get_num_threads(),  # CPU results are bitwise reproducible per thread count
         "precision": precision,

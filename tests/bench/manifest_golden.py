@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-VOLATILE = ("versions", "git_commit", "command", "checkpoints", "threads")
+VOLATILE = ("versions", "git_commit", "command", "checkpoints", "threads", "cpu")
 
 
 def tiny_run(tmp: Path) -> dict:
