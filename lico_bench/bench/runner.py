@@ -48,7 +48,7 @@ from ..metrics import dependence
 from ..models import load_checkpoint
 from ..precision import to_device
 from ..results import part_is_whole, write_rows
-from ..train import distributed as dist_
+from .. import distributed as dist_
 from . import manifest as manifest_
 from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
