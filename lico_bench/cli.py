@@ -189,7 +189,7 @@ def cmd_train(args) -> int:
     from .train import train
 
     cfg = train_config(args)
-    from .train.distributed import info
+    from .distributed import info
 
     path = train(cfg, resume=args.resume, force=args.force, progress=not args.quiet)
     if info().is_main:
@@ -350,7 +350,7 @@ def _run_spec(args, spec) -> int:
 
     command = "lico-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args._argv is None \
         else "lico-bench " + " ".join(shlex.quote(a) for a in args._argv)
-    from .train.distributed import info
+    from .distributed import info
 
     out = run(spec, progress=not args.quiet, command=command)
     if info().is_main:

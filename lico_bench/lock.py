@@ -57,7 +57,7 @@ def hold_lock(directory: str | os.PathLike, what: str, fix: str) -> None:
     ``what`` says what the holder does there ("writing results to", "training into"),
     ``fix`` what the user can do instead; both go into the one-line :class:`UserError`
     raised (on every rank) when another process holds the lock."""
-    from .train import distributed as dist_
+    from . import distributed as dist_
 
     stacks = _STACKS.get()
     if not stacks:

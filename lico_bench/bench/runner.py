@@ -10,7 +10,10 @@ Layout of ``<out>/``::
     .lock                          locked by the one run writing here (lico_bench.lock)
     parts/<experiment>/NNNNNN.jsonl  rows of one batch of images, while an experiment runs
     parts/<experiment>/NNNNNN.maps.pt  that batch's maps, pooled (for map dependence)
-    maps/<experiment>.pt           the first ``save_maps`` maps, for the figures
+    maps/<experiment>.pt           the first ``save_maps`` maps and their pointing-game points,
+                                   for the figures (lico_bench.report.figure_files)
+    inputs.pt                      those maps' input images, masks and class names
+    logs/<model>@seed<s>.csv       each checkpoint's training log (copied), for the figures
     summary.{csv,md,tex}           the tables (lico_bench.report)
 
 Resumability: a batch's rows are written atomically as one part file named by its first
@@ -48,8 +51,8 @@ from ..metrics import dependence
 from ..models import load_checkpoint
 from ..precision import to_device
 from ..results import part_is_whole, write_rows
-from ..train import distributed as dist_
-from . import manifest as manifest_
+from .. import distributed as dist_
+from . import figure_inputs, manifest as manifest_
 from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
 # The manifest's layout, reading, writing and comparison: lico_bench.bench.manifest.
@@ -201,6 +204,7 @@ class Runner:
         dist_.barrier()  # every rank has read the old manifest before rank 0 replaces it
         if self.dist.is_main:
             manifest_.write_manifest(self.out, manifest)
+            figure_inputs.save_inputs(self.out, ds, min(spec.save_maps, spec.n_images))
 
         from tqdm import tqdm
 
@@ -218,6 +222,8 @@ class Runner:
             self.run_experiment(exp, model, ds, metrics)
         bar.close()
         if self.dist.is_main:
+            figure_inputs.copy_training_logs(self.out, {f"{m}@seed{s}": self.checkpoint_for(m, s)
+                                                        for s in spec.seeds for m in spec.models})
             try:
                 (self.out / "parts").rmdir()  # empty once every experiment is merged
             except OSError:
@@ -242,8 +248,7 @@ class Runner:
             rows, maps = self.score_batch(exp, model, ds, idx, explainer, metrics)
             if start == 0 and spec.save_maps > 0:
                 k = min(spec.save_maps, len(idx))
-                torch_save({"image_ids": idx[:k], "maps": maps[:k].float().cpu(),
-                            "targets": [r["target"] for r in rows[:k]]},
+                torch_save(figure_inputs.maps_record(idx[:k], maps[:k], [r["target"] for r in rows[:k]]),
                            self.out / "maps" / f"{exp.key}.pt")
             # maps first: a rows part on disk means its batch is complete
             torch_save(dependence.pool_maps(maps).cpu(), _maps_part(part))

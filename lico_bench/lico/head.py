@@ -125,7 +125,7 @@ class LicoHead(nn.Module):
         [B, M, h*w]. A loss whose weight is 0 is not computed (0, no graph).
 
         gather: under data parallelism, a differentiable all-gather along dim 0 (see
-        ``train.distributed.gather_cat``). L_MM compares every pair of images of the batch,
+        ``lico_bench.distributed.gather_cat``). L_MM compares every pair of images of the batch,
         so it is computed over the gathered global batch (identically on every rank); L_OT
         is a per-image mean and stays local.
         """

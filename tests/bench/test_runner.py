@@ -188,3 +188,29 @@ def test_map_status_flags_degenerate_maps():
     maps = torch.stack([torch.rand(4, 4), torch.zeros(4, 4), torch.full((4, 4), 0.3),
                         torch.tensor(float("nan")).expand(4, 4)])
     assert map_status(maps) == ["ok", "zero", "constant", "nan"]
+
+
+def test_run_saves_what_the_figures_need(checkpoints, tmp_path):
+    """maps files carry the pointing-game points, inputs.pt the de-normalised input images,
+    masks and class names of the saved maps, logs/ a copy of each checkpoint's log.csv."""
+    from lico_bench.data.show import denormalise
+    from lico_bench.metrics import pointing_points
+
+    ck = tmp_path / "ck" / "baseline_tiny" / "model.pt"
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(Path(checkpoints["baseline_tiny"]).read_bytes())
+    (ck.parent / "log.csv").write_text("epoch,ce\n1,2.0\n")
+    spec = make_spec({"baseline_tiny": str(ck)}, tmp_path / "r", models=["baseline_tiny"],
+                     methods=["gradcam"], n_images=5, save_maps=3)
+    out = run(spec, log=quiet, progress=False)
+    saved = torch.load(out / "maps" / "shapes__baseline_tiny__gradcam__seed0.pt")
+    assert saved["image_ids"] == [0, 1, 2]
+    assert torch.equal(saved["points"], pointing_points(saved["maps"]))
+    ds = create_dataset("shapes", "test", seed=0)
+    b = ds.get_batch([0, 1, 2])
+    inputs = torch.load(out / "inputs.pt")
+    assert inputs["image_ids"] == [0, 1, 2]
+    assert torch.equal(inputs["images"], denormalise(b.images, ds.info.mean, ds.info.std).permute(0, 2, 3, 1))
+    assert torch.equal(inputs["masks"], b.masks.bool())
+    assert inputs["labels"] == [ds.info.class_names[int(i)] for i in b.labels]
+    assert (out / "logs" / "baseline_tiny@seed0.csv").read_text() == "epoch,ce\n1,2.0\n"

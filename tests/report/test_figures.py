@@ -2,11 +2,14 @@
 and what each figure plots (models, methods, metrics, values) is checked against the rows,
 maps and logs it was drawn from."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from lico_bench.bench.figure_inputs import copy_training_logs, maps_record, save_inputs
+from lico_bench.data import create_dataset
 from lico_bench.report.figures import build_figures, model_groups
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -77,8 +80,11 @@ def make_results(root, models=("baseline_r18", "lico_r18"), methods=("gradcam", 
             (res / "rows" / f"{key}.jsonl").write_text(
                 "".join(json.dumps(r) + "\n" for r in rows))
             maps = torch.from_numpy(rng.random((N_IMAGES, SIZE, SIZE)).astype(np.float32))
-            torch.save({"image_ids": list(range(N_IMAGES)), "maps": maps,
-                        "targets": [r["target"] for r in rows]}, res / "maps" / f"{key}.pt")
+            torch.save(maps_record(list(range(N_IMAGES)), maps, [r["target"] for r in rows]),
+                       res / "maps" / f"{key}.pt")
+    # what the runner saves for the figures besides the maps
+    save_inputs(res, create_dataset("shapes", "test", seed=0), N_IMAGES)
+    copy_training_logs(res, {k: Path(v) for k, v in ckpts.items()})
     return res
 
 
@@ -190,14 +196,9 @@ def test_model_groups():
                  ("baseline_vit_lico_r50", ["baseline_vit", "lico_r50"])]
 
 
-def test_maps_without_dataset(tmp_path, monkeypatch):
-    import lico_bench.report.figures as figures
-
-    def gone(spec, ids):
-        raise FileNotFoundError("data root missing")
-
-    monkeypatch.setattr(figures, "_load_images", gone)
+def test_maps_without_dataset(tmp_path):
     res = make_results(tmp_path, methods=("gradcam",))
+    (res / "inputs.pt").unlink()        # results written before inputs were saved
     figs = build_figures(res, formats=("png",))
     check_png(figs["maps"][0], min_px=100)
     assert any("drawn alone" in n for n in figs["notes"])
@@ -328,3 +329,36 @@ def test_training_plots_the_logs(drawn, paired_dir):
             np.testing.assert_allclose(acc[f"{n} {k}"].get_ydata(), 100 * logs[m][f"{k}_acc"])
     for term in ("mm", "ot"):
         np.testing.assert_allclose(lico[f"LICO (r18) {term.upper()}"].get_ydata(), logs["lico_r18"][term])
+
+
+def test_old_results_degrade_then_backfill_restores_every_panel(tmp_path):
+    """Results written before the runner saved the figures' inputs: the maps are drawn alone
+    and without points, the training figure is skipped, each with a note; the backfill step
+    writes exactly what a current run writes, and the figures are whole again."""
+    from lico_bench.bench.figure_inputs import backfill
+
+    new = make_results(tmp_path / "new", methods=("gradcam",))
+    old = make_results(tmp_path / "old", methods=("gradcam",))
+    (old / "inputs.pt").unlink()
+    for p in (old / "logs").iterdir():
+        p.unlink()
+    for p in (old / "maps").glob("*.pt"):
+        d = torch.load(p)
+        torch.save({k: v for k, v in d.items() if k != "points"}, p)
+    figs = build_figures(old, formats=("png",))
+    assert "maps" in figs and "training" not in figs
+    assert any("drawn alone" in n for n in figs["notes"])
+    assert any("markers left out" in n for n in figs["notes"])
+    assert any(n.startswith("training") for n in figs["notes"])
+
+    backfill(old, log=lambda *a: None)
+    a, b = torch.load(new / "inputs.pt"), torch.load(old / "inputs.pt")
+    assert a["image_ids"] == b["image_ids"] and a["labels"] == b["labels"]
+    assert torch.equal(a["images"], b["images"]) and torch.equal(a["masks"], b["masks"])
+    for p in (new / "maps").glob("*.pt"):
+        assert torch.equal(torch.load(p)["points"], torch.load(old / "maps" / p.name)["points"])
+    for p in (new / "logs").iterdir():
+        assert (old / "logs" / p.name).read_text() == p.read_text()
+    figs = build_figures(old, formats=("png",))
+    assert {"maps", "training"} <= set(figs)
+    assert not any(n.startswith(("maps", "training")) for n in figs.get("notes", []))

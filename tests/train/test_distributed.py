@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 import tests.tiny  # noqa: F401  (registers baseline_tiny / lico_tiny)
 from lico_bench.models import read_checkpoint
 from lico_bench.train import make_config, train
-from lico_bench.train.distributed import DistInfo
+from lico_bench.distributed import DistInfo
 
 WORLD = 2
 
@@ -35,7 +35,7 @@ def _join(rank: int, port: int) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                       HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TQDM_DISABLE="1")
-    from lico_bench.train.distributed import setup
+    from lico_bench.distributed import setup
 
     d, dev = setup("cpu")
     assert (d.rank, d.world_size, dev.type) == (rank, WORLD, "cpu")
@@ -60,7 +60,7 @@ def _primitives_worker(rank, port, out_dir):
     import torch.distributed as dist
 
     from lico_bench.lico import LicoHead, create_text_encoder
-    from lico_bench.train.distributed import GlobalBatchNorm2d, gather_cat
+    from lico_bench.distributed import GlobalBatchNorm2d, gather_cat
 
     sl = slice(rank * 4, rank * 4 + 4)
     g = torch.Generator().manual_seed(0)

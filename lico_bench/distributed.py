@@ -29,7 +29,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UserError
+from .errors import UserError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,97 @@
+"""A training run's files: where they live, the resumable state's format, the epoch log.
+
+Under ``<out>/<dataset>/<model>/seed<seed>/``: ``last.pt`` (the state after each epoch,
+:func:`training_state`), ``log.csv`` (one row per epoch, :func:`write_log`) and
+``model.pt`` (the inference checkpoint, written by :func:`lico_bench.models.save_checkpoint`).
+Seeds of every random stream of a run come from :func:`seed_for`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import List, Optional
+
+import torch.nn as nn
+
+from ..errors import UserError
+from ..io import safe_torch_load, write_text
+
+STATE_FORMAT = 1
+
+# Fields of TrainConfig that may change between a run and its resumption.
+RESUMABLE_CHANGES = ("device", "workers", "out", "epochs", "download", "max_loss")
+
+
+def run_dir(out: str | Path, dataset: str, model: str, seed: int) -> Path:
+    """The stable directory of one trained model: ``<out>/<dataset>/<model>/seed<seed>``."""
+    return Path(out) / dataset / model / f"seed{seed}"
+
+
+def checkpoint_path(out: str | Path, dataset: str, model: str, seed: int = 0) -> Path:
+    """Where :func:`~lico_bench.train.train` leaves the inference checkpoint, found later by
+    names alone."""
+    return run_dir(out, dataset, model, seed) / "model.pt"
+
+
+def seed_for(seed: int, epoch: int, stream: int) -> int:
+    """The seed of one random stream of epoch ``epoch`` (-1: before training) of a run:
+    streams 0 dropout (rank 0; 10 + r for rank r) or weight init, 1 data order or the LICO
+    head's init, 2 augmentation, 3 BatchNorm recalibration. A resumed run therefore draws
+    the same numbers as an uninterrupted one."""
+    return (seed * 1_000_003 + epoch * 101 + stream) % (2**63)
+
+
+def comparable(train_cfg: dict) -> dict:
+    """``TrainConfig.to_dict()`` without the fields a resumed run may change."""
+    return {k: v for k, v in train_cfg.items() if k not in RESUMABLE_CHANGES}
+
+
+def training_state(cfg_dict: dict, epoch: int, model: nn.Module, optimizer, scheduler,
+                   ema, head: Optional[nn.Module], history: List[dict]) -> dict:
+    """What ``last.pt`` holds after ``epoch`` epochs: model, optimizer, scheduler, EMA,
+    the LICO head's trainable part, the epoch log so far, and the options."""
+    return {"format": STATE_FORMAT, "train_cfg": cfg_dict, "epoch": epoch,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "ema": ema.model.state_dict() if ema is not None else None,
+            "ema_updates": ema.updates if ema is not None else 0,
+            "head": head.trainable_state_dict() if head is not None else None,
+            "history": history}
+
+
+def restore_state(path: Path, cfg_dict: dict, model: nn.Module, optimizer, scheduler, ema,
+                  head: Optional[nn.Module]) -> tuple:
+    """Load ``last.pt`` at ``path`` into the run's objects; return ``(epoch, history)``.
+    Written with other options (:func:`comparable`): a one-line error."""
+    state = read_state(path)
+    if comparable(state["train_cfg"]) != comparable(cfg_dict):
+        raise UserError(f"{path} was written with other options; rerun with the same options "
+                        "or without --resume (use --force to start over).")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if ema is not None:
+        ema.model.load_state_dict(state["ema"])
+        ema.updates = state["ema_updates"]
+    if head is not None:
+        head.load_trainable_state_dict(state["head"])
+    return state["epoch"], state["history"]
+
+
+def read_state(path: Path) -> dict:
+    """A ``last.pt`` file, loaded as data (weights_only); not one: a one-line error."""
+    state = safe_torch_load(path, f"training state {path}", "delete it and rerun without --resume",
+                            kind="training state")
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise UserError(f"{path} is not a lico-bench training state; delete it or rerun without --resume.")
+    return state
+
+
+def write_log(path: Path, rows: List[dict]) -> None:
+    """``log.csv``: one row per epoch (the keys of the first row as header), atomically."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
