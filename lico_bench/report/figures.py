@@ -44,7 +44,7 @@ from .figure_style import (BASELINE_COLOUR, DOUBLE_COLUMN_IN, LICO_COLOUR, MAP_C
                            OTHER_COLOURS, PNG_DPI, SINGLE_COLUMN_IN, STYLE, _plt, _save, model_groups)
 from .maps_figure import plot_map_grid
 from .method_figures import plot_method_ranks, plot_metric_agreement  # noqa: F401
-from .methods import compute_method_summary, method_order
+from .method_stats import compute_method_summary, method_order
 from .tables import compute_summary, load_manifest, load_rows, metric_directions
 from .training_figure import plot_training
 
