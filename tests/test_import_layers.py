@@ -168,3 +168,36 @@ def test_the_checker_sees_imports_and_names_them():
     assert _unit("lico_bench.bench.manifest") == (5, "lico_bench.bench.manifest")
     assert _unit("lico_bench.bench.runner") == (7, "lico_bench.bench.runner")
     assert _unit("lico_bench.report.figures") == (6, "lico_bench.report")
+
+
+def test_no_circle_of_imports_between_modules_of_a_room():
+    """Inside a room, modules import each other one way (a shared helper module below the
+    modules that use it, e.g. data/common.py under cifar.py; each dataset registers itself
+    rather than a central module importing them back). A package's __init__ importing its
+    own modules is its façade, not a circle, and is left out."""
+    graph = defaultdict(set)
+    where = {}
+    modules = _modules()
+    for name, line, target, u, t in _edges():
+        if u[1] != t[1] or name == target:
+            continue
+        if modules[name].name == "__init__.py" and target.startswith(name + "."):
+            continue
+        graph[name].add(target)
+        where.setdefault((name, target), f"{name} -> {target} (line {line})")
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cyc = path[path.index(nxt):] + [nxt]
+                raise AssertionError("import circle inside a room: " + "; ".join(
+                    where[(a, b)] for a, b in zip(cyc, cyc[1:])))
+            if nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])

@@ -82,7 +82,7 @@ def _resolve(path: str, results: Path) -> Path:
 def backfill(results: Path, log=print) -> None:
     """Write what :mod:`lico_bench.report.figure_files` lists and an older results
     directory lacks: ``points`` in its maps files, ``inputs.pt``, ``logs/``."""
-    from ..report.tables import load_manifest
+    from ..report.common import load_manifest
 
     results = Path(results)
     manifest = load_manifest(results)

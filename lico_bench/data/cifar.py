@@ -12,7 +12,7 @@ holds ``label_names`` / ``fine_label_names`` in label order. Keys come back as `
 ``bytes`` depending on how a file was written; both are accepted.
 
 Images are held in memory as uint8 [N, 3, 32, 32]; ``image_size`` other than 32 resizes
-bilinearly on access (see :class:`~lico_bench.data.real.ResizedTensorDataset`). No masks.
+bilinearly on access (see :class:`~lico_bench.data.common.ResizedTensorDataset`). No masks.
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ import torch
 
 from ..errors import UserError
 from .base import DatasetInfo, TensorImageDataset
-from .real import (base_root, check_image_size, check_split, holdout, in_memory,
-                   torchvision_download, where)
+from .common import (base_root, check_image_size, check_options, check_split, holdout, in_memory,
+                     torchvision_download, where)
+from .registry import register_dataset
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
@@ -268,3 +269,17 @@ def load_cifar(name: str, split: str = "train", root=None, image_size: Optional[
     info = DatasetInfo(spec_info.name, class_names, spec_info.mean, spec_info.std, size,
                        has_masks=False, extra=extra)
     return in_memory(info, split, images, labels)
+
+
+def _factory(name: str):
+    def factory(split="train", root=None, image_size=None, seed=0, download=False, **options):
+        check_options(name, options, ("val_size",))
+        return load_cifar(name, split, root=root, image_size=image_size, seed=seed,
+                          download=download, **options)
+
+    factory.__doc__ = f"``{name}``: see :func:`lico_bench.data.cifar.load_cifar`."
+    return factory
+
+
+register_dataset("cifar10", _factory("cifar10"))
+register_dataset("cifar100", _factory("cifar100"))

@@ -26,7 +26,8 @@ import torch
 
 from ..errors import UserError
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, LicoDataset
-from .real import base_root, candidates, check_image_size, where
+from .common import base_root, candidates, check_image_size, check_options, where
+from .registry import register_dataset
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 STANDARD_SPLITS = ("train", "val", "test")
@@ -220,3 +221,17 @@ def load_imagenette(split: str = "train", root=None, image_size: Optional[int] =
     names = tuple(IMAGENETTE_WNIDS[w] for w in folders)
     info = DatasetInfo("imagenette", names, IMAGENET_MEAN, IMAGENET_STD, size, has_masks=False)
     return ImageFolderDataset(info, split, split_dir, folders)
+
+
+@register_dataset("imagefolder")
+def _imagefolder(split="train", root=None, image_size=None, seed=0, download=False, **options):
+    """``imagefolder``: see :class:`ImageFolderDataset`."""
+    check_options("imagefolder", options, ())
+    return load_imagefolder(split, root=root, image_size=image_size, download=download)
+
+
+@register_dataset("imagenette")
+def _imagenette(split="train", root=None, image_size=None, seed=0, download=False, **options):
+    """``imagenette``: see :func:`load_imagenette`."""
+    check_options("imagenette", options, ())
+    return load_imagenette(split, root=root, image_size=image_size, download=download)

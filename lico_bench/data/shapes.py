@@ -35,6 +35,7 @@ import torch
 
 from ..errors import UserError
 from .base import DatasetInfo, TensorImageDataset
+from .registry import register_dataset
 
 COLOURS = {  # RGB in [0, 1]
     "red": (0.86, 0.16, 0.14),
@@ -262,3 +263,9 @@ class ShapesDataset(TensorImageDataset):
         super().__init__(shapes_info(size), split, images, labels, masks)
         self.boxes = boxes_from_masks(masks)
         self.seed = seed
+
+
+@register_dataset("shapes")
+def _shapes(split, root=None, image_size=None, seed=0, download=False, n=None):
+    """``shapes``: see :class:`ShapesDataset`."""
+    return ShapesDataset(split, image_size=image_size, seed=seed, n=n)

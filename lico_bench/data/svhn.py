@@ -19,8 +19,9 @@ import torch
 
 from ..errors import UserError
 from .base import DatasetInfo, TensorImageDataset
-from .real import (base_root, candidates, check_image_size, check_split, holdout, in_memory,
-                   torchvision_download, where)
+from .common import (base_root, candidates, check_image_size, check_options, check_split, holdout,
+                     in_memory, torchvision_download, where)
+from .registry import register_dataset
 
 SVHN_CLASSES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # Per-channel mean/std of the SVHN train split in [0, 1], the constants in common use
@@ -101,3 +102,11 @@ def load_svhn(split: str = "train", root=None, image_size: Optional[int] = None,
     info = DatasetInfo("svhn", SVHN_CLASSES, SVHN_MEAN, SVHN_STD, size, has_masks=False,
                        extra=extra)
     return in_memory(info, split, images, labels)
+
+
+@register_dataset("svhn")
+def _svhn(split="train", root=None, image_size=None, seed=0, download=False, **options):
+    """``svhn``: see :func:`load_svhn`."""
+    check_options("svhn", options, ("val_size",))
+    return load_svhn(split, root=root, image_size=image_size, seed=seed, download=download,
+                     **options)

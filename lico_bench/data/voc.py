@@ -36,8 +36,9 @@ import torch
 
 from ..errors import UserError
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, LicoDataset
+from .common import base_root, check_image_size, check_options, check_split, where
 from .folder import load_rgb, to_normalised
-from .real import base_root, check_image_size, check_split, where
+from .registry import register_dataset
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -268,3 +269,10 @@ def load_voc2007(split: str = "test", root=None, image_size: Optional[int] = Non
                         f"{d}/ImageSets/Main/{split}.txt, {d}/Annotations/*.xml and "
                         f"{d}/JPEGImages/*.jpg; {get}.")
     return VOCPointingDataset(voc, split, size, include_difficult=include_difficult)
+
+
+@register_dataset("voc2007")
+def _voc2007(split="test", root=None, image_size=None, seed=0, download=False, **options):
+    """``voc2007``: see :class:`VOCPointingDataset`."""
+    check_options("voc2007", options, ("include_difficult",))
+    return load_voc2007(split, root=root, image_size=image_size, download=download, **options)

@@ -9,7 +9,7 @@ import numpy as np
 
 from .figure_style import (BASELINE_COLOUR, DOUBLE_COLUMN_IN, LICO_COLOUR, SINGLE_COLUMN_IN, _colours,
                            _pair_label, _plt, _short_names)
-from .tables import NICE
+from .common import NICE
 
 
 def _mean_band(curves: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

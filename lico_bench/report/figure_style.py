@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..io import atomic_path
-from .tables import pair_models
+from .common import pair_models
 
 BASELINE_COLOUR = "#0072B2"  # Okabe-Ito blue
 LICO_COLOUR = "#D55E00"      # Okabe-Ito vermillion

@@ -45,7 +45,8 @@ from .figure_style import (BASELINE_COLOUR, DOUBLE_COLUMN_IN, LICO_COLOUR, MAP_C
 from .maps_figure import plot_map_grid
 from .method_figures import plot_method_ranks, plot_metric_agreement  # noqa: F401
 from .method_stats import compute_method_summary, method_order
-from .tables import compute_summary, load_manifest, load_rows, metric_directions
+from .common import load_manifest, load_rows, metric_directions
+from .tables import compute_summary
 from .training_figure import plot_training
 
 

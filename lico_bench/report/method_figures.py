@@ -8,7 +8,7 @@ from typing import Dict, Sequence
 import numpy as np
 
 from .figure_style import DOUBLE_COLUMN_IN, _heatmap_frame, _plt
-from .tables import NICE
+from .common import NICE
 
 
 def plot_method_ranks(ms, directions: Dict[str, bool], methods: Sequence[str]):

@@ -13,7 +13,7 @@ from PIL import Image
 from lico_bench.data import create_dataset, list_datasets
 from lico_bench.data.cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR100_CLASSES
 from lico_bench.data.folder import IMAGENETTE_WNIDS
-from lico_bench.data.real import ResizedTensorDataset
+from lico_bench.data.common import ResizedTensorDataset
 from lico_bench.data.svhn import SVHN_MEAN, SVHN_STD
 from lico_bench.data.voc import VOC_CLASSES, boxes_to_mask
 from lico_bench.errors import UserError

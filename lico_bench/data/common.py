@@ -1,4 +1,4 @@
-"""Real datasets, read from local files: CIFAR-10/100, SVHN, ImageFolder, Imagenette, VOC 2007.
+"""Helpers shared by the real datasets, read from local files: CIFAR-10/100, SVHN, ImageFolder, Imagenette, VOC 2007.
 
 Registered names and where their files live (``ROOT`` is the ``root`` argument, or
 ``$LICO_BENCH_DATA``, or ``./data`` relative to the working directory)::
@@ -25,9 +25,9 @@ Splits:
 * imagefolder / imagenette: the sub-folders of ``ROOT`` (``train``, ``val``).
 * voc2007: ``train``, ``val``, ``trainval``, ``test`` (``ImageSets/Main/<split>.txt``).
 
-The loaders live in :mod:`.cifar`, :mod:`.svhn`, :mod:`.folder` and :mod:`.voc`; this module
-holds what they share and the registry entries. They import lazily, so importing
-:mod:`lico_bench.data` stays cheap (no scipy, no file access).
+The loaders live in :mod:`.cifar`, :mod:`.svhn`, :mod:`.folder` and :mod:`.voc`, each
+registering its names; this module holds what they share. Importing :mod:`lico_bench.data`
+stays cheap (no scipy, no file access: those happen when a dataset is created).
 """
 from __future__ import annotations
 
@@ -146,68 +146,11 @@ def torchvision_download(name: str, fetch) -> None:
 # Each factory has the registry signature factory(split, root, image_size, seed, download,
 # **options); unknown options are a TypeError from Python, turned into a UserError here.
 
-def _options(name: str, options: dict, allowed: Sequence[str]) -> None:
+
+def check_options(name: str, options: dict, allowed: Sequence[str]) -> None:
+    """A one-line :class:`UserError` naming dataset ``name``'s unknown ``options``."""
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         known = ", ".join(allowed) if allowed else "none"
         raise UserError(f"unknown option(s) {', '.join(unknown)} for dataset {name}; "
                         f"known: {known}.")
-
-
-def _cifar(name: str):
-    def factory(split="train", root=None, image_size=None, seed=0, download=False, **options):
-        from .cifar import load_cifar
-
-        _options(name, options, ("val_size",))
-        return load_cifar(name, split, root=root, image_size=image_size, seed=seed,
-                          download=download, **options)
-
-    factory.__doc__ = f"``{name}``: see :func:`lico_bench.data.cifar.load_cifar`."
-    return factory
-
-
-def _svhn(split="train", root=None, image_size=None, seed=0, download=False, **options):
-    """``svhn``: see :func:`lico_bench.data.svhn.load_svhn`."""
-    from .svhn import load_svhn
-
-    _options("svhn", options, ("val_size",))
-    return load_svhn(split, root=root, image_size=image_size, seed=seed, download=download,
-                     **options)
-
-
-def _imagefolder(split="train", root=None, image_size=None, seed=0, download=False, **options):
-    """``imagefolder``: see :class:`lico_bench.data.folder.ImageFolderDataset`."""
-    from .folder import load_imagefolder
-
-    _options("imagefolder", options, ())
-    return load_imagefolder(split, root=root, image_size=image_size, download=download)
-
-
-def _imagenette(split="train", root=None, image_size=None, seed=0, download=False, **options):
-    """``imagenette``: see :func:`lico_bench.data.folder.load_imagenette`."""
-    from .folder import load_imagenette
-
-    _options("imagenette", options, ())
-    return load_imagenette(split, root=root, image_size=image_size, download=download)
-
-
-def _voc2007(split="test", root=None, image_size=None, seed=0, download=False, **options):
-    """``voc2007``: see :class:`lico_bench.data.voc.VOCPointingDataset`."""
-    from .voc import load_voc2007
-
-    _options("voc2007", options, ("include_difficult",))
-    return load_voc2007(split, root=root, image_size=image_size, download=download, **options)
-
-
-def _register() -> None:
-    from . import register_dataset
-
-    register_dataset("cifar10", _cifar("cifar10"))
-    register_dataset("cifar100", _cifar("cifar100"))
-    register_dataset("svhn", _svhn)
-    register_dataset("imagefolder", _imagefolder)
-    register_dataset("imagenette", _imagenette)
-    register_dataset("voc2007", _voc2007)
-
-
-_register()

@@ -1,0 +1,120 @@
+"""What the report's writers share: reading a results directory (manifest and verified
+rows), metric directions and display names, the LICO - baseline pairing of models, and the
+Markdown/LaTeX table markup. Reads result files only."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import pandas as pd
+
+from ..errors import UserError
+from ..results import REPAIR, expected_images, read_rows
+
+NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (ins-del)",
+        "pointing_game": "Pointing game", "energy_pointing_game": "Energy PG",
+        "map_dependence": "Map dependence", "accuracy": "Accuracy",
+        "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "road": "ROAD (LeRF-MoRF)"}
+BASELINE = "baseline"
+
+
+def load_manifest(results: Path) -> dict:
+    """``results/manifest.json``, checked (lico_bench.bench.manifest.read_manifest: the one
+    reader of manifests; pure Python, no model needed); a problem is one line."""
+    from ..bench.manifest import read_manifest
+
+    return read_manifest(results, "report")
+
+
+def load_rows(results: Path) -> pd.DataFrame:
+    """All per-image rows of complete experiments, as one DataFrame (curves dropped)."""
+    files = sorted((Path(results) / "rows").glob("*.jsonl"))
+    if not files:
+        raise UserError(f"{results} has no finished experiments yet (rows/*.jsonl); run "
+                        "'lico-bench run' first or wait for it to finish one.")
+    # Verified, not trusted: checksum, row count and image ids (lico_bench.results).
+    n = expected_images(results)
+    recs = []
+    for f in files:
+        for r in read_rows(f, n, fix=REPAIR)[0]:
+            recs.append({k: v for k, v in r.items() if not k.startswith("curve_")})
+    return pd.DataFrame.from_records(recs)
+
+
+def metric_directions(manifest: dict, rows: pd.DataFrame) -> Dict[str, bool]:
+    """metric name -> higher_is_better for every manifest metric with a row column (+ overall).
+
+    Known metrics first in a fixed order, any other metric (e.g. map_dependence) after them
+    by name, with the direction the manifest gives it.
+    """
+    found = {m: bool(v["higher_is_better"]) for m, v in manifest.get("metrics", {}).items()
+             if m in rows.columns}
+    if "insertion" in found and "deletion" in found:
+        found["overall"] = True
+    order = ["insertion", "deletion", "overall", "pointing_game", "energy_pointing_game"]
+    names = sorted(found, key=lambda m: (order.index(m) if m in order else len(order), m))
+    return {m: found[m] for m in names}
+
+
+# ----------------------------------------------------------------------------- pairing
+def _by_name(model: str, baselines: Iterable[str]) -> Optional[str]:
+    """The baseline B whose suffix B[len("baseline"):] is the longest suffix of ``model``."""
+    fits = [b for b in baselines if model.endswith(b[len(BASELINE):])]
+    return max(fits, key=len) if fits else None
+
+
+def pair_models(models: Iterable[str], manifest: Optional[dict] = None) -> List[Tuple[str, str]]:
+    """[(lico model, its baseline), ...] among ``models`` (those present in the rows), sorted.
+
+    With ``manifest["models"]`` (``{name: {"family", "arch", "variant"}}``): every model of
+    family "lico" is paired with the model of family "baseline" and the same arch (several
+    such baselines: the one the name rule below picks, else the first by name). A model the
+    manifest does not describe, or any model of results written before the manifest had
+    "models", falls back to the names: a model M not starting with "baseline" pairs with the
+    baseline B whose suffix B[len("baseline"):] ("_r18", "_wrn28_2") is the longest suffix
+    of M -- so lico_r18, lico_rolled_r18, ... all pair with baseline_r18, and lico_wrn28_2
+    with baseline_wrn28_2 rather than a baseline_2. A model with no partner is left out.
+    """
+    present = sorted(set(models))
+    info = (manifest or {}).get("models") or {}
+    pairs = []
+    for m in present:
+        if m in info:
+            if info[m].get("family") != "lico":
+                continue
+            cands = [b for b in present if info.get(b, {}).get("family") == "baseline"
+                     and info[b].get("arch") == info[m].get("arch")]
+            base = (_by_name(m, cands) or cands[0]) if cands else None
+        elif m.startswith(BASELINE):
+            continue
+        else:
+            base = _by_name(m, [b for b in present if b.startswith(BASELINE)])
+        if base is not None:
+            pairs.append((m, base))
+    return pairs
+
+
+# ----------------------------------------------------------------------------- markup
+def md_table(header: List[str], body: List[List[str]]) -> str:
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+                      *map(line, body)])
+
+
+def tex_escape(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
+                 ("#", r"\#"), ("Δ", r"$\Delta$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"),
+                 ("−", "--")):
+        s = s.replace(a, b)
+    return s
+
+
+def tex_table(header: List[str], body: List[List[str]], caption: str) -> str:
+    cols = "l" * 2 + "r" * (len(header) - 2)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{tex_escape(caption)}}}",
+             rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+             " & ".join(tex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(tex_escape(c) for c in row) + r" \\" for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
