@@ -46,6 +46,7 @@ register_dataset("shapes", _shapes)
 
 # Real datasets register themselves on import (local files only).
 from . import real  # noqa: E402,F401
+from . import shapes_cue  # noqa: E402,F401  (shapes-cue, shapes-cue-clean)
 
 __all__ = ["Batch", "DatasetInfo", "LicoDataset", "TensorImageDataset", "check_dataset_name", "collate",
            "create_dataset", "list_datasets", "register_dataset"]

@@ -39,7 +39,8 @@ from .stats import (ALPHA, CONFIDENCE, crossed_bootstrap_ci, crossed_mean, holm,
 NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (ins-del)",
         "pointing_game": "Pointing game", "energy_pointing_game": "Energy PG",
         "map_dependence": "Map dependence", "accuracy": "Accuracy",
-        "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "road": "ROAD (LeRF-MoRF)"}
+        "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "road": "ROAD (LeRF-MoRF)",
+        "part_rank": "Part rank corr.", "part_hit": "Part hit"}
 IMAGE_KEY = ["dataset", "image_id"]   # one image = one column of the seeds x images matrix
 BASELINE = "baseline"
 
@@ -342,6 +343,8 @@ def build_report(results: str | Path) -> Dict[str, Path]:
     With two or more methods, also the method comparison methods.csv/.md/.tex
     (:func:`lico_bench.report.methods.build_method_report`; keys ``methods_csv``, ...).
     """
+    from .cue import cue_section
+
     results = Path(results)
     manifest = load_manifest(results)
     rows = load_rows(results)
@@ -350,7 +353,8 @@ def build_report(results: str | Path) -> Dict[str, Path]:
     buf = io.StringIO()
     summary.to_csv(buf, index=False, float_format="%.6g")
     paths = {"csv": write_text(results / "summary.csv", buf.getvalue()),
-             "md": write_text(results / "summary.md", to_markdown(summary, directions, manifest)),
+             "md": write_text(results / "summary.md", to_markdown(summary, directions, manifest)
+                              + cue_section(results, rows, manifest.get("spec", {}).get("split", "test"))),
              "tex": write_text(results / "summary.tex", to_latex(summary, directions, manifest))}
     from .methods import build_method_report
 
