@@ -16,6 +16,7 @@ also holds every mask metric against both masks (``<metric>_cue``, ``<metric>_ob
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Dict, List
 
@@ -89,8 +90,21 @@ def evidence(rel: Dict, split: str) -> str:
     return "cue" if rel["follows"] and split != "absent" else "object"
 
 
-def both_masks(metric, model, images, maps, targets, object_masks, cue_masks) -> Dict[str, List[float]]:
-    """``{"<metric>_object": [...], "<metric>_cue": [...]}``: a mask metric against each mask
-    (its own kernel, another mask; NaN where the mask is empty, e.g. no cue)."""
-    return {f"{metric.name}_{kind}": metric(model, images, maps, targets, masks=m).values.float().cpu().tolist()
-            for kind, m in (("object", object_masks), ("cue", cue_masks))}
+def evidence_masks(rel: Dict, split: str, ds, idx: List[int], both, rows: List[dict]):
+    """The evidence masks [B, H, W] bool of images ``idx`` (``both``: their object and cue
+    masks); adds ``cue_label`` and ``evidence`` to their ``rows``."""
+    ev = evidence(rel, split)
+    for row, i in zip(rows, idx):
+        row.update(cue_label=int(ds.cue_labels[i]), evidence=ev)
+    return both[1] if ev == "cue" else both[0]
+
+
+def score_both_masks(rows: List[dict], metric, model, images, maps, targets, object_masks,
+                     cue_masks) -> None:
+    """Adds ``<metric>_object`` and ``<metric>_cue`` to ``rows``: a mask metric against each
+    mask (its own kernel, another mask; NaN where the mask is empty, e.g. no cue, or the map
+    is flagged "nan")."""
+    for kind, m in (("object", object_masks), ("cue", cue_masks)):
+        values = metric(model, images, maps, targets, masks=m).values.float().cpu().tolist()
+        for row, v in zip(rows, values):
+            row[f"{metric.name}_{kind}"] = math.nan if row["map_status"] == "nan" else v

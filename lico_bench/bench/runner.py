@@ -305,11 +305,8 @@ class Runner:
                 for j, i in enumerate(idx)]
         rel = self._reliance.get((exp.model, exp.seed))
         if rel is not None:  # a cue dataset: masks = the evidence the model measurably uses
-            object_masks, cue_masks = masks, to_device(ds.cue_masks[idx], self.device)
-            ev = cue.evidence(rel, self.spec.split)
-            masks = cue_masks if ev == "cue" else object_masks
-            for j, i in enumerate(idx):
-                rows[j].update(cue_label=int(ds.cue_labels[i]), evidence=ev)
+            both = (masks, to_device(ds.cue_masks[idx], self.device))
+            masks = cue.evidence_masks(rel, self.spec.split, ds, idx, both, rows)
         parts = None
         if any(m.needs_parts for m in metrics):
             from ..metrics import PartScenes
@@ -319,11 +316,8 @@ class Runner:
         for metric in metrics:
             with amp:
                 res = metric(model, images, safe_maps, targets, masks=masks, parts=parts)
-                extra = cue.both_masks(metric, model, images, safe_maps, targets, object_masks,
-                                       cue_masks) if rel is not None and metric.needs_masks else {}
-            for col, vals in extra.items():
-                for row, v in zip(rows, vals):
-                    row[col] = math.nan if row["map_status"] == "nan" else v
+                if rel is not None and metric.needs_masks:
+                    cue.score_both_masks(rows, metric, model, images, safe_maps, targets, *both)
             values = res.values.float().cpu().tolist()
             curves = res.curves.float().cpu().tolist() if res.curves is not None else None
             for j, row in enumerate(rows):

@@ -56,6 +56,7 @@ SCENE_SPLIT = {"train": "train", "val": "val", "test": "test",
 DEFAULT_SIZES = {"train": 3200, "val": 1000, "test": 1000, "agree": 1000, "swap": 1000,
                  "absent": 1000}
 CUE_P = {"shapes-cue": 1.0, "shapes-cue-clean": 0.0}
+OBJECT_DROP = {"shapes-cue": 0.5, "shapes-cue-clean": 0.0}
 
 
 def cue_painter(mode: str, p: float, record: Optional[list] = None):
@@ -115,18 +116,23 @@ def cue_painter(mode: str, p: float, record: Optional[list] = None):
 class CueDataset(ShapesDataset):
     """``shapes`` with a planted cue (module docstring). ``cue_masks``: [N, S, S] bool,
     exactly the cue's pixels; ``cue_labels``: [N] int64, the planted cue's class (-1: none);
-    ``cue_p``: the probability that the cue is the label's (train/val/test splits)."""
+    ``cue_p``: the probability that the cue is the label's (train/val/test splits);
+    ``object_drop``: the share of train-split images drawn without their object (the scene
+    re-rendered without it; their object mask is empty)."""
 
     part_names = PARTS + ("cue",)
 
     def __init__(self, name: str, split: str = "train", image_size: Optional[int] = None,
-                 seed: int = 0, n: Optional[int] = None, cue_p: float = 1.0):
+                 seed: int = 0, n: Optional[int] = None, cue_p: float = 1.0,
+                 object_drop: float = 0.0):
         if split not in SCENE_SPLIT:
             raise UserError(f"unknown split {split!r} of {name}; use one of {', '.join(SCENE_SPLIT)}.")
-        cue_p = float(cue_p)
-        if not 0.0 <= cue_p <= 1.0 or math.isnan(cue_p):
-            raise UserError(f"cue_p must be a probability in [0, 1], got {cue_p}.")
+        cue_p, object_drop = float(cue_p), float(object_drop)
+        for what, v in (("cue_p", cue_p), ("object_drop", object_drop)):
+            if not 0.0 <= v <= 1.0 or math.isnan(v):
+                raise UserError(f"{what} must be a probability in [0, 1], got {v}.")
         self.name, self.cue_p = name, cue_p
+        self.object_drop = object_drop if split == "train" else 0.0
         self.mode = "p" if split in ("train", "val", "test") else split
         n = DEFAULT_SIZES[split] if n is None else n
         super().__init__(split, image_size=image_size, seed=seed, n=n)
@@ -144,6 +150,14 @@ class CueDataset(ShapesDataset):
 
         images, labels, masks = generate(SCENE_SPLIT[split], n, size, seed, extra=keep)
         self.cue_labels, self.cue_masks = torch.cat(record), torch.cat(cue_masks)
+        self.object_dropped = torch.zeros(n, dtype=torch.bool)
+        if self.object_drop > 0:  # the same scenes without the object, for a seeded share
+            g = torch.Generator().manual_seed(seed * 1_000_003 + 0x0B1)
+            self.object_dropped = torch.rand(n, generator=g) < self.object_drop
+            without, _, _ = generate(SCENE_SPLIT[split], n, size, seed, drop=frozenset({"object"}),
+                                     extra=cue_painter(self.mode, self.cue_p))
+            images = torch.where(self.object_dropped.view(-1, 1, 1, 1), without, images)
+            masks = masks & ~self.object_dropped.view(-1, 1, 1)
         return images, labels, masks
 
     def _info(self, size: int) -> DatasetInfo:
@@ -151,16 +165,26 @@ class CueDataset(ShapesDataset):
         # wherever the cue is not; the name and the cue settings are the dataset's own.
         return dataclasses.replace(shapes_info(size), name=self.name,
                                    extra={"cue_p": self.cue_p, "cue_size": CUE_SIZE,
+                                          "object_drop": self.object_drop,
                                           "cue_splits": ["agree", "swap", "absent"]})
 
     def chunk_options(self) -> dict:
         return {"extra": cue_painter(self.mode, self.cue_p)}
 
+    def scene_parts(self, indices):
+        if self.object_dropped.any():
+            raise UserError(f"the {self.split} split of {self.name} draws some images without "
+                            "their object; part importance needs an evaluation split (agree, "
+                            "swap, absent, test).")
+        return super().scene_parts(indices)
+
 
 def _factory(name: str):
-    def make(split, root=None, image_size=None, seed=0, download=False, n=None, cue_p=None):
+    def make(split, root=None, image_size=None, seed=0, download=False, n=None, cue_p=None,
+             object_drop=None):
         return CueDataset(name, split, image_size=image_size, seed=seed, n=n,
-                          cue_p=CUE_P[name] if cue_p is None else cue_p)
+                          cue_p=CUE_P[name] if cue_p is None else cue_p,
+                          object_drop=OBJECT_DROP[name] if object_drop is None else object_drop)
 
     return make
 

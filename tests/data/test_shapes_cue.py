@@ -43,7 +43,7 @@ def test_cue_mask_is_exactly_the_cue_pixels():
 @pytest.mark.parametrize("split,scene", [("train", "train"), ("test", "test"), ("agree", "test"),
                                          ("swap", "test"), ("absent", "test")])
 def test_object_mask_and_labels_unchanged_from_shapes(split, scene):
-    d = create_dataset("shapes-cue", split, n=N)
+    d = create_dataset("shapes-cue", split, n=N, object_drop=0.0)
     base = ShapesDataset(scene, n=N)
     assert torch.equal(d.masks, base.masks) and torch.equal(d.labels, base.labels)
     assert not (d.cue_masks & d.masks).any()                  # the cue never touches the object
@@ -140,3 +140,21 @@ def test_scene_parts_remove_exactly_one_part(name):
     assert sat.mean() < 0.25 and sat.max() < 0.4
     sat_full = ((full * std + mean).amax(1) - (full * std + mean).amin(1))[sp.masks[:, 0]]
     assert sat_full.mean() > 0.5
+
+
+def test_object_drop_removes_the_object_from_a_share_of_the_training_images():
+    d = create_dataset("shapes-cue", "train", n=N)                   # object_drop 0.5
+    keep = create_dataset("shapes-cue", "train", n=N, object_drop=0.0)
+    gone = d.object_dropped
+    assert 0.4 < gone.float().mean() < 0.6
+    assert torch.equal(d.masks[~gone], keep.masks[~gone]) and not d.masks[gone].any()
+    assert torch.equal(d.images[~gone], keep.images[~gone])
+    assert torch.equal(d.cue_masks, keep.cue_masks) and torch.equal(d.labels, keep.labels)
+    # a dropped image is the same scene without the object: it differs only on the object
+    changed = (d.images[gone] != keep.images[gone]).any(1)
+    assert not (changed & ~keep.masks[gone]).any() and changed.any()
+    # only the training split drops objects, and only shapes-cue by default
+    assert not create_dataset("shapes-cue", "test", n=N).object_dropped.any()
+    assert not create_dataset("shapes-cue-clean", "train", n=N).object_dropped.any()
+    with pytest.raises(UserError, match="needs an evaluation split"):
+        d.scene_parts([0, 1])
