@@ -23,6 +23,15 @@ random class, independent of the label: present, but useless). ``agree``, ``swap
 ``absent`` hold the scenes of shapes' ``test`` split with the label's cue, the cue of another
 class (uniform over the nine others) and no cue: the same three splits for both datasets,
 and image ``i`` of each is the same scene.
+
+Why ``shapes-cue`` also draws half of its *training* images without their object
+(``object_drop = 0.5``; the scene re-rendered without it, the object mask then empty): with
+the object always there, a baseline_r18 trained by the default recipe (quick preset) used
+the object's red/blue colour, by far the easiest feature, and the cue only to pick the shape
+within that colour. Measured on the swap split (1000 images): it followed the cue in 38 %
+(86 % when the swapped cue's class had the object's colour, 2 % otherwise). With half the
+objects removed the cue is the one feature that always works: 97 % follow it, and accuracy
+without the cue falls to 13 %. The evaluation splits always have the object.
 """
 from __future__ import annotations
 

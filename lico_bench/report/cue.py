@@ -50,7 +50,7 @@ def cue_section(results: Path, rows: pd.DataFrame, split: str) -> str:
     if not rels or "evidence" not in rows.columns:
         return ""
     r0 = rels[0]
-    parts = ["## Reliance on the planted cue (measured per checkpoint)", "",
+    parts = ["", "## Reliance on the planted cue (measured per checkpoint)", "",
              f"Predictions on the whole agree / swap / absent splits ({r0['n_swap']} images each, "
              "image i the same scene in all three). A model is scored against the cue mask "
              f"when it follows the cue in ≥ {100 * r0['follow_at_least']:.0f} % of swap images "

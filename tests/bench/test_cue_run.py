@@ -94,3 +94,8 @@ def test_a_model_that_follows_the_cue_is_scored_against_the_cue_mask(cue_checkpo
     assert (rows["evidence"] == "cue").all()
     assert rows["pointing_game"].tolist() == rows["pointing_game_cue"].tolist()
     assert "| baseline_tiny | 0    | 100.0" in (out / "summary.md").read_text()
+
+
+def test_default_results_directory_names_a_split_other_than_test():
+    assert RunSpec(dataset="shapes-cue", split="swap").default_out() == "results/shapes-cue_swap_lico_r18_gradcam"
+    assert RunSpec().default_out() == "results/shapes_lico_r18_gradcam"
