@@ -33,7 +33,21 @@ from .base import Metric, MetricResult, register_metric
 
 class PartScenes(NamedTuple):
     """masks: [B, P, H, W] bool, each part's pixels (disjoint; empty = part absent);
-    removed: [B, P, C, H, W] float32 normalised, image b re-rendered without part p."""
+    removed: [B, P, C, H, W] float32 normalised, image b re-rendered without part p.
+
+    Example (a model reading only the left column; a map on that column)::
+
+        >>> import torch
+        >>> from lico_bench.metrics import PartScenes, create_metric
+        >>> img = torch.ones(1, 3, 2, 2)
+        >>> masks = torch.tensor([[[[1, 0], [1, 0]], [[0, 1], [0, 1]]]], dtype=torch.bool)
+        >>> removed = torch.stack([img * ~masks[:, 0, None], img * ~masks[:, 1, None]], 1)
+        >>> model = lambda x: torch.stack([x[:, 0, :, 0].sum(1), -x[:, 0, :, 0].sum(1)], 1)
+        >>> maps = masks[:, 0].float()
+        >>> parts = PartScenes(masks, removed)
+        >>> create_metric("part_hit")(model, img, maps, torch.tensor([0]), parts=parts).values
+        tensor([1.])
+    """
 
     masks: torch.Tensor
     removed: torch.Tensor
