@@ -52,7 +52,7 @@ from ..models import load_checkpoint
 from ..precision import to_device
 from ..results import part_is_whole, write_rows
 from .. import distributed as dist_
-from . import figure_inputs, manifest as manifest_
+from . import cue, figure_inputs, manifest as manifest_
 from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
 # The manifest's layout, reading, writing and comparison: lico_bench.bench.manifest.
@@ -86,9 +86,10 @@ class Runner:
         self.precision = spec.resolved_precision(self.device)
         self._models: Dict[Tuple[str, int], torch.nn.Module] = {}
         self.image_size: Optional[int] = None  # the dataset's, set by run(); checkpoints must match
+        self._reliance: Dict[Tuple[str, int], dict] = {}  # cue datasets only (bench/cue.py)
 
     # ------------------------------------------------------------------ setup
-    def _metrics(self, has_masks: bool):
+    def _metrics(self, has_masks: bool, has_parts: bool = False):
         from ..metrics import create_metric
 
         names = list(self.spec.metrics) if self.spec.metrics else [
@@ -101,6 +102,10 @@ class Runner:
             if m.needs_masks and not has_masks:
                 raise UserError(f"metric {m.name!r} needs ground-truth masks, which dataset "
                                 f"{self.spec.dataset!r} does not have; drop it from --metrics.")
+            if m.needs_parts and not has_parts:
+                raise UserError(f"metric {m.name!r} needs images re-rendered without each part, "
+                                f"which dataset {self.spec.dataset!r} cannot make; use shapes or "
+                                "shapes-cue, or drop it from --metrics.")
         return metrics
 
     def _explainer(self, method: str, seed: int):
@@ -178,7 +183,7 @@ class Runner:
             raise UserError(f"--n-images {spec.n_images} is larger than the {spec.split} split of "
                             f"{spec.dataset} ({len(ds)} images); use at most {len(ds)}.")
         info = ds.info
-        metrics = self._metrics(info.has_masks)
+        metrics = self._metrics(info.has_masks, hasattr(ds, "scene_parts"))
         experiments = expand(spec)
         explainers = {m: self._explainer(m, spec.seeds[0]) for m in spec.methods}
         manifest = self._manifest(explainers, metrics, info, command)
@@ -219,6 +224,11 @@ class Runner:
         for exp in bar:
             bar.set_postfix_str(f"{exp.model} {exp.method} seed {exp.seed}", refresh=True)
             model = self._load_model(exp.model, exp.seed, info.num_classes)
+            if cue.is_cue_dataset(ds) and (exp.model, exp.seed) not in self._reliance:
+                self._reliance[(exp.model, exp.seed)] = cue.reliance_for(
+                    self.out, exp.model, exp.seed, str(self.checkpoint_for(exp.model, exp.seed)),
+                    lambda: cue.measure_reliance(model, spec.dataset, info.image_size, self.device,
+                                                 spec.batch_size, self._amp()), self.dist.is_main)
             self.run_experiment(exp, model, ds, metrics)
         bar.close()
         if self.dist.is_main:
@@ -283,7 +293,7 @@ class Runner:
                             "fix the data files.")
         if cuda:
             images = images.contiguous(memory_format=torch.channels_last)
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        amp = self._amp()
         with torch.no_grad(), amp:
             probs = torch.softmax(model(images).float(), dim=1)
         pred = probs.argmax(dim=1)
@@ -297,9 +307,21 @@ class Runner:
                  "prob": float(probs[j, pred[j]]), "target": int(targets[j]),
                  "target_prob": float(probs[j, targets[j]]), "map_status": status[j]}
                 for j, i in enumerate(idx)]
+        rel = self._reliance.get((exp.model, exp.seed))
+        if rel is not None:  # a cue dataset: masks = the evidence the model measurably uses
+            both = (masks, to_device(ds.cue_masks[idx], self.device))
+            masks = cue.evidence_masks(rel, self.spec.split, ds, idx, both, rows)
+        parts = None
+        if any(m.needs_parts for m in metrics):
+            from ..metrics import PartScenes
+
+            sp = ds.scene_parts(idx)
+            parts = PartScenes(to_device(sp.masks, self.device), to_device(sp.removed, self.device))
         for metric in metrics:
             with amp:
-                res = metric(model, images, safe_maps, targets, masks=masks)
+                res = metric(model, images, safe_maps, targets, masks=masks, parts=parts)
+                if rel is not None and metric.needs_masks:
+                    cue.score_both_masks(rows, metric, model, images, safe_maps, targets, *both)
             values = res.values.float().cpu().tolist()
             curves = res.curves.float().cpu().tolist() if res.curves is not None else None
             for j, row in enumerate(rows):
@@ -307,6 +329,11 @@ class Runner:
                 if curves is not None:
                     row[f"curve_{metric.name}"] = curves[j]
         return rows, maps
+
+
+    def _amp(self):
+        """bf16 autocast for the model's forwards when the run's precision says so."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
 
 def _read_maps_part(path: Path, n: int) -> torch.Tensor:

@@ -80,7 +80,8 @@ class RunSpec:
 
     def default_out(self) -> str:
         seeds = "" if self.seeds == [0] else "_seeds" + "-".join(map(str, self.seeds))
-        name = f"{self.dataset}_{'+'.join(self.models)}_{'+'.join(m.replace(':', '-') for m in self.methods)}{seeds}"
+        split = "" if self.split == "test" else f"_{self.split}"  # e.g. shapes-cue_swap_...
+        name = f"{self.dataset}{split}_{'+'.join(self.models)}_{'+'.join(m.replace(':', '-') for m in self.methods)}{seeds}"
         return f"results/{name}"
 
     def resolved_precision(self, device) -> str:

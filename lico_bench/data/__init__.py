@@ -9,7 +9,7 @@ from __future__ import annotations
 from .base import Batch, DatasetInfo, LicoDataset, TensorImageDataset, collate
 
 # Each dataset module registers itself on import (real datasets read local files only).
-from . import cifar, folder, shapes, svhn, voc  # noqa: E402,F401
+from . import cifar, folder, shapes, shapes_cue, svhn, voc  # noqa: E402,F401
 from .registry import check_dataset_name, create_dataset, list_datasets, register_dataset
 
 __all__ = ["Batch", "DatasetInfo", "LicoDataset", "TensorImageDataset", "check_dataset_name", "collate",

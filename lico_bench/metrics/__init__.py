@@ -18,11 +18,12 @@ from .pointing import (default_tolerance, energy_pointing_game, pointing_accurac
 from .road import (linear_impute, noisy_linear_impute, removal_masks, road_curves,
                    trapezoid_auc)
 from . import builtin  # noqa: F401  (registers the built-in metrics)
+from .parts import PartScenes, masked_spearman, part_energy, part_importance, top_part_hit  # noqa: E402
 from . import quantus_adapters  # noqa: F401  (registers quantus:<Name>, imports quantus lazily)
 
-__all__ = ["Metric", "MetricResult", "auc", "causal_curves", "create_metric", "default_step",
+__all__ = ["Metric", "MetricResult", "PartScenes", "auc", "causal_curves", "create_metric", "default_step",
            "default_tolerance", "deletion_curve", "energy_pointing_game", "gaussian_blur",
            "gaussian_kernel1d", "insertion_curve", "list_metrics", "num_steps", "overall",
            "pixel_order", "pixel_rank", "pointing_accuracy", "pointing_game",
-           "pointing_points", "predict", "register_metric", "linear_impute",
+           "pointing_points", "predict", "register_metric", "linear_impute", "masked_spearman", "part_energy", "part_importance", "top_part_hit",
            "noisy_linear_impute", "removal_masks", "road_curves", "trapezoid_auc"]

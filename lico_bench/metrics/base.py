@@ -85,6 +85,7 @@ class Metric:
     name: str = ""
     higher_is_better: bool = True
     needs_masks: bool = False
+    needs_parts: bool = False  # True: scored by compute_parts(..., parts) (metrics.parts)
     defaults: ClassVar[Dict[str, Any]] = {}
     option_types: ClassVar[Dict[str, Any]] = {}
 
@@ -114,13 +115,17 @@ class Metric:
 
     def __call__(self, model: Optional[nn.Module], images: torch.Tensor, maps: torch.Tensor,
                  targets: Optional[torch.Tensor] = None,
-                 masks: Optional[torch.Tensor] = None) -> MetricResult:
+                 masks: Optional[torch.Tensor] = None, parts: Any = None) -> MetricResult:
         """model: eval-mode classifier; images: [B, C, H, W] float32 normalised;
         maps: [B, H, W] float at input resolution; targets: [B] int64 or None (predicted
-        class); masks: [B, H, W] bool (the explained class's union mask) or None."""
+        class); masks: [B, H, W] bool (the explained class's union mask) or None;
+        parts: a :class:`lico_bench.metrics.parts.PartScenes` for a metric that
+        ``needs_parts``, else ignored."""
         if self.needs_masks and masks is None:
             raise UserError(f"metric {self.name!r} needs ground-truth masks; use a dataset with "
                             "masks (e.g. 'shapes') or drop this metric.")
+        if self.needs_parts and parts is not None:
+            return self.compute_parts(model, images, maps, targets, parts)
         return self.compute(model, images, maps, targets, masks)
 
     def compute(self, model, images, maps, targets, masks) -> MetricResult:

@@ -14,7 +14,8 @@ from ..results import REPAIR, expected_images, read_rows
 NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (ins-del)",
         "pointing_game": "Pointing game", "energy_pointing_game": "Energy PG",
         "map_dependence": "Map dependence", "accuracy": "Accuracy",
-        "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "road": "ROAD (LeRF-MoRF)"}
+        "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "road": "ROAD (LeRF-MoRF)",
+        "part_rank": "Part rank corr.", "part_hit": "Part hit"}
 BASELINE = "baseline"
 
 

@@ -235,6 +235,8 @@ def build_report(results: str | Path) -> Dict[str, Path]:
     With two or more methods, also the method comparison methods.csv/.md/.tex
     (:func:`lico_bench.report.methods.build_method_report`; keys ``methods_csv``, ...).
     """
+    from .cue import cue_section
+
     results = Path(results)
     manifest = load_manifest(results)
     rows = load_rows(results)
@@ -243,7 +245,8 @@ def build_report(results: str | Path) -> Dict[str, Path]:
     buf = io.StringIO()
     summary.to_csv(buf, index=False, float_format="%.6g")
     paths = {"csv": write_text(results / "summary.csv", buf.getvalue()),
-             "md": write_text(results / "summary.md", to_markdown(summary, directions, manifest)),
+             "md": write_text(results / "summary.md", to_markdown(summary, directions, manifest)
+                              + cue_section(results, rows, manifest.get("spec", {}).get("split", "test"))),
              "tex": write_text(results / "summary.tex", to_latex(summary, directions, manifest))}
     from .methods import build_method_report
 
