@@ -42,8 +42,8 @@ from typing import Optional
 import torch
 
 from ..errors import UserError
-from .registry import register_dataset
 from .base import DatasetInfo
+from .registry import register_dataset
 from .shapes import CLASS_NAMES, PARTS, ShapesDataset, generate, shapes_info
 
 # Ten colours far from the objects' red/blue, the distractors' green/yellow and each other.
