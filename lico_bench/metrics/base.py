@@ -7,6 +7,12 @@
     result = metric(model, images, maps, targets, masks=None)   # -> MetricResult
     result.values   # [B] float32, one value per image (NaN = skipped, e.g. empty mask)
     result.curves   # [B, n+1] float32 or None
+    result.columns  # {suffix: (values [B], curves [B, n] or None)}: more row columns, or None
+    result.maps     # [B, S, h, w] float32 maps the metric drew (for figures), or None
+
+A metric that explains again (model-parameter randomisation) sets ``needs_explainer = True``
+and is called with ``explain=`` the run's explainer, ``explain(model, images, targets) ->
+maps``; it names further row columns ``<name>_<suffix>`` in ``extra_columns``.
 
 ``metric.options`` holds every option, defaults included, JSON-serialisable, so a run
 manifest records exactly what was computed.
@@ -33,7 +39,10 @@ from ..registry import Registry
 
 
 class MetricResult(NamedTuple):
-    """values: [B] float32 (NaN where the image is skipped); curves: [B, n+1] float32 or None.
+    """values: [B] float32 (NaN where the image is skipped); curves: [B, n+1] float32 or None;
+    columns: {suffix: (values [B], curves or None)}, the row columns ``<metric>_<suffix>``
+    the metric declares in ``extra_columns``, or None; maps: [B, S, h, w] float32 maps the
+    metric made (the runner keeps the first images' for figures), or None.
 
     Example::
 
@@ -46,6 +55,8 @@ class MetricResult(NamedTuple):
 
     values: torch.Tensor
     curves: Optional[torch.Tensor] = None
+    columns: Optional[Dict[str, Tuple[torch.Tensor, Optional[torch.Tensor]]]] = None
+    maps: Optional[torch.Tensor] = None
 
 
 class Metric:
@@ -85,6 +96,10 @@ class Metric:
     name: str = ""
     higher_is_better: bool = True
     needs_masks: bool = False
+    #: True: called with ``explain=`` (the run's explainer), to explain other models.
+    needs_explainer: bool = False
+    #: {suffix: higher_is_better} of the further row columns ``<name>_<suffix>``.
+    extra_columns: ClassVar[Dict[str, bool]] = {}
     defaults: ClassVar[Dict[str, Any]] = {}
     option_types: ClassVar[Dict[str, Any]] = {}
 
@@ -112,15 +127,26 @@ class Metric:
         option resolves to, where the metric has one (insertion/deletion: ``resolved_step``)."""
         return {"higher_is_better": self.higher_is_better, "options": self.options}
 
+    def describe_models(self, models: Dict[str, nn.Module]) -> Dict[str, Any]:
+        """What the manifest adds to this metric's entry about the run's models ({name:
+        untrained model}); nothing by default (randomisation: each model's stages)."""
+        return {}
+
     def __call__(self, model: Optional[nn.Module], images: torch.Tensor, maps: torch.Tensor,
                  targets: Optional[torch.Tensor] = None,
-                 masks: Optional[torch.Tensor] = None) -> MetricResult:
+                 masks: Optional[torch.Tensor] = None, explain: Optional[Callable] = None) -> MetricResult:
         """model: eval-mode classifier; images: [B, C, H, W] float32 normalised;
         maps: [B, H, W] float at input resolution; targets: [B] int64 or None (predicted
-        class); masks: [B, H, W] bool (the explained class's union mask) or None."""
+        class); masks: [B, H, W] bool (the explained class's union mask) or None;
+        explain: the explainer that made ``maps`` (for metrics with ``needs_explainer``)."""
         if self.needs_masks and masks is None:
             raise UserError(f"metric {self.name!r} needs ground-truth masks; use a dataset with "
                             "masks (e.g. 'shapes') or drop this metric.")
+        if self.needs_explainer:
+            if explain is None:
+                raise UserError(f"metric {self.name!r} explains randomised models: pass the "
+                                "explainer that made the maps as explain=.")
+            return self.compute(model, images, maps, targets, masks, explain=explain)
         return self.compute(model, images, maps, targets, masks)
 
     def compute(self, model, images, maps, targets, masks) -> MetricResult:

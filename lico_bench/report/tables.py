@@ -39,7 +39,11 @@ from .stats import (ALPHA, CONFIDENCE, crossed_bootstrap_ci, crossed_mean, holm,
 NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (ins-del)",
         "pointing_game": "Pointing game", "energy_pointing_game": "Energy PG",
         "map_dependence": "Map dependence", "accuracy": "Accuracy",
-        "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "road": "ROAD (LeRF-MoRF)"}
+        "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "road": "ROAD (LeRF-MoRF)",
+        "randomisation_cascading": "Rand. cascading (Spearman)",
+        "randomisation_cascading_ssim": "Rand. cascading (SSIM)",
+        "randomisation_independent": "Rand. independent (Spearman)",
+        "randomisation_independent_ssim": "Rand. independent (SSIM)"}
 IMAGE_KEY = ["dataset", "image_id"]   # one image = one column of the seeds x images matrix
 BASELINE = "baseline"
 
