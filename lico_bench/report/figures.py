@@ -21,6 +21,8 @@ Six kinds of figure, each written as vector PDF and 200-dpi PNG (atomically) und
   the methods (mean per image; in brackets, between the mean-rank orderings).
 * ``training``: loss terms (CE, MM, OT) and accuracy per epoch, from the ``log.csv`` next to
   every checkpoint in the manifest.
+* ``randomisation_*``: the model-parameter randomisation figures, when the rows hold that
+  metric (:mod:`lico_bench.report.sanity_figures`).
 
 Models are paired as the tables pair them (:func:`lico_bench.report.tables.pair_models`:
 every LICO model, variants included, with the baseline of its architecture); with several
@@ -684,6 +686,10 @@ def build_figures(results_dir: str | Path, out: Optional[str | Path] = None,
                     result[name] = _save(fig, out, name, formats)
         else:
             notes.append("methods_rank, metric_agreement: fewer than two methods to compare")
+        from .sanity_figures import build_sanity_figures  # randomisation_* (its module docstring)
+
+        build_sanity_figures(results, manifest, curves, groups, methods, seeds[0], out, formats,
+                             result, notes)
         logs, missing = find_training_logs(results, manifest)
         fig = plot_training(logs) if logs else None
         if fig is None:
