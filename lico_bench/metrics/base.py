@@ -8,7 +8,7 @@
     result.values   # [B] float32, one value per image (NaN = skipped, e.g. empty mask)
     result.curves   # [B, n+1] float32 or None
     result.columns  # {suffix: (values [B], curves [B, n] or None)}: more row columns, or None
-    result.maps     # [B, S, h, w] float32 maps the metric drew (for figures), or None
+    result.maps     # [b, S, h, w] float32 maps it drew for the first b <= B images, or None
 
 A metric that explains again (model-parameter randomisation) sets ``needs_explainer = True``
 and is called with ``explain=`` the run's explainer, ``explain(model, images, targets) ->
@@ -41,8 +41,9 @@ from ..registry import Registry
 class MetricResult(NamedTuple):
     """values: [B] float32 (NaN where the image is skipped); curves: [B, n+1] float32 or None;
     columns: {suffix: (values [B], curves or None)}, the row columns ``<metric>_<suffix>``
-    the metric declares in ``extra_columns``, or None; maps: [B, S, h, w] float32 maps the
-    metric made (the runner keeps the first images' for figures), or None.
+    the metric declares in ``extra_columns``, or None; maps: [b, S, h, w] float32 maps the
+    metric made for the first b <= B images (the runner keeps the first batch's, for
+    figures), or None.
 
     Example::
 

@@ -7,24 +7,21 @@ import pytest
 import torch
 
 import tests.tiny  # noqa: F401  (registers baseline_tiny / lico_tiny)
-from lico_bench import create_dataset, create_model
+from lico_bench import create_dataset
 from lico_bench.cli import main
 from lico_bench.explainers import create_explainer
 from lico_bench.metrics import create_metric
-from lico_bench.models import load_checkpoint, save_checkpoint
+from lico_bench.models import load_checkpoint
+from tests.bench.test_runner import checkpoints  # noqa: F401  (the tiny baseline/LICO pair)
 from tests.report.test_figures import check_png
 
 METRICS = ("randomisation_cascading", "randomisation_independent")
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(tmp_path_factory, checkpoints):
     d = tmp_path_factory.mktemp("rand")
-    info = create_dataset("shapes", "val", n=4).info
-    ckpts = {}
-    for i, name in enumerate(("baseline_tiny", "lico_tiny")):
-        torch.manual_seed(i)
-        ckpts[name] = save_checkpoint(d / f"{name}.pt", create_model(name, 10, dataset_info=info).eval())
+    ckpts = checkpoints
     out = d / "res"
     argv = ["run", "--model", "baseline_tiny", "--model", "lico_tiny", "--method", "gradcam",
             "--metrics", ",".join(METRICS), "--metric-option", "randomisation_cascading.seed=3",
@@ -75,7 +72,7 @@ def test_randomised_maps_kept_and_figures_from_files(results, tmp_path):
     saved = torch.load(out / "maps" / "shapes__baseline_tiny__gradcam__seed0.pt", weights_only=True)
     assert saved["maps"].shape == (5, 32, 32)
     for name in METRICS:
-        assert saved["metric_maps"][name].shape == (5, 3, 32, 32)
+        assert saved["metric_maps"][name].shape == (4, 3, 32, 32)   # the first 4 images
     from lico_bench.report.figures import build_figures
 
     figs = build_figures(out, out=tmp_path / "figs", formats=("png",))
