@@ -306,14 +306,12 @@ class _Randomisation(Metric):
 
     def compute(self, model, images, maps, targets, masks, explain=None) -> MetricResult:
         o = self.options
-        r = self._randomiser
-        if r is None or r.key != _fingerprint(model):   # built once per model, not per batch
-            self._randomiser = r = None   # free the old copy before building the new one
-            r = StageRandomiser(model, model_stages(model), o["seed"], o["batchnorm"])
-            self._randomiser = r
+        if self._randomiser is None or self._randomiser.key != _fingerprint(model):
+            self._randomiser = None   # free the old copy first; built once per model, not per batch
+            self._randomiser = StageRandomiser(model, model_stages(model), o["seed"], o["batchnorm"])
         out = randomisation_similarities(model, images, maps, targets, explain, mode=self.mode,
                                          absolute=o["absolute"], window=o["ssim_window"],
-                                         randomiser=r)
+                                         randomiser=self._randomiser)
         rho, ss = out["spearman"], out["ssim"]
         return MetricResult(rho.mean(1), rho, columns={"ssim": (ss.mean(1), ss)},
                             maps=out["stage_maps"])
@@ -344,12 +342,7 @@ class RandomisationCascading(_Randomisation):
 class RandomisationIndependent(_Randomisation):
     """Independent randomisation: stage k alone randomised, every other stage trained.
 
-    Example::
-
-        >>> from lico_bench.metrics import create_metric
-        >>> m = create_metric("randomisation_independent", batchnorm="all")
-        >>> m.higher_is_better, m.needs_explainer, m.extra_columns
-        (False, True, {'ssim': False})
+    Example: ``create_metric("randomisation_independent", batchnorm="all")``.
     """
 
     name = "randomisation_independent"
