@@ -342,7 +342,11 @@ class RandomisationCascading(_Randomisation):
 class RandomisationIndependent(_Randomisation):
     """Independent randomisation: stage k alone randomised, every other stage trained.
 
-    Example: ``create_metric("randomisation_independent", batchnorm="all")``.
+    Example::
+
+        >>> from lico_bench.metrics import create_metric
+        >>> create_metric("randomisation_independent", batchnorm="all").extra_columns
+        {'ssim': False}
     """
 
     name = "randomisation_independent"
