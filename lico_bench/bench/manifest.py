@@ -12,7 +12,9 @@ Layout (format 2)::
     methods           {method: {"class", "options"}}: each explainer's options as given
     methods_resolved  {model: {method: options}}: automatic options resolved per architecture
     rise_seed         how RISE's mask seed is chosen
-    metrics           {metric: {"higher_is_better", "options", ["resolved_step"]}}
+    metrics           {metric: {"higher_is_better", "options", ["resolved_step"], ["stages"]}},
+                      and {"<metric>_<suffix>": {"higher_is_better", "column_of"}} per
+                      further row column of a metric (randomisation's "_ssim")
     models            {model: family, arch, variant (+ variant_settings)}
     dataset           the DatasetInfo
     checkpoints       {"model@seedN": path}
@@ -172,14 +174,18 @@ def build_manifest(spec, explainers: Dict[str, Any], metrics: list, info, *,
     from ..models import create_model
 
     size = (info.image_size, info.image_size)
-    resolved, models = {}, {}
+    resolved, models, protos = {}, {}, {}
     for name in spec.models:
-        proto = create_model(name, info.num_classes, image_size=info.image_size).eval()
+        proto = protos[name] = create_model(name, info.num_classes, image_size=info.image_size).eval()
         resolved[name] = {m: e.resolved_options(proto, size) for m, e in explainers.items()}
         models[name] = proto.cfg.describe()     # family, arch, variant: how tables pair
         if proto.cfg.variant is not None:
             models[name]["variant_settings"] = VARIANTS[proto.cfg.variant].settings()
-    metric_entries = {m.name: m.describe(size) for m in metrics}
+    metric_entries = {}
+    for m in metrics:   # a metric's further row columns get entries of their own
+        metric_entries[m.name] = {**m.describe(size), **m.describe_models(protos)}
+        for suffix, hib in m.extra_columns.items():
+            metric_entries[f"{m.name}_{suffix}"] = {"higher_is_better": hib, "column_of": m.name}
     metric_entries[dependence.NAME] = dependence.describe()
     return {
         "format": MANIFEST_FORMAT,

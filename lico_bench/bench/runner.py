@@ -11,7 +11,8 @@ Layout of ``<out>/``::
     parts/<experiment>/NNNNNN.jsonl  rows of one batch of images, while an experiment runs
     parts/<experiment>/NNNNNN.maps.pt  that batch's maps, pooled (for map dependence)
     maps/<experiment>.pt           the first ``save_maps`` maps and their pointing-game points,
-                                   for the figures (lico_bench.report.figure_files)
+                                   for the figures (lico_bench.report.figure_files), and under
+                                   "metric_maps" the maps a metric drew (randomisation's)
     inputs.pt                      those maps' input images, masks and class names
     logs/<model>@seed<s>.csv       each checkpoint's training log (copied), for the figures
     summary.{csv,md,tex}           the tables (lico_bench.report)
@@ -255,11 +256,13 @@ class Runner:
             idx = list(range(start, min(start + spec.batch_size, spec.n_images)))
             if part.exists() and _maps_part(part).exists() and part_is_whole(part, idx):
                 continue
-            rows, maps = self.score_batch(exp, model, ds, idx, explainer, metrics)
+            rows, maps, metric_maps = self.score_batch(exp, model, ds, idx, explainer, metrics)
             if start == 0 and spec.save_maps > 0:
                 k = min(spec.save_maps, len(idx))
-                torch_save(figure_inputs.maps_record(idx[:k], maps[:k], [r["target"] for r in rows[:k]]),
-                           self.out / "maps" / f"{exp.key}.pt")
+                rec = figure_inputs.maps_record(idx[:k], maps[:k], [r["target"] for r in rows[:k]])
+                if metric_maps:
+                    rec["metric_maps"] = {n: m[:k].float().cpu() for n, m in metric_maps.items()}
+                torch_save(rec, self.out / "maps" / f"{exp.key}.pt")
             # maps first: a rows part on disk means its batch is complete
             torch_save(dependence.pool_maps(maps).cpu(), _maps_part(part))
             write_text(part, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
@@ -280,7 +283,8 @@ class Runner:
         return self.out / "rows" / f"{exp.key}.jsonl"
 
     def score_batch(self, exp: Experiment, model, ds, idx: List[int], explainer, metrics):
-        """Explain and score images ``idx``; maps are computed once and reused by every metric."""
+        """Explain and score images ``idx``; maps are computed once and reused by every metric.
+        Returns (rows, maps [B, H, W], {metric: the maps it drew, [B, S, h, w]})."""
         batch = ds.get_batch(idx)
         cuda = self.device.type == "cuda"
 
@@ -317,18 +321,25 @@ class Runner:
 
             sp = ds.scene_parts(idx)
             parts = PartScenes(to_device(sp.masks, self.device), to_device(sp.removed, self.device))
+        metric_maps = {}
         for metric in metrics:
+            kw = {"explain": explainer} if metric.needs_explainer else {}
             with amp:
-                res = metric(model, images, safe_maps, targets, masks=masks, parts=parts)
+                res = metric(model, images, safe_maps, targets, masks=masks, parts=parts, **kw)
                 if rel is not None and metric.needs_masks:
                     cue.score_both_masks(rows, metric, model, images, safe_maps, targets, *both)
-            values = res.values.float().cpu().tolist()
-            curves = res.curves.float().cpu().tolist() if res.curves is not None else None
-            for j, row in enumerate(rows):
-                row[metric.name] = math.nan if status[j] == "nan" else values[j]
-                if curves is not None:
-                    row[f"curve_{metric.name}"] = curves[j]
-        return rows, maps
+            columns = {metric.name: (res.values, res.curves),
+                       **{f"{metric.name}_{k}": v for k, v in (res.columns or {}).items()}}
+            for name, (v, c) in columns.items():
+                values = v.float().cpu().tolist()
+                curves = c.float().cpu().tolist() if c is not None else None
+                for j, row in enumerate(rows):
+                    row[name] = math.nan if status[j] == "nan" else values[j]
+                    if curves is not None:
+                        row[f"curve_{name}"] = curves[j]
+            if res.maps is not None:
+                metric_maps[metric.name] = res.maps
+        return rows, maps, metric_maps
 
 
     def _amp(self):

@@ -7,6 +7,12 @@
     result = metric(model, images, maps, targets, masks=None)   # -> MetricResult
     result.values   # [B] float32, one value per image (NaN = skipped, e.g. empty mask)
     result.curves   # [B, n+1] float32 or None
+    result.columns  # {suffix: (values [B], curves [B, n] or None)}: more row columns, or None
+    result.maps     # [b, S, h, w] float32 maps it drew for the first b <= B images, or None
+
+A metric that explains again (model-parameter randomisation) sets ``needs_explainer = True``
+and is called with ``explain=`` the run's explainer, ``explain(model, images, targets) ->
+maps``; it names further row columns ``<name>_<suffix>`` in ``extra_columns``.
 
 ``metric.options`` holds every option, defaults included, JSON-serialisable, so a run
 manifest records exactly what was computed.
@@ -33,7 +39,11 @@ from ..registry import Registry
 
 
 class MetricResult(NamedTuple):
-    """values: [B] float32 (NaN where the image is skipped); curves: [B, n+1] float32 or None.
+    """values: [B] float32 (NaN where the image is skipped); curves: [B, n+1] float32 or None;
+    columns: {suffix: (values [B], curves or None)}, the row columns ``<metric>_<suffix>``
+    the metric declares in ``extra_columns``, or None; maps: [b, S, h, w] float32 maps the
+    metric made for the first b <= B images (the runner keeps the first batch's, for
+    figures), or None.
 
     Example::
 
@@ -46,6 +56,8 @@ class MetricResult(NamedTuple):
 
     values: torch.Tensor
     curves: Optional[torch.Tensor] = None
+    columns: Optional[Dict[str, Tuple[torch.Tensor, Optional[torch.Tensor]]]] = None
+    maps: Optional[torch.Tensor] = None
 
 
 class Metric:
@@ -86,6 +98,10 @@ class Metric:
     higher_is_better: bool = True
     needs_masks: bool = False
     needs_parts: bool = False  # True: scored by compute_parts(..., parts) (metrics.parts)
+    #: True: called with ``explain=`` (the run's explainer), to explain other models.
+    needs_explainer: bool = False
+    #: {suffix: higher_is_better} of the further row columns ``<name>_<suffix>``.
+    extra_columns: ClassVar[Dict[str, bool]] = {}
     defaults: ClassVar[Dict[str, Any]] = {}
     option_types: ClassVar[Dict[str, Any]] = {}
 
@@ -113,19 +129,31 @@ class Metric:
         option resolves to, where the metric has one (insertion/deletion: ``resolved_step``)."""
         return {"higher_is_better": self.higher_is_better, "options": self.options}
 
+    def describe_models(self, models: Dict[str, nn.Module]) -> Dict[str, Any]:
+        """What the manifest adds to this metric's entry about the run's models ({name:
+        untrained model}); nothing by default (randomisation: each model's stages)."""
+        return {}
+
     def __call__(self, model: Optional[nn.Module], images: torch.Tensor, maps: torch.Tensor,
                  targets: Optional[torch.Tensor] = None,
-                 masks: Optional[torch.Tensor] = None, parts: Any = None) -> MetricResult:
+                 masks: Optional[torch.Tensor] = None, parts: Any = None,
+                 explain: Optional[Callable] = None) -> MetricResult:
         """model: eval-mode classifier; images: [B, C, H, W] float32 normalised;
         maps: [B, H, W] float at input resolution; targets: [B] int64 or None (predicted
         class); masks: [B, H, W] bool (the explained class's union mask) or None;
         parts: a :class:`lico_bench.metrics.parts.PartScenes` for a metric that
-        ``needs_parts``, else ignored."""
+        ``needs_parts``, else ignored; explain: the explainer that made ``maps`` (for
+        metrics with ``needs_explainer``)."""
         if self.needs_masks and masks is None:
             raise UserError(f"metric {self.name!r} needs ground-truth masks; use a dataset with "
                             "masks (e.g. 'shapes') or drop this metric.")
         if self.needs_parts and parts is not None:
             return self.compute_parts(model, images, maps, targets, parts)
+        if self.needs_explainer:
+            if explain is None:
+                raise UserError(f"metric {self.name!r} explains randomised models: pass the "
+                                "explainer that made the maps as explain=.")
+            return self.compute(model, images, maps, targets, masks, explain=explain)
         return self.compute(model, images, maps, targets, masks)
 
     def compute(self, model, images, maps, targets, masks) -> MetricResult:

@@ -1,5 +1,6 @@
 """The built-in metrics behind the registry: insertion, deletion, ROAD (MoRF, LeRF and
-LeRF - MoRF), (energy) pointing game."""
+LeRF - MoRF), (energy) pointing game, model-parameter randomisation (cascading and
+independent)."""
 from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
@@ -10,6 +11,8 @@ from .causal import (BLUR_KERNELS, DEFAULT_BATCH_SIZE, SCORES, SUBSTRATES, auc,
 from .pointing import energy_pointing_game, pointing_game
 from .road import (DEFAULT_NOISE, DEFAULT_PERCENTAGES, DEFAULT_TOL, ROAD_SCORES, SOLVERS,
                    check_percentages, road_curves, trapezoid_auc)
+from .randomisation import (BATCHNORM, DEFAULT_WINDOW, StageRandomiser, _fingerprint,
+                            model_stages, randomisation_similarities)
 from ..errors import UserError
 from ..options import Range
 
@@ -267,5 +270,89 @@ class Road(_Road):
         return MetricResult(values, c["lerf"] - c["morf"])
 
 
-for _cls in (Insertion, Deletion, RoadMorf, RoadLerf, Road, PointingGame, EnergyPointingGame):
+class _Randomisation(Metric):
+    """Model-parameter randomisation (Adebayo et al. 2018, Sec. 3.1): see :mod:`.randomisation`.
+
+    Row columns: ``<name>`` = the mean over stages of the Spearman rank correlation between
+    the trained model's map and the randomised model's (Quantus's per-sample summary,
+    ``return_average_correlation``; for cascading, the area under the classic curve), its
+    curve = the Spearman correlation at each stage, top stage first ([B, S]); and
+    ``<name>_ssim``, the same for SSIM of the min-max normalised maps. Lower is better: a
+    map that depends on the model changes when the model is destroyed. The value after full
+    randomisation is the cascading curve's last point. Options: ``seed`` (of the random
+    weights), ``batchnorm`` ("affine", "all", "keep"), ``absolute`` (compare ``|map|``),
+    ``ssim_window`` (odd). The manifest records each model's stages.
+    """
+
+    mode = ""
+    higher_is_better = False
+    needs_explainer = True
+    extra_columns = {"ssim": False}
+    defaults = {"seed": 0, "batchnorm": "affine", "absolute": True, "ssim_window": DEFAULT_WINDOW}
+    option_types = {"seed": int, "batchnorm": Literal[BATCHNORM], "absolute": bool,
+                    "ssim_window": Annotated[int, Range(3)]}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self._randomiser = None   # the working copy and random weights of the last model
+
+    def validate(self) -> None:
+        if self.options["ssim_window"] % 2 == 0:
+            raise UserError(f"option ssim_window of metric {self.name!r} must be odd, got "
+                            f"{self.options['ssim_window']}.")
+
+    def describe_models(self, models):
+        return {"stages": {n: [s for s, _ in model_stages(m)] for n, m in models.items()}}
+
+    def compute(self, model, images, maps, targets, masks, explain=None) -> MetricResult:
+        o = self.options
+        if self._randomiser is None or self._randomiser.key != _fingerprint(model):
+            self._randomiser = None   # free the old copy first; built once per model, not per batch
+            self._randomiser = StageRandomiser(model, model_stages(model), o["seed"], o["batchnorm"])
+        out = randomisation_similarities(model, images, maps, targets, explain, mode=self.mode,
+                                         absolute=o["absolute"], window=o["ssim_window"],
+                                         randomiser=self._randomiser)
+        rho, ss = out["spearman"], out["ssim"]
+        return MetricResult(rho.mean(1), rho, columns={"ssim": (ss.mean(1), ss)},
+                            maps=out["stage_maps"])
+
+
+class RandomisationCascading(_Randomisation):
+    """Cascading randomisation: stage k = the top k stages randomised (fc, layer4, ...).
+
+    Example (an "explainer" that ignores the model passes as unchanged: similarity 1)::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5)).eval()
+        >>> images = torch.randn(2, 3, 16, 16)
+        >>> explain = lambda m, x, t: x.abs().sum(1)          # the image itself, not the model
+        >>> from lico_bench.metrics import create_metric
+        >>> res = create_metric("randomisation_cascading", seed=1)(
+        ...     model, images, explain(model, images, None), explain=explain)
+        >>> res.curves.shape, res.values.tolist(), res.columns["ssim"][0].tolist()
+        (torch.Size([2, 2]), [1.0, 1.0], [1.0, 1.0])
+    """
+
+    name = "randomisation_cascading"
+    mode = "cascading"
+
+
+class RandomisationIndependent(_Randomisation):
+    """Independent randomisation: stage k alone randomised, every other stage trained.
+
+    Example::
+
+        >>> from lico_bench.metrics import create_metric
+        >>> create_metric("randomisation_independent", batchnorm="all").extra_columns
+        {'ssim': False}
+    """
+
+    name = "randomisation_independent"
+    mode = "independent"
+
+
+for _cls in (Insertion, Deletion, RoadMorf, RoadLerf, Road, PointingGame, EnergyPointingGame,
+             RandomisationCascading, RandomisationIndependent):
     register_metric(_cls.name, _cls)

@@ -15,7 +15,11 @@ NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (i
         "pointing_game": "Pointing game", "energy_pointing_game": "Energy PG",
         "map_dependence": "Map dependence", "accuracy": "Accuracy",
         "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "road": "ROAD (LeRF-MoRF)",
-        "part_rank": "Part rank corr.", "part_hit": "Part hit"}
+        "part_rank": "Part rank corr.", "part_hit": "Part hit",
+        "randomisation_cascading": "Rand. cascading (Spearman)",
+        "randomisation_cascading_ssim": "Rand. cascading (SSIM)",
+        "randomisation_independent": "Rand. independent (Spearman)",
+        "randomisation_independent_ssim": "Rand. independent (SSIM)"}
 BASELINE = "baseline"
 
 

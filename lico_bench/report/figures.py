@@ -21,10 +21,12 @@ Six kinds of figure, each written as vector PDF and 200-dpi PNG (atomically) und
   the methods (mean per image; in brackets, between the mean-rank orderings).
 * ``training``: loss terms (CE, MM, OT) and accuracy per epoch, from the training log of
   every checkpoint in the manifest, copied by the runner into ``logs/``.
+* ``randomisation_*``: the model-parameter randomisation figures, when the rows hold that
+  metric (:mod:`lico_bench.report.sanity_figures`).
 
 Every figure reads the results directory only (:mod:`lico_bench.report.figure_files` lists
 the files); one module per kind draws it (maps_figure, curve_figures, training_figure,
-method_figures; figure_style holds the shared look).
+method_figures, sanity_figures; figure_style holds the shared look).
 
 Models are paired as the tables pair them (:func:`lico_bench.report.tables.pair_models`:
 every LICO model, variants included, with the baseline of its architecture, from the
@@ -44,8 +46,9 @@ from .figure_style import (BASELINE_COLOUR, DOUBLE_COLUMN_IN, LICO_COLOUR, MAP_C
                            OTHER_COLOURS, PNG_DPI, SINGLE_COLUMN_IN, STYLE, _plt, _save, model_groups)
 from .maps_figure import plot_map_grid
 from .method_figures import plot_method_ranks, plot_metric_agreement  # noqa: F401
-from .method_stats import compute_method_summary, method_order
 from .common import load_manifest, load_rows, metric_directions
+from .method_stats import compute_method_summary, method_order
+from .sanity_figures import build_sanity_figures
 from .tables import compute_summary
 from .training_figure import plot_training
 
@@ -112,6 +115,8 @@ def build_figures(results_dir: str | Path, out: Optional[str | Path] = None,
                     result[name] = _save(fig, out, name, formats)
         else:
             notes.append("methods_rank, metric_agreement: fewer than two methods to compare")
+        build_sanity_figures(results, manifest, curves, groups, methods, seeds[0], out, formats,
+                             result, notes)
         logs, missing = find_training_logs(results, manifest)
         fig = plot_training(logs) if logs else None
         if fig is None:
