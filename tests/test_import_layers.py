@@ -15,8 +15,8 @@ The layers, lowest first, from DESIGN.md ("What the package does, as one flow", 
 5. the run's description: bench.spec (the grid) and bench.manifest (the one manifest
    reader, which the report uses);
 6. report/ ("reads results/, writes tables and PNG/PDF");
-7. the runner: bench.runner, what it writes for the figures (bench.figure_inputs), the
-   reliance of cue models it measures (bench.cue), and
+7. the runner: bench.runner and bench.scoring (a batch's metrics), what it writes for the
+   figures (bench.figure_inputs), the reliance of cue models it measures (bench.cue), and
    bench/__init__ (its ``run``);
 8. cli ("only parses arguments and calls one function of the layer below").
 """
@@ -36,7 +36,8 @@ LAYERS = [
     ["lico_bench.train"],
     ["lico_bench.bench.spec", "lico_bench.bench.manifest"],
     ["lico_bench.report"],
-    ["lico_bench.bench.runner", "lico_bench.bench.figure_inputs", "lico_bench.bench.cue",
+    ["lico_bench.bench.runner", "lico_bench.bench.scoring", "lico_bench.bench.figure_inputs",
+     "lico_bench.bench.cue",
      "lico_bench.bench"],
     ["lico_bench.cli"],
 ]

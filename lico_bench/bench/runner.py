@@ -36,7 +36,6 @@ maps, orderings, curves and AUCs are float32 (the explainers and metrics cast).
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -48,30 +47,17 @@ from ..data import create_dataset
 from ..errors import UserError
 from ..io import torch_save, write_text
 from ..lock import hold_lock, releases_locks
-from ..metrics import dependence
+from ..metrics import PartScenes, dependence
 from ..models import load_checkpoint
 from ..precision import to_device
 from ..results import part_is_whole, write_rows
 from .. import distributed as dist_
 from . import cue, figure_inputs, manifest as manifest_
+from .scoring import apply_metrics, map_status  # noqa: F401  (map_status: public here too)
 from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
 # The manifest's layout, reading, writing and comparison: lico_bench.bench.manifest.
 MANIFEST_FORMAT = manifest_.MANIFEST_FORMAT
-
-
-def map_status(maps: torch.Tensor) -> List[str]:
-    """Per-map health: "ok", "nan" (any non-finite value), "zero" or "constant".
-
-    maps: [B, H, W] float32. Flagged rows are kept and counted by the report, never dropped.
-    """
-    flat = maps.flatten(1)
-    finite = torch.isfinite(flat).all(dim=1)
-    lo, hi = flat.amin(dim=1), flat.amax(dim=1)
-    out = []
-    for f, a, b in zip(finite.tolist(), lo.tolist(), hi.tolist()):
-        out.append("nan" if not f else "zero" if a == 0 == b else "constant" if a == b else "ok")
-    return out
 
 
 class Runner:
@@ -317,30 +303,12 @@ class Runner:
             masks = cue.evidence_masks(rel, self.spec.split, ds, idx, both, rows)
         parts = None
         if any(m.needs_parts for m in metrics):
-            from ..metrics import PartScenes
-
             sp = ds.scene_parts(idx)
             parts = PartScenes(to_device(sp.masks, self.device), to_device(sp.removed, self.device))
-        metric_maps = {}
-        for metric in metrics:
-            kw = {"explain": explainer} if metric.needs_explainer else {}
-            with amp:
-                res = metric(model, images, safe_maps, targets, masks=masks, parts=parts, **kw)
-                if rel is not None and metric.needs_masks:
-                    cue.score_both_masks(rows, metric, model, images, safe_maps, targets, *both)
-            columns = {metric.name: (res.values, res.curves),
-                       **{f"{metric.name}_{k}": v for k, v in (res.columns or {}).items()}}
-            for name, (v, c) in columns.items():
-                values = v.float().cpu().tolist()
-                curves = c.float().cpu().tolist() if c is not None else None
-                for j, row in enumerate(rows):
-                    row[name] = math.nan if status[j] == "nan" else values[j]
-                    if curves is not None:
-                        row[f"curve_{name}"] = curves[j]
-            if res.maps is not None:
-                metric_maps[metric.name] = res.maps
+        metric_maps = apply_metrics(metrics, model, images, safe_maps, targets, masks, status, rows,
+                                    explainer=explainer, amp=amp, parts=parts,
+                                    both_masks=both if rel is not None else None)
         return rows, maps, metric_maps
-
 
     def _amp(self):
         """bf16 autocast for the model's forwards when the run's precision says so."""
