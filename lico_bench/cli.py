@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from .config import Flag, add_field_flags
+from .cli_options import _RUN_FLAGS, _TRAIN_FLAGS, config_flag, run_spec, train_config  # noqa: F401
+from .config import add_field_flags
 from .errors import UserError
 
 
@@ -156,35 +157,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             signal.signal(signal.SIGTERM, prev)
 
 
-
-def _config_flag(s, command: str) -> None:
-    s.add_argument("--config", metavar="FILE",
-                   help=f"YAML, TOML or JSON file of {command} options (keys: the flags' names "
-                        "with _ for -); flags given too override it (examples: configs/)")
-
-
-# train: every TrainConfig field is a flag (lico_bench.config.add_field_flags). The
-# exception: --preset, whose default is chosen by the dataset, not the field's "quick".
-_TRAIN_FLAGS = {
-    "preset": Flag("--preset", help="recipe: quick (shapes default), cifar10, cifar100, svhn, "
-                                    "imagenet (default: by dataset)"),
-}
-
-
-def train_config(args: argparse.Namespace):
-    """``args`` (parsed ``train`` flags) -> TrainConfig: dataclass defaults < preset <
-    ``--config`` file < flags given."""
-    from .config import config_values, given_flags, read_config_file
-    from .train import TrainConfig, make_config
-
-    values = {}
-    if args.config:
-        values = config_values(TrainConfig, read_config_file(args.config), "train",
-                               repr(str(args.config)))
-    values.update(given_flags(args, args._fields))
-    return make_config(values.pop("preset", None), **values)
-
-
 def cmd_train(args) -> int:
     from .train import train
 
@@ -201,7 +173,7 @@ def _add_train(sub) -> None:
     from .train.config import PRESETS, TrainConfig
 
     s = sub.add_parser("train", help="train a baseline_* or lico_* classifier")
-    _config_flag(s, "train")
+    config_flag(s, "train")
     preset_sets = {k for fields in PRESETS.values() for k in fields}
     fields = add_field_flags(s, TrainConfig, _TRAIN_FLAGS, default_note=lambda name, d: (
         f"default: the preset's, else {d}" if name in preset_sets else f"default: {d}"))
@@ -212,131 +184,6 @@ def _add_train(sub) -> None:
 
 
 _EXTRA_COMMANDS.append(_add_train)
-
-
-
-def _parse_kv_options(items, what: str) -> dict:
-    """``NAME.KEY=VALUE`` items -> {NAME: {KEY: value}}; values parsed as JSON when they can be."""
-    import json
-
-    out: dict = {}
-    for item in items or []:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise UserError(f"{what} option {item!r} is not NAME.KEY=VALUE (e.g. rise.N=2000).")
-        lhs, value = item.split("=", 1)
-        name, key = lhs.rsplit(".", 1)
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = value
-        if key in out.get(name, {}):  # the last one would win unseen
-            raise UserError(f"{what} option {name}.{key} is given twice; give it once.")
-        out.setdefault(name, {})[key] = parsed
-    return out
-
-
-def _parse_flat_options(items, flag: str) -> dict:
-    """``KEY=VALUE`` items -> {KEY: value}; values parsed as JSON when they can be."""
-    import json
-
-    out: dict = {}
-    for item in items or []:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise UserError(f"{flag} {item!r} is not KEY=VALUE (e.g. n_train=256).")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
-def _parse_checkpoints(items: List[str], values: dict) -> Dict[str, str]:
-    """``--checkpoint`` items, ``MODEL=PATH`` or (with one model, ``values["models"]`` or
-    the default) ``PATH`` -> {model: path}."""
-    models = values.get("models") or ["lico_r18"]
-    out = {}
-    for item in items:
-        if "=" in item:
-            name, path = item.split("=", 1)
-        elif len(models) <= 1:
-            name, path = models[0], item
-        else:
-            raise UserError(f"--checkpoint {item!r}: with several models write MODEL=PATH.")
-        out[name] = path
-    return out
-
-
-# run: every RunSpec field is a flag (lico_bench.config.add_field_flags) but these, whose
-# flag differs from ``--field-name`` in name or form: singular repeatable names, comma lists,
-# NAME.KEY=VALUE items; ``convert`` turns the given strings into the field's value (after the
-# other flags, which it may read, e.g. --checkpoint's models). --train/--no-train is the
-# field ``train`` as generated.
-_RUN_FLAGS = {
-    "models": Flag("--model", {"action": "append", "metavar": "MODEL"}),
-    "methods": Flag("--method", {"action": "append", "metavar": "METHOD"}),
-    "metrics": Flag("--metrics", {"action": "append", "metavar": "M1,M2"}),
-    "seeds": Flag("--seeds", {"type": int, "nargs": "+"}),
-    "checkpoints": Flag("--checkpoint", {"action": "append", "metavar": "[MODEL=]PATH"}),
-    "method_options": Flag("--method-option", {"action": "append", "metavar": "METHOD.KEY=VALUE"}),
-    "metric_options": Flag("--metric-option", {"action": "append", "metavar": "METRIC.KEY=VALUE"}),
-    "train_options": Flag("--train-option", {"action": "append", "metavar": "KEY=VALUE"}),
-}
-_RUN_CONVERT = {
-    "metrics": lambda items, values: [m for part in items for m in part.split(",") if m],
-    "checkpoints": _parse_checkpoints,
-    "method_options": lambda items, values: _parse_kv_options(items, "method"),
-    "metric_options": lambda items, values: _parse_kv_options(items, "metric"),
-    "train_options": lambda items, values: _parse_flat_options(items, "--train-option"),
-}
-
-
-def _merge_option(name: str, old, new):
-    """A flag's value over a config file's: dicts merge (``--method-option rise.N=...``
-    changes one option of the file's ``method_options``), anything else is replaced."""
-    if name in ("method_options", "metric_options") and isinstance(old, dict):
-        return {**old, **{k: {**old.get(k, {}), **v} for k, v in new.items()}}
-    if name in ("checkpoints", "train_options") and isinstance(old, dict):
-        return {**old, **new}
-    return new
-
-
-def run_spec(args: argparse.Namespace):
-    """``args`` (parsed ``run`` flags) -> RunSpec: RunSpec defaults < ``--config`` file (a
-    config file, or a manifest.json: its spec) < flags; or, with ``--from-manifest``,
-    the manifest's spec with ``--out`` applied."""
-    from .bench import RunSpec
-    from .bench.manifest import is_manifest, read_manifest
-    from .config import config_values, given_flags, read_config_file
-
-    given = given_flags(args, args._fields)
-    if args.from_manifest:
-        extra = [args._fields[k] for k in given if k != "out"] + (["--config"] if args.config else [])
-        if extra:
-            raise UserError(f"--from-manifest takes every option from the manifest; drop "
-                            f"{', '.join(extra)} (only --out and --quiet go with it).")
-        man = read_manifest(args.from_manifest, "rerun")
-        where = f"manifest {str(Path(args.from_manifest))!r}"
-        try:
-            RunSpec.from_dict(man["spec"])  # unknown keys: the message --from-manifest gave
-        except (UserError, TypeError) as e:
-            raise UserError(f"{where}: {e}") from None
-        values = config_values(RunSpec, man["spec"], "run", where)
-    elif args.config:
-        data = read_config_file(args.config)
-        if is_manifest(data):  # a manifest.json: its spec is the config
-            data = read_manifest(args.config, "rerun")["spec"]
-        values = config_values(RunSpec, data, "run", repr(str(args.config)))
-    else:
-        values = {}
-    for name, value in given.items():
-        if name in _RUN_CONVERT:
-            continue
-        values[name] = value
-    for name, convert in _RUN_CONVERT.items():  # after the others: --checkpoint reads the models
-        if name in given:
-            values[name] = _merge_option(name, values.get(name), convert(given[name], values))
-    return RunSpec(**values)
 
 
 def cmd_run(args) -> int:
@@ -378,7 +225,7 @@ def _add_run(sub) -> None:
     from .bench.spec import RunSpec
 
     s = sub.add_parser("run", help="explain and score models x methods x metrics, then report")
-    _config_flag(s, "run")
+    config_flag(s, "run")
     fields = add_field_flags(s, RunSpec, _RUN_FLAGS)
     s.add_argument("--from-manifest", metavar="MANIFEST",
                    help="re-run exactly the run a manifest.json records (with --out: elsewhere)")
@@ -391,7 +238,6 @@ def _add_run(sub) -> None:
 
 
 _EXTRA_COMMANDS.append(_add_run)
-
 
 
 def cmd_figures(args) -> int:

@@ -18,7 +18,8 @@ The layers, lowest first, from DESIGN.md ("What the package does, as one flow", 
 7. the runner: bench.runner and bench.scoring (a batch's metrics), what it writes for the
    figures (bench.figure_inputs), the reliance of cue models it measures (bench.cue), and
    bench/__init__ (its ``run``);
-8. cli ("only parses arguments and calls one function of the layer below").
+8. cli and cli_options (flags and config files -> TrainConfig, RunSpec) ("only parses
+   arguments and calls one function of the layer below").
 """
 import ast
 from collections import defaultdict
@@ -39,7 +40,7 @@ LAYERS = [
     ["lico_bench.bench.runner", "lico_bench.bench.scoring", "lico_bench.bench.figure_inputs",
      "lico_bench.bench.cue",
      "lico_bench.bench"],
-    ["lico_bench.cli"],
+    ["lico_bench.cli", "lico_bench.cli_options"],
 ]
 # What a room must never import, beyond the layer order (the rules DESIGN.md states).
 FORBIDDEN = {

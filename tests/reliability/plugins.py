@@ -63,7 +63,7 @@ def registered():
     """``degenerate`` and ``nanshapes`` registered for the duration only: the explainer
     contract tests run over every registered explainer, and these two break the contract
     on purpose."""
-    from lico_bench.data import _DATASETS
+    from lico_bench.data.registry import _DATASETS
     from lico_bench.explainers import _EXPLAINERS
 
     added = []
