@@ -8,18 +8,24 @@ For each image and each of its P parts (object, distractors, planted cue, ...):
   caller hands the re-rendered images in). Score s: softmax probability (default, as for
   insertion/deletion: bounded, comparable across images) or the logit (``score="logit"``).
   A negative importance (removing the part raises the score) is kept as it is.
-* energy_p = sum over the part's pixels of relu(map): the map's mass on the part. A sum,
-  not a mean: a map spread evenly over the scene gives a large part more energy, which is
-  what "energy on the part" means in the energy pointing game; the masks are the parts'
-  visible pixels, disjoint by construction, so no pixel counts twice.
+* energy_p = the map's mean of relu(map) over the part's pixels (default,
+  ``energy="mean"``), or its sum (``energy="sum"``). The default is a density because the
+  parts differ in size (on ``shapes-cue``'s swap split the object covers 11.7 % of the
+  image on average, a distractor 2 %, the cue 3.5 %): with sums, a uniform map -- one that says nothing -- gives the largest part
+  the most energy, and on ``shapes-cue-clean`` (100 swap images, the clean baseline) it
+  scores part_hit 96 % and part_rank 0.61, as high as Grad-CAM's 96 % and 0.62. With means, a
+  uniform map ties every part (part_rank NaN, part_hit 1/k). The masks are the parts' visible
+  pixels, disjoint by construction, so no pixel counts twice.
 
 Two per-image values, over the parts present in the image (a part with an empty mask, e.g.
 a missing second distractor or an absent cue, is left out):
 
 * ``part_rank``: Spearman's rank correlation between energy and importance (average ranks
   for ties); NaN with fewer than two parts or when either side is constant.
-* ``part_hit``: 1 if the part with the most energy (first maximum) is a most important
-  part, else 0; NaN when the map has no positive value on any part.
+* ``part_hit``: the share of the parts tied for the most energy that are tied for the most
+  importance (1 when the top-energy part is a most important one; ties among the top-energy
+  parts count as a random pick among them, so a map that ties k parts gets 1/k, never a
+  free hit); NaN when the map has no positive value on any part.
 """
 from __future__ import annotations
 
@@ -53,11 +59,14 @@ class PartScenes(NamedTuple):
     removed: torch.Tensor
 
 
-def part_energy(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """maps: [B, H, W] float; masks: [B, P, H, W] bool -> [B, P] float32, sum of relu(map)
-    over each part's pixels."""
+def part_energy(maps: torch.Tensor, masks: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
+    """maps: [B, H, W] float; masks: [B, P, H, W] bool -> [B, P] float32: the mean (or, with
+    ``reduce="sum"``, the sum) of relu(map) over each part's pixels; 0 for an empty part."""
     m = maps.float().clamp(min=0).unsqueeze(1)                               # [B, 1, H, W]
-    return (m * masks).flatten(2).sum(2)
+    total = (m * masks).flatten(2).sum(2)
+    if reduce == "sum":
+        return total
+    return total / masks.flatten(2).sum(2).clamp(min=1)
 
 
 def _scores(model, images: torch.Tensor, targets: torch.Tensor, score: str) -> torch.Tensor:
@@ -111,16 +120,18 @@ def masked_spearman(x: torch.Tensor, y: torch.Tensor, present: torch.Tensor) -> 
 
 def top_part_hit(energy: torch.Tensor, importance: torch.Tensor,
                  present: torch.Tensor) -> torch.Tensor:
-    """[B] float32: 1 where the present part of most energy (first maximum) has the largest
-    importance among present parts, else 0; NaN where no present part has energy > 0.
+    """[B] float32: among the present parts tied for the most energy, the share tied for the
+    most importance (1 or 0 without ties; 1/k for a map tying k parts of which one is most
+    important); NaN where no present part has energy > 0.
 
     energy, importance: [B, P] float; present: [B, P] bool.
     """
     neg = torch.tensor(float("-inf"), device=energy.device)
     e = torch.where(present, energy.double(), neg)
     imp = torch.where(present, importance.double(), neg)
-    top = e.argmax(1, keepdim=True)
-    hit = (imp.gather(1, top).flatten() >= imp.amax(1)).float()
+    top_e = present & (e == e.amax(1, keepdim=True))
+    top_i = present & (imp == imp.amax(1, keepdim=True))
+    hit = ((top_e & top_i).sum(1).double() / top_e.sum(1).clamp(min=1)).float()
     return hit.masked_fill(~(e.amax(1) > 0), float("nan"))
 
 
@@ -128,13 +139,16 @@ class _PartMetric(Metric):
     """A part-importance metric; ``kernel(energy, importance, present) -> [B]``."""
 
     needs_parts = True
-    defaults = {"score": "prob"}
-    option_types = {"score": str}
+    defaults = {"score": "prob", "energy": "mean"}
+    option_types = {"score": str, "energy": str}
 
     def validate(self) -> None:
         if self.options["score"] not in ("prob", "logit"):
             raise UserError(f"option score of metric {self.name!r} must be 'prob' or 'logit', "
                             f"got {self.options['score']!r}.")
+        if self.options["energy"] not in ("mean", "sum"):
+            raise UserError(f"option energy of metric {self.name!r} must be 'mean' or 'sum', "
+                            f"got {self.options['energy']!r}.")
 
     def compute(self, model, images, maps, targets, masks) -> MetricResult:
         raise UserError(f"metric {self.name!r} needs each image re-rendered without each part; "
@@ -147,7 +161,7 @@ class _PartMetric(Metric):
         imp = part_importance(model, images, parts.removed.to(images.device), targets,
                               self.options["score"])
         masks = parts.masks.to(maps.device)
-        energy = part_energy(maps, masks)
+        energy = part_energy(maps, masks, self.options["energy"])
         present = masks.flatten(2).any(2)
         return MetricResult(self.kernel(energy, imp.to(energy.device), present), None)
 
@@ -158,7 +172,8 @@ def _part_metric(cls_name: str, name: str, kernel, doc: str):
 
 
 PartRank = _part_metric("PartRank", "part_rank", masked_spearman,
-                        "Spearman correlation of each part's map energy with its importance by removal.")
+                        "Spearman correlation of each part's map energy (per pixel) with its "
+                        "importance by removal.")
 PartHit = _part_metric("PartHit", "part_hit", top_part_hit,
-                       "1 if the part with the most map energy is the one whose removal drops the "
-                       "score most.")
+                       "1 if the part with the most map energy (per pixel) is the one whose removal "
+                       "drops the score most (1/k when the map ties k parts).")

@@ -40,6 +40,40 @@ def test_top_part_hit_by_hand():
     assert out[:2].tolist() == [1.0, 0.0] and math.isnan(out[2]) and out[3] == 1.0
 
 
+def test_a_map_that_ties_parts_gets_no_free_hit():
+    """Energy tied over k parts: the hit is the share of them that are most important (the
+    expected hit of a random pick), so a uniform map cannot score by the order of the parts."""
+    imp = torch.tensor([[0.9, 0.1, 0.0, 0.0]] * 3)
+    present = torch.tensor([[True] * 4, [True] * 4, [True, True, False, False]])
+    energy = torch.tensor([[1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 1.0, 0.0], [3.0, 3.0, 9.0, 9.0]])
+    # row 0: 4 tied, 1 of them most important -> 1/4; row 1: 2 tied -> 1/2; row 2: parts 2, 3
+    # absent, the two present ones tied -> 1/2
+    assert top_part_hit(energy, imp, present).tolist() == [0.25, 0.5, 0.5]
+    # importance tied too: both top-energy parts are most important -> 1
+    both = torch.tensor([[0.5, 0.5, 0.0, 0.0]])
+    assert top_part_hit(energy[1:2], both, present[1:2]).tolist() == [1.0]
+
+
+def test_energy_is_per_pixel_by_default_so_part_size_does_not_score():
+    """A uniform map over parts of 16 and 4 pixels: the sums favour the large part, the
+    means tie; part_hit of a uniform map is then 1/2 (not 1) and part_rank undefined."""
+    masks = torch.zeros(1, 2, 8, 8, dtype=torch.bool)
+    masks[0, 0, :4, :4] = True          # 16 px
+    masks[0, 1, 6:, 6:] = True          # 4 px
+    uniform = torch.full((1, 8, 8), 0.5)
+    assert part_energy(uniform, masks, "sum").tolist() == [[8.0, 2.0]]
+    assert part_energy(uniform, masks).tolist() == [[0.5, 0.5]]
+    imp, present = torch.tensor([[0.7, 0.1]]), torch.ones(1, 2, dtype=torch.bool)
+    assert top_part_hit(part_energy(uniform, masks), imp, present).tolist() == [0.5]
+    assert top_part_hit(part_energy(uniform, masks, "sum"), imp, present).tolist() == [1.0]
+    assert math.isnan(masked_spearman(part_energy(uniform, masks), imp, present)[0])
+    # a map twice as dense on the small part ranks it first under means, not under sums
+    m = uniform.clone()
+    m[0, 6:, 6:] = 1.0
+    assert part_energy(m, masks).tolist() == [[0.5, 1.0]]
+    assert part_energy(m, masks, "sum").tolist() == [[8.0, 4.0]]
+
+
 class RegionModel(nn.Module):
     """Looks only at the top-left 4x4 block of channel 0: logits (s, -s, 0), s = 4 * mean."""
 
@@ -79,7 +113,8 @@ def test_a_model_reading_one_region_gives_that_part_all_the_importance():
 def test_a_map_equal_to_a_part_mask(part, rank, hit):
     img, parts = _scene()
     maps = parts.masks[:, part].float()
-    assert part_energy(maps, parts.masks).tolist()[0][part] == 16.0
+    assert part_energy(maps, parts.masks).tolist()[0][part] == 1.0
+    assert part_energy(maps, parts.masks, "sum").tolist()[0][part] == 16.0
     model, t = RegionModel(), torch.tensor([0])
     assert create_metric("part_rank")(model, img, maps, t, parts=parts).values.tolist() == [rank]
     assert create_metric("part_hit")(model, img, maps, t, parts=parts).values.tolist() == [hit]
@@ -91,3 +126,5 @@ def test_part_metric_without_parts_or_bad_option_is_a_one_line_error():
         create_metric("part_rank")(RegionModel(), img, parts.masks[:, 0].float())
     with pytest.raises(UserError, match="must be 'prob' or 'logit'"):
         create_metric("part_hit", score="margin")
+    with pytest.raises(UserError, match="must be 'mean' or 'sum'"):
+        create_metric("part_rank", energy="max")
