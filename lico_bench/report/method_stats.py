@@ -64,7 +64,7 @@ from scipy import stats
 
 from ..errors import UserError
 from .stats import (ALPHA, CONFIDENCE, N_RESAMPLES, crossed_bootstrap_ci, crossed_mean, holm,
-                    paired_wilcoxon_p, verdict)
+                    paired_wilcoxon_p, percentile_interval, verdict)
 
 NO_DIFFERENCE = "no clear difference"
 KINDS = ("method_pair", "rank", "alpha", "tau")
@@ -181,12 +181,7 @@ def alpha_bootstrap_ci(ranks: np.ndarray, seed: int = 0, n_resamples: int = N_RE
     images = rng.integers(0, N, (n_resamples, N))
     seeds = rng.integers(0, S, (n_resamples, S))
     vals = np.array([krippendorff_alpha(r[:, seeds[b]][:, :, images[b]]) for b in range(n_resamples)])
-    vals = vals[~np.isnan(vals)]
-    if len(vals) == 0:
-        return float("nan"), float("nan")
-    a = (1 - confidence) / 2
-    lo, hi = stats.quantile(vals, np.array([a, 1 - a]))
-    return float(lo), float(hi)
+    return percentile_interval(vals, confidence)
 
 
 def _n_images(x: np.ndarray) -> int:

@@ -145,13 +145,18 @@ def crossed_bootstrap_ci(x, seed: int = 0, n_resamples: int = N_RESAMPLES,
         for lo in range(0, n_resamples, step):
             per_seed[lo:lo + step, s] = _row_means(x[s][images[lo:lo + step]])
     stat = anchored_mean(np.take_along_axis(per_seed, seeds, axis=1), axis=1)
-    stat = stat[~np.isnan(stat)]
-    if len(stat) == 0:
+    return percentile_interval(stat, confidence)
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> Tuple[float, float]:
+    """The percentile interval of bootstrap ``values`` [R] (NaN draws left out; all NaN ->
+    (nan, nan)). scipy.stats.quantile (linear interpolation, as np.quantile) is the function
+    scipy.stats.bootstrap uses; np.quantile can differ from it in the last bit."""
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
         return float("nan"), float("nan")
     a = (1 - confidence) / 2
-    # scipy.stats.quantile (linear interpolation, as np.quantile) is the function
-    # scipy.stats.bootstrap uses; np.quantile can differ from it in the last bit
-    lo, hi = stats.quantile(stat, np.array([a, 1 - a]))
+    lo, hi = stats.quantile(values, np.array([a, 1 - a]))
     return float(lo), float(hi)
 
 
