@@ -19,7 +19,7 @@ images (``--quantus-images``, one batch): it re-initialises every module that ha
 ``reset_parameters`` (62 for a ResNet-18, batch norm included) instead of stages, so it
 makes 63 explainer calls to our 6; printed are its time and its time per explainer call.
 
-    .venv/bin/python benchmarks/bench_randomisation.py [--size 128] [--bs 16] [--batches 4]
+    .venv/bin/python benchmarks/bench_randomisation.py [--size 128] [--bs 16] [--batches 8]
         [--mode cascading] [--quantus-images 8] [--threads 1] [--device cpu]
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--bs", type=int, default=16)
-    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--batches", type=int, default=8)
     ap.add_argument("--mode", default="cascading", choices=R.MODES)
     ap.add_argument("--method", default="gradcam")
     ap.add_argument("--quantus-images", type=int, default=8, help="0: skip Quantus")

@@ -74,9 +74,30 @@ def test_spearman_matches_scipy_with_ties():
     assert got[2].item() == pytest.approx(1.0, abs=1e-12)
 
 
+def test_cpu_argsort_sorts_every_float32_including_signed_zeros_and_infinities():
+    x = torch.tensor([[0.5, -0.0, 0.0, -2.0, float("inf"), -float("inf"), 1e-40, -1e-40, 0.5]])
+    x = torch.cat([x, torch.randn(3, 9, generator=torch.Generator().manual_seed(0))])
+    order = R._argsort_rows(x)
+    assert torch.equal(x.gather(1, order), x.sort(dim=1).values)
+    assert torch.equal(order.sort(dim=1).values, torch.arange(9).expand(4, 9))   # a permutation
+    d = R._argsort_rows(x.double())                                             # numpy's argsort
+    assert torch.equal(x.gather(1, d), x.sort(dim=1).values)
+
+
+def test_spearman_float_fallback_for_huge_maps_agrees(monkeypatch):
+    """Past _EXACT_MAX_PIXELS the rank sums run in float64 instead of exact int64."""
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(4, 50, generator=g).round(decimals=1), torch.rand(4, 50, generator=g)
+    exact = spearman(a, b)
+    monkeypatch.setattr(R, "_EXACT_MAX_PIXELS", 10)
+    assert torch.allclose(spearman(a, b), exact, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("chunk", [2 ** 15, 1])           # all 4 pairs in one pass; one pair a pass
 @pytest.mark.parametrize("window,shape", [(7, (16, 16)), (3, (9, 13)), (5, (7, 20))])
-def test_ssim_matches_skimage(window, shape):
+def test_ssim_matches_skimage(window, shape, chunk, monkeypatch):
     skm = pytest.importorskip("skimage.metrics")
+    monkeypatch.setattr(R, "SSIM_CHUNK_PIXELS", chunk)
     g = torch.Generator().manual_seed(window)
     a = R.minmax(torch.rand(4, *shape, generator=g))
     b = R.minmax(a + 0.3 * torch.rand(4, *shape, generator=g))
@@ -204,17 +225,23 @@ def test_gradcam_changes_when_the_top_layer_is_randomised(clf, x):
     assert torch.allclose(res.values, res.curves.mean(1))
 
 
-def test_working_copy_is_reused_and_rebuilt_when_the_model_changes(clf, x):
+@pytest.mark.parametrize("mode", ["cascading", "independent"])
+def test_working_copy_is_reused_and_rebuilt_when_the_model_changes(clf, x, mode):
     cam = create_explainer("gradcam", layer="features.relu2")
-    m = create_metric("randomisation_independent")
+    m = create_metric(f"randomisation_{mode}")
     first = m(clf, x, cam(clf, x), explain=cam)
     r = m._randomiser
+    # the second batch starts where the first ended and walks the steps back
+    assert r.state == frozenset(R.stage_sets(mode, len(r.stages))[-1])
     second = m(clf, x, cam(clf, x), explain=cam)
     assert m._randomiser is r and torch.equal(first.curves, second.curves)
+    assert torch.equal(first.columns["ssim"][1], second.columns["ssim"][1])
+    assert torch.equal(first.maps, second.maps)
+    assert r.state == frozenset(R.stage_sets(mode, len(r.stages))[0])
     with torch.no_grad():
         clf.fc.weight.mul_(-1.0)                                     # edited in place
     third = m(clf, x, cam(clf, x), explain=cam)
-    fresh = create_metric("randomisation_independent")(clf, x, cam(clf, x), explain=cam)
+    fresh = create_metric(f"randomisation_{mode}")(clf, x, cam(clf, x), explain=cam)
     assert m._randomiser is not r and torch.equal(third.curves, fresh.curves)
 
 
