@@ -82,6 +82,8 @@ def _setup(kind: str, bs: int, size: int, device: str, variant: str):
         model.train()
         return step(record)
 
+    train_step.head = head
+
     @torch.no_grad()
     def infer() -> float:
         model.eval()
@@ -92,6 +94,25 @@ def _setup(kind: str, bs: int, size: int, device: str, variant: str):
         return time.perf_counter() - t0
 
     return train_step, infer, parts, model
+
+
+def _text_encoder_time(head, bs: int, steps: int, device: str) -> float:
+    """Median time of the frozen text encoder's part of a LICO step alone: one prompt per
+    class (all classes, as in a batch that holds them all) forward, and backward to the
+    context vectors. It does not depend on the batch size: the floor of the step ratio."""
+    import torch
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    classes = torch.arange(head.num_classes, device=head.prompt_learner.ctx.device)
+    out = []
+    for i in range(steps + 1):
+        sync()
+        t0 = time.perf_counter()
+        t, s = head.prompt_learner(classes)
+        (t.sum() + s.sum()).backward()
+        sync()
+        out.append(time.perf_counter() - t0)
+    return _median(out[1:])
 
 
 def _median(xs):
@@ -109,9 +130,11 @@ def _worker(kind: str, bs: int, steps: int, size: int, device: str, variant: str
     times = [train_step(True) for _ in range(steps)]
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"step_s": _median(times), "peak_mb": peak,
+    text_s = _text_encoder_time(train_step.head, bs, steps, device) if kind == "lico" else 0.0
+    return {"step_s": _median(times), "peak_mb": peak, "text_encoder_s": text_s,
             "parts_s": {k: v / steps for k, v in parts.items()},
-            "n_params_inference": sum(p.numel() for p in model.parameters())}
+            "n_params_inference": sum(p.numel() for p in model.parameters()),
+            "n_classes": train_step.head.num_classes if train_step.head is not None else 0}
 
 
 def _pair(bs: int, steps: int, size: int, device: str, variant: str) -> dict:
@@ -172,6 +195,9 @@ def main() -> None:
     print("  where a step's time goes (mean s, each alone):")
     for k in b["parts_s"]:
         print(f"    {k:22s} baseline {b['parts_s'][k]:.3f}   lico {l['parts_s'][k]:.3f}")
+    print(f"  of LICO's extra: the frozen text encoder alone (fwd + bwd to the context, "
+          f"{l['n_classes']} prompts) {l['text_encoder_s']:.3f}s = "
+          f"{l['text_encoder_s'] / b['step_s']:.1%} of the baseline step (alone), whatever the batch size")
     print(f"reproduce: python benchmarks/bench_train.py --batch-size {a.batch_size} "
           f"--steps {a.steps} --image-size {a.image_size} --variant {a.variant} --device {a.device}")
 
