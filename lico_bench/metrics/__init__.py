@@ -16,8 +16,8 @@ from .causal import (auc, causal_curves, default_step, deletion_curve, gaussian_
                      predict)
 from .pointing import (default_tolerance, energy_pointing_game, pointing_accuracy,
                        pointing_game, pointing_points)
-from .randomisation import (average_ranks, model_stages, randomisation_similarities,
-                            spearman, ssim)
+from .randomisation import model_stages, randomisation_similarities
+from .similarity import average_ranks, spearman, ssim
 from .road import (linear_impute, noisy_linear_impute, removal_masks, road_curves,
                    trapezoid_auc)
 from . import builtin  # noqa: F401  (registers the built-in metrics)

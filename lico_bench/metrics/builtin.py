@@ -11,8 +11,9 @@ from .causal import (BLUR_KERNELS, DEFAULT_BATCH_SIZE, SCORES, SUBSTRATES, auc,
 from .pointing import energy_pointing_game, pointing_game
 from .road import (DEFAULT_NOISE, DEFAULT_PERCENTAGES, DEFAULT_TOL, ROAD_SCORES, SOLVERS,
                    check_percentages, road_curves, trapezoid_auc)
-from .randomisation import (BATCHNORM, DEFAULT_WINDOW, StageRandomiser, _fingerprint,
-                            model_stages, randomisation_similarities)
+from .randomisation import (BATCHNORM, StageRandomiser, _fingerprint, model_stages,
+                            randomisation_similarities)
+from .similarity import DEFAULT_WINDOW
 from ..errors import UserError
 from ..options import Range
 

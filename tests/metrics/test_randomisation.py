@@ -14,6 +14,7 @@ from lico_bench import UserError, create_model
 from lico_bench.explainers import create_explainer
 from lico_bench.metrics import create_metric, spearman, ssim
 from lico_bench.metrics import randomisation as R
+from lico_bench.metrics import similarity as S
 from lico_bench.models import Classifier
 
 
@@ -55,7 +56,7 @@ def test_spearman_hand_computed_and_constant_conventions():
     assert spearman(a, b).item() == pytest.approx(0.8, abs=1e-12)
     assert spearman(a, -a).item() == pytest.approx(-1.0, abs=1e-12)
     # ties get their average rank: [1, 1, 2] -> ranks [1.5, 1.5, 3]
-    assert R.average_ranks(torch.tensor([[1.0, 1.0, 2.0]])).tolist() == [[1.5, 1.5, 3.0]]
+    assert S.average_ranks(torch.tensor([[1.0, 1.0, 2.0]])).tolist() == [[1.5, 1.5, 3.0]]
     c = torch.zeros(1, 4)
     assert spearman(c, a).item() == 0.0 and spearman(a, c).item() == 0.0
     assert spearman(c, c + 3).item() == 1.0
@@ -77,10 +78,10 @@ def test_spearman_matches_scipy_with_ties():
 def test_cpu_argsort_sorts_every_float32_including_signed_zeros_and_infinities():
     x = torch.tensor([[0.5, -0.0, 0.0, -2.0, float("inf"), -float("inf"), 1e-40, -1e-40, 0.5]])
     x = torch.cat([x, torch.randn(3, 9, generator=torch.Generator().manual_seed(0))])
-    order = R._argsort_rows(x)
+    order = S._argsort_rows(x)
     assert torch.equal(x.gather(1, order), x.sort(dim=1).values)
     assert torch.equal(order.sort(dim=1).values, torch.arange(9).expand(4, 9))   # a permutation
-    d = R._argsort_rows(x.double())                                             # numpy's argsort
+    d = S._argsort_rows(x.double())                                             # numpy's argsort
     assert torch.equal(x.gather(1, d), x.sort(dim=1).values)
 
 
@@ -89,7 +90,7 @@ def test_spearman_float_fallback_for_huge_maps_agrees(monkeypatch):
     g = torch.Generator().manual_seed(1)
     a, b = torch.rand(4, 50, generator=g).round(decimals=1), torch.rand(4, 50, generator=g)
     exact = spearman(a, b)
-    monkeypatch.setattr(R, "_EXACT_MAX_PIXELS", 10)
+    monkeypatch.setattr(S, "_EXACT_MAX_PIXELS", 10)
     assert torch.allclose(spearman(a, b), exact, rtol=0, atol=1e-14)
 
 
@@ -97,16 +98,16 @@ def test_spearman_float_fallback_for_huge_maps_agrees(monkeypatch):
 @pytest.mark.parametrize("window,shape", [(7, (16, 16)), (3, (9, 13)), (5, (7, 20))])
 def test_ssim_matches_skimage(window, shape, chunk, monkeypatch):
     skm = pytest.importorskip("skimage.metrics")
-    monkeypatch.setattr(R, "SSIM_CHUNK_PIXELS", chunk)
+    monkeypatch.setattr(S, "SSIM_CHUNK_PIXELS", chunk)
     g = torch.Generator().manual_seed(window)
-    a = R.minmax(torch.rand(4, *shape, generator=g))
-    b = R.minmax(a + 0.3 * torch.rand(4, *shape, generator=g))
+    a = S.minmax(torch.rand(4, *shape, generator=g))
+    b = S.minmax(a + 0.3 * torch.rand(4, *shape, generator=g))
     got = ssim(a, b, window)
     for i in range(4):
         want = skm.structural_similarity(a[i].numpy(), b[i].numpy(), win_size=window, data_range=1.0)
         assert got[i].item() == pytest.approx(want, abs=1e-10)
     assert torch.allclose(ssim(a, a, window), torch.ones(4, dtype=torch.float64))
-    zeros = R.minmax(torch.full((1, *shape), 2.0))               # constant -> zeros
+    zeros = S.minmax(torch.full((1, *shape), 2.0))               # constant -> zeros
     assert zeros.abs().sum() == 0 and ssim(zeros, zeros, window).item() == pytest.approx(1.0)
     with pytest.raises(UserError, match="at least"):
         ssim(a[:, :2], b[:, :2], window)
