@@ -23,7 +23,8 @@ import time
 
 
 def _setup(kind: str, bs: int, size: int, device: str, variant: str):
-    """(step(record) -> seconds, infer() -> seconds, parts dict, model) for one model."""
+    """(step(record) -> seconds, infer() -> seconds, parts dict, model, LICO head or None)
+    for one model."""
     import torch
     import torch.nn.functional as F
 
@@ -82,8 +83,6 @@ def _setup(kind: str, bs: int, size: int, device: str, variant: str):
         model.train()
         return step(record)
 
-    train_step.head = head
-
     @torch.no_grad()
     def infer() -> float:
         model.eval()
@@ -93,10 +92,10 @@ def _setup(kind: str, bs: int, size: int, device: str, variant: str):
         sync()
         return time.perf_counter() - t0
 
-    return train_step, infer, parts, model
+    return train_step, infer, parts, model, head
 
 
-def _text_encoder_time(head, bs: int, steps: int, device: str) -> float:
+def _text_encoder_time(head, steps: int, device: str) -> float:
     """Median time of the frozen text encoder's part of a LICO step alone: one prompt per
     class (all classes, as in a batch that holds them all) forward, and backward to the
     context vectors. It does not depend on the batch size: the floor of the step ratio."""
@@ -105,7 +104,7 @@ def _text_encoder_time(head, bs: int, steps: int, device: str) -> float:
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     classes = torch.arange(head.num_classes, device=head.prompt_learner.ctx.device)
     out = []
-    for i in range(steps + 1):
+    for _ in range(steps + 1):
         sync()
         t0 = time.perf_counter()
         t, s = head.prompt_learner(classes)
@@ -125,16 +124,16 @@ def _worker(kind: str, bs: int, steps: int, size: int, device: str, variant: str
 
     import torch
 
-    train_step, infer, parts, model = _setup(kind, bs, size, device, variant)
+    train_step, infer, parts, model, head = _setup(kind, bs, size, device, variant)
     train_step(False)  # warm-up
     times = [train_step(True) for _ in range(steps)]
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    text_s = _text_encoder_time(train_step.head, bs, steps, device) if kind == "lico" else 0.0
+    text_s = _text_encoder_time(head, steps, device) if head is not None else 0.0
     return {"step_s": _median(times), "peak_mb": peak, "text_encoder_s": text_s,
             "parts_s": {k: v / steps for k, v in parts.items()},
             "n_params_inference": sum(p.numel() for p in model.parameters()),
-            "n_classes": train_step.head.num_classes if train_step.head is not None else 0}
+            "n_classes": head.num_classes if head is not None else 0}
 
 
 def _pair(bs: int, steps: int, size: int, device: str, variant: str) -> dict:

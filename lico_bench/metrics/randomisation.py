@@ -57,8 +57,8 @@ import torch.nn as nn
 from ..errors import UserError
 from ..precision import float32_ops
 from .causal import _check_inputs, _check_targets, check_eval, model_device
-from .similarity import (DEFAULT_WINDOW, _doubled_centred_ranks, _rank_correlation, _ssim_ref,
-                         _ssim_with, minmax)
+from .similarity import (DEFAULT_WINDOW, _doubled_centred_ranks, _pixel_order,
+                         _rank_correlation, _ssim_ref, _ssim_with, minmax)
 
 MODES = ("cascading", "independent")
 BATCHNORM = ("affine", "all", "keep")
@@ -237,8 +237,7 @@ def randomisation_similarities(model: nn.Module, images: torch.Tensor, maps: tor
     rho, ss, kept = [], [], []
     with float32_ops(dev):
         ref = prep(maps.to(dev).float())   # the reference's ranks and SSIM statistics, once
-        d, order = _doubled_centred_ranks(ref.flatten(1))
-        ref_ranks = torch.empty_like(d).scatter_(1, order, d)
+        ref_ranks = _pixel_order(*_doubled_centred_ranks(ref.flatten(1)))
         ref_ssim = _ssim_ref(minmax(ref), window)
         for new in news:
             m = prep(new)
