@@ -7,6 +7,14 @@ Pure functions in TorchRay's style: one value per image, accumulation left to th
 - Hit: some ground-truth pixel lies at Euclidean distance strictly below ``tolerance``
   pixels from the point (TorchRay's rule). ``tolerance=0`` cannot be met with a strict "<",
   so it is *defined* as "the point lies inside the mask".
+- The rule is exact on every CPU: pixel offsets are integers, so a distance is ``sqrt(q)``
+  for an integer ``q = dy**2 + dx**2``. The host finds once the largest ``q`` with
+  ``math.sqrt(q) < tolerance`` (IEEE 754 correctly rounded, so the same on every machine) and
+  the device compares integers, ``q <= q_max``. A vectorised float sqrt is not correctly
+  rounded on every CPU (it gave √2 ≥ √2 on one machine and < on another). For a tolerance
+  given as the float nearest √q (``math.sqrt(2)``) the pixel at √q is exactly at the
+  tolerance: a miss. For every default tolerance (15·H/224, H ≤ 8192) this equals the
+  exact rational rule ``q < tolerance**2`` (checked in the tests).
 - Several instances of a class: pass the union of their masks.
 - An empty mask gives NaN (the pair is skipped), never a hit.
 """
@@ -36,6 +44,26 @@ def _check(maps: torch.Tensor, masks: torch.Tensor):
         raise UserError(f"maps {list(maps.shape)} and masks {list(masks.shape)} must both be "
                         "[B, H, W] at input resolution; upsample the maps first.")
     return maps, masks.to(device=maps.device, dtype=torch.bool)
+
+
+def max_squared_distance(tolerance: float, q_limit: int) -> int:
+    """The largest integer ``q`` in [0, q_limit] with ``math.sqrt(q) < tolerance``; -1 if none.
+
+    ``math.sqrt`` is correctly rounded (IEEE 754) and so monotone: a bisection over the
+    integers finds the boundary exactly. ``q_limit`` is the largest squared distance the
+    image can hold, so a huge tolerance never needs its square.
+    """
+    tolerance = float(tolerance)
+    if math.sqrt(q_limit) < tolerance:
+        return int(q_limit)
+    lo, hi = -1, int(q_limit)            # sqrt(lo) < tolerance (lo = -1: none), sqrt(hi) >= it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if math.sqrt(mid) < tolerance:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def pointing_points(maps: torch.Tensor) -> torch.Tensor:
@@ -70,14 +98,13 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor,
     if tolerance == 0:
         hit = masks[torch.arange(b, device=maps.device), pt[:, 0], pt[:, 1]]
     else:
+        q_max = max_squared_distance(tolerance, (h - 1) ** 2 + (w - 1) ** 2)
         ys = torch.arange(h, device=maps.device)
         xs = torch.arange(w, device=maps.device)
-        dy2 = (ys[None, :] - pt[:, :1]).pow(2)                           # [B, H]
-        dx2 = (xs[None, :] - pt[:, 1:]).pow(2)                           # [B, W]
-        # Exact integer squared distances; sqrt in float64 so a tolerance that is itself a
-        # distance (e.g. sqrt(2)) compares as "equal", i.e. a miss.
-        dist = (dy2[:, :, None] + dx2[:, None, :]).double().sqrt()       # [B, H, W]
-        hit = (masks & (dist < tolerance)).flatten(1).any(1)
+        dy2 = (ys[None, :] - pt[:, :1]).pow(2)                           # [B, H] int64
+        dx2 = (xs[None, :] - pt[:, 1:]).pow(2)                           # [B, W] int64
+        q = dy2[:, :, None] + dx2[:, None, :]                            # [B, H, W] int64, exact
+        hit = (masks & (q <= q_max)).flatten(1).any(1)
     # masked_fill rather than out[mask] = nan, which may count the mask on the host (a sync).
     return hit.float().masked_fill(~masks.flatten(1).any(1), float("nan"))
 

@@ -1,10 +1,12 @@
 """Pointing game, class-averaged accuracy and the energy-based pointing game."""
 import math
+from fractions import Fraction
 
 import pytest
 import torch
 
 from lico_bench.errors import UserError
+from lico_bench.metrics.pointing import max_squared_distance
 from lico_bench.metrics import (default_tolerance, energy_pointing_game, pointing_accuracy,
                                 pointing_game, pointing_points)
 
@@ -29,6 +31,49 @@ def test_tolerance_boundary_is_strict(pixel, dist):
     assert pointing_game(m, s, tolerance=dist).item() == 0.0           # exactly = tolerance: miss
     assert pointing_game(m, s, tolerance=dist + 1e-6).item() == 1.0    # slightly more: hit
     assert pointing_game(m, s, tolerance=dist - 1e-6).item() == 0.0
+    # the next float up is already "more": the rule has no slack at all
+    assert pointing_game(m, s, tolerance=math.nextafter(dist, math.inf)).item() == 1.0
+
+
+def _offsets_by_squared_distance(limit):
+    """Integer squared distances q = dy^2 + dx^2 <= limit, each with one (dy, dx) realising it."""
+    out = {}
+    for dy in range(math.isqrt(limit) + 1):
+        for dx in range(dy, math.isqrt(limit - dy * dy) + 1):
+            out.setdefault(dy * dy + dx * dx, (dy, dx))
+    return out
+
+
+@pytest.mark.parametrize("size", list(range(8, 225)) + [256, 299, 320, 384, 448, 512])
+def test_boundary_exact_for_every_default_tolerance(size):
+    """For the default tolerance of each image size (15 px at 224, scaled): the farthest
+    mask pixel that still hits, and the nearest that misses, decided by exact rational
+    arithmetic (q < t**2 with t the float's exact value) - the same answer on every CPU."""
+    t = default_tolerance(size)
+    t2 = Fraction(t) ** 2
+    offsets = _offsets_by_squared_distance(2 * (size - 1) ** 2)
+    inside = max(q for q in offsets if q < t2)                      # farthest hit
+    outside = [q for q in offsets if q >= t2]                       # nearest miss, if any fits
+    # the threshold over all integers q (not only sums of two squares): ceil(t^2) - 1
+    assert max_squared_distance(t, 2 * (size - 1) ** 2) == min(math.ceil(t2) - 1, 2 * (size - 1) ** 2)
+    cy = cx = 0                                                     # point in the corner
+    m = peak_map(size, size, [(cy, cx)])
+    dy, dx = offsets[inside]
+    assert pointing_game(m, mask_at(size, size, [(cy + dy, cx + dx)])).item() == 1.0
+    if outside:
+        dy, dx = offsets[min(outside)]
+        assert pointing_game(m, mask_at(size, size, [(cy + dy, cx + dx)])).item() == 0.0
+    if t == int(t):                                                 # 224, 448: a pixel exactly at t
+        assert pointing_game(m, mask_at(size, size, [(0, int(t))])).item() == 0.0
+        assert pointing_game(m, mask_at(size, size, [(0, int(t) - 1)])).item() == 1.0
+
+
+def test_max_squared_distance_by_hand():
+    assert max_squared_distance(math.sqrt(2), 100) == 1              # sqrt(2) itself: a miss
+    assert max_squared_distance(2.0, 100) == 3                       # 2 itself: a miss
+    assert max_squared_distance(15 * 32 / 224, 2 * 31 ** 2) == 4     # 2.142..: sqrt(5) misses
+    assert max_squared_distance(1e-9, 100) == 0                      # only the point itself
+    assert max_squared_distance(1e300, 2 * 31 ** 2) == 2 * 31 ** 2   # everything, no overflow
 
 
 def test_default_tolerance_scales_with_size():
