@@ -3,6 +3,8 @@ import pytest
 import torch
 import torch.nn as nn
 
+from tests import float_path
+
 
 class TinyConv(nn.Module):
     """conv 3->4, ReLU, 2x2 average pool, linear to 5 classes: a small non-linear classifier."""
@@ -48,9 +50,10 @@ class CountingModel(nn.Module):
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny forwards are ~100x slower with intra-op threads on a busy 2-core box."""
+    """Tiny forwards are ~100x slower with intra-op threads on a busy 2-core box (the
+    perturbed float path of tests/float_path.py uses 2 on purpose)."""
     n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(float_path.THREADS)
     yield
     torch.set_num_threads(n)
 
