@@ -7,11 +7,12 @@ float path (``.ci/run`` runs the numeric tests once more this way):
 
 - intra-op threads: 2 instead of 1 (reductions and GEMMs split across threads);
 - denormals flushed to zero (``torch.set_flush_denormal``; tiny gradients and probabilities);
-- the library's own batch splits: every ``batch_size`` default of the metric kernels and the
-  explainers (forwards of perturbed or masked images, RISE's masks) becomes
+- the library's own batch splits: every ``batch_size`` default of the metric kernels (the
+  forwards of perturbed images in insertion/deletion, ROAD and part importance) becomes
   :data:`PERTURBED_BATCH`, an odd size none of the tests relies on, so the batched GEMMs are
   blocked differently. Explicit ``batch_size=`` arguments are left alone (tests that compare
-  batch sizes keep their meaning), and so are the metric classes' recorded options.
+  batch sizes keep their meaning), and so are the options that runs record (the metric
+  classes' and explainers' defaults, which tests compare with the documented values).
 
 A tolerance derived from the computation (tests/tolerance.py) holds on both paths; an exact
 rule (ranks, ties, boundaries) gives the same answer on both.
@@ -34,7 +35,7 @@ THREADS = 2 if PERTURBED else 1
 #: the batch split the library's batch_size defaults take on the perturbed path
 PERTURBED_BATCH = 7
 
-# (module, attribute) whose ``batch_size`` default is swapped; a class means its __init__.
+# (module, function) whose ``batch_size`` default is swapped
 _BATCHED = [
     ("lico_bench.metrics.causal", "predict"),
     ("lico_bench.metrics.causal", "causal_curves"),
@@ -42,14 +43,12 @@ _BATCHED = [
     ("lico_bench.metrics.causal", "deletion_curve"),
     ("lico_bench.metrics.road", "road_curves"),
     ("lico_bench.metrics.parts", "part_importance"),
-    ("lico_bench.explainers.rise", "RISE"),
-    ("lico_bench.explainers.cam", "ScoreCAM"),
 ]
 
 
 def _swap_default(fn, name: str, value) -> None:
     """Set the default of parameter ``name`` of function ``fn`` to ``value`` (through a
-    ``functools.wraps`` decorator such as ``typed_options``, whose body calls the original)."""
+    ``functools.wraps`` decorator, whose body calls the original)."""
     fn = inspect.unwrap(fn)
     params = list(inspect.signature(fn).parameters.values())
     p = next(p for p in params if p.name == name)
@@ -70,6 +69,5 @@ def apply() -> None:
         return
     torch.set_flush_denormal(True)
     for module, attr in _BATCHED:
-        obj = getattr(importlib.import_module(module), attr)
-        fn = obj.__init__ if inspect.isclass(obj) else obj
-        _swap_default(fn, "batch_size", PERTURBED_BATCH)
+        _swap_default(getattr(importlib.import_module(module), attr), "batch_size",
+                      PERTURBED_BATCH)

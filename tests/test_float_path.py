@@ -3,7 +3,6 @@ import inspect
 
 import torch
 
-from lico_bench.explainers.rise import RISE
 from lico_bench.metrics.causal import DEFAULT_BATCH_SIZE, causal_curves
 from tests import float_path
 
@@ -15,5 +14,5 @@ def test_threads_denormals_and_batch_split_follow_the_mode():
     assert flushed == float_path.PERTURBED
     want = float_path.PERTURBED_BATCH if float_path.PERTURBED else DEFAULT_BATCH_SIZE
     assert inspect.signature(causal_curves).parameters["batch_size"].default == want
-    rise = RISE()
-    assert rise.batch_size == (float_path.PERTURBED_BATCH if float_path.PERTURBED else 64)
+    from lico_bench.metrics.road import road_curves
+    assert inspect.signature(road_curves).parameters["batch_size"].default == want
