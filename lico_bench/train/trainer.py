@@ -90,8 +90,6 @@ def _fixmatch_cosine(total_steps: int):
     return lambda k: math.cos(7 * math.pi * min(k, total_steps) / (16 * max(1, total_steps)))
 
 
-@releases_locks
-@_deterministic_on_cpu
 def build_model_and_head(cfg: TrainConfig, info, device: torch.device):
     """The classifier ``cfg`` trains, on ``device``, and its LICO head (None for a baseline).
 
@@ -122,6 +120,8 @@ def build_model_and_head(cfg: TrainConfig, info, device: torch.device):
     return model, head.to(device)
 
 
+@releases_locks
+@_deterministic_on_cpu
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
           log=print, on_epoch_end=None) -> Path:
     """Train ``cfg.model`` on ``cfg.dataset``; return the path of the inference checkpoint.
