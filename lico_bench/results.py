@@ -99,15 +99,15 @@ def write_rows(path: str | Path, text: str, n: int) -> Path:
     return write_text(path, text)
 
 
-def read_rows(path: str | Path, n: Optional[int], fix: str,
-              parse: bool = True) -> Tuple[List[dict], bool]:
+def read_rows(path: str | Path, n: Optional[int], fix: str) -> Tuple[List[dict], bool]:
     """Verified rows of rows file ``path`` and whether a checksum vouched for them.
 
     ``n``: the run's image count (None: unknown, ids checked against the row count).
     With a check file the bytes must match its sha256 and row count; without one (older
-    results) only the lines, ids and count are checked. ``parse=False`` skips parsing
-    where the checksum suffices (returns no rows then). Raises :class:`DamagedRows` (its
-    message ends with ``fix``)."""
+    results) only the lines, ids and count are checked. The lines and ids are checked in
+    both cases: a check vouches only that the bytes are unchanged since it was written,
+    not that they are the run's n rows. Raises :class:`DamagedRows` (its message ends
+    with ``fix``)."""
     path = Path(path)
     data = path.read_bytes()
     check = check_path(path)
@@ -124,8 +124,6 @@ def read_rows(path: str | Path, n: Optional[int], fix: str,
                               f"match the checksum in {check.name})", fix)
         if n is not None and rows_n != n:
             raise DamagedRows(path, f"it holds {rows_n} rows for the run's {n} images", fix)
-        if not parse:
-            return [], True
     rows, why = parse_rows(data, n)
     if why is not None:
         raise DamagedRows(path, why, fix)

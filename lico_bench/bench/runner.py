@@ -154,8 +154,8 @@ class Runner:
             path = self.out / "rows" / f"{e.key}.jsonl"
             if not path.exists():
                 continue
-            try:  # with a checksum, comparing bytes suffices; older rows are parsed
-                read_rows(path, self.spec.n_images, fix="", parse=False)
+            try:  # bytes against the checksum, then lines and ids against n_images
+                read_rows(path, self.spec.n_images, fix="")
             except DamagedRows as d:
                 path.replace(path.with_name(path.name + ".damaged"))
                 check_path(path).unlink(missing_ok=True)

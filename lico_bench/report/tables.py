@@ -67,9 +67,11 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
     """Long table: kind (score | accuracy | paired), model, method, metric, mean, ci_low, ...
 
     n is the number of images (the resampled unit; values are averaged over seeds), n_seeds
-    the number of seeds. Paired rows also hold baseline and lico (their means over the cells
-    where both are defined, so lico - baseline = mean), p_wilcoxon, p_holm (Holm over every
-    paired row) and verdict (:func:`lico_bench.report.stats.verdict`).
+    the number of seeds. n_flagged: on a score row, its rows whose map was flagged; on a
+    paired row, the (seed, image) pairs where either model's map (or both) was flagged.
+    Paired rows also hold baseline and lico (their means over the cells where both are
+    defined, so lico - baseline = mean), p_wilcoxon, p_holm (Holm over every paired row)
+    and verdict (:func:`lico_bench.report.stats.verdict`).
     """
     rows = rows.copy()
     if "overall" in directions:

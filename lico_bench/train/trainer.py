@@ -90,6 +90,36 @@ def _fixmatch_cosine(total_steps: int):
     return lambda k: math.cos(7 * math.pi * min(k, total_steps) / (16 * max(1, total_steps)))
 
 
+def build_model_and_head(cfg: TrainConfig, info, device: torch.device):
+    """The classifier ``cfg`` trains, on ``device``, and its LICO head (None for a baseline).
+
+    info: the dataset's DatasetInfo. The model's ModelCfg records the LICO settings
+    (``cfg.lico_settings()``: the variant's unless the config changed one) and the head
+    trains with the same alpha, beta, ot_grad and text targets. Seeded from ``cfg.seed``.
+    """
+    torch.manual_seed(seed_for(cfg.seed, -1, 0))                # weight init
+    model = create_model(cfg.model, info.num_classes, image_size=info.image_size,
+                         dataset_info=info,
+                         text_encoder=cfg.text_encoder if cfg.is_lico else None,
+                         lico_settings=cfg.lico_settings() if cfg.is_lico else {})
+    if cfg.sync_bn:
+        model = dist_.convert_sync_batchnorm(model, device)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    if not cfg.is_lico:
+        return model, None
+    from ..lico import LicoHead, create_text_encoder
+
+    with torch.no_grad():
+        fh, fw = model.forward_features(torch.zeros(1, 3, info.image_size, info.image_size,
+                                                    device=device)).shape[2:]
+    encoder = create_text_encoder(cfg.text_encoder, checkpoint=cfg.text_checkpoint)
+    head = LicoHead(encoder, info.class_names, feat_hw=fh * fw, n_ctx=cfg.n_ctx,
+                    alpha=cfg.alpha, beta=cfg.beta, ot_grad=cfg.ot_grad,
+                    targets=cfg.text_targets,
+                    generator=torch.Generator().manual_seed(seed_for(cfg.seed, -1, 1)))
+    return model, head.to(device)
+
+
 @releases_locks
 @_deterministic_on_cpu
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
@@ -117,28 +147,7 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     test_ds = create_dataset(cfg.dataset, "test", root=cfg.root, image_size=cfg.image_size, seed=0,
                              download=cfg.download)
     info = train_ds.info
-    torch.manual_seed(seed_for(cfg.seed, -1, 0))                # weight init
-    model = create_model(cfg.model, info.num_classes, image_size=info.image_size,
-                         dataset_info=info,
-                         text_encoder=cfg.text_encoder if cfg.is_lico else None,
-                         lico_settings=cfg.lico_settings() if cfg.is_lico else {})
-    if cfg.sync_bn:
-        model = dist_.convert_sync_batchnorm(model, device)
-    model = model.to(device).to(memory_format=torch.channels_last)
-
-    head = None
-    if cfg.is_lico:
-        from ..lico import LicoHead, create_text_encoder
-
-        with torch.no_grad():
-            fh, fw = model.forward_features(torch.zeros(1, 3, info.image_size, info.image_size,
-                                                        device=device)).shape[2:]
-        encoder = create_text_encoder(cfg.text_encoder, checkpoint=cfg.text_checkpoint)
-        head = LicoHead(encoder, info.class_names, feat_hw=fh * fw, n_ctx=cfg.n_ctx,
-                        alpha=cfg.alpha, beta=cfg.beta, ot_grad=cfg.ot_grad,
-                        targets=cfg.text_targets,
-                        generator=torch.Generator().manual_seed(seed_for(cfg.seed, -1, 1)))
-        head = head.to(device)
+    model, head = build_model_and_head(cfg, info, device)
 
     # Weight decay on the classifier; none on the text branch, whose context vectors start
     # at N(0, 0.02^2) and would only be pulled to zero.

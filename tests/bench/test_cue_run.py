@@ -42,6 +42,30 @@ def test_measured_reliance_of_a_cue_reader_and_of_an_object_blind_model():
     assert rel["accuracy_absent"] < 0.2                     # no cue: no evidence at all
 
 
+
+@pytest.mark.parametrize("n_follow,follows", [(500, True), (499, False), (400, False)],
+                         ids=["exactly-half", "one-short-of-half", "40-percent"])
+def test_the_follow_rule_at_and_below_half_of_the_swap_images(monkeypatch, n_follow, follows):
+    """README: a model that follows the cue on >= 50 % of the swap images is scored against
+    the cue mask, any other against the object mask. Predictions that follow the swapped cue
+    on exactly n_follow of the 1000 swap images (the true label on the rest)."""
+    def predictions(model, ds, device, batch_size, amp):
+        if ds.split != "swap":
+            return ds.labels.clone()
+        return torch.where(torch.arange(len(ds)) < n_follow, ds.cue_labels, ds.labels)
+
+    monkeypatch.setattr(cue, "predictions", predictions)
+    rel = cue.measure_reliance(None, "shapes-cue", 32, torch.device("cpu"), 250,
+                               torch.autocast("cpu", enabled=False))
+    # a float32 mean of 0/1 values: the exact count divided once, correctly rounded
+    assert rel["n_swap"] == 1000
+    assert rel["follows_cue"] == (torch.tensor(float(n_follow)) / 1000).item()
+    assert rel["follows"] is follows and rel["follow_at_least"] == 0.5
+    assert cue.evidence(rel, "swap") == ("cue" if follows else "object")
+    assert cue.evidence(rel, "agree") == ("cue" if follows else "object")
+    assert cue.evidence(rel, "absent") == "object"
+
+
 @pytest.fixture(scope="module")
 def cue_checkpoint(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpt")

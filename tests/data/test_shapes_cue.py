@@ -6,7 +6,8 @@ import torch
 
 from lico_bench import UserError, create_dataset
 from lico_bench.data.shapes import ShapesDataset, generate
-from lico_bench.data.shapes_cue import CUE_COLOURS, cue_painter
+from lico_bench.data.shapes_cue import CUE_COLOURS, CUE_SIZE, cue_painter
+from tests.tolerance import f32_tol
 
 N = 300  # images per split in these tests (one chunk)
 
@@ -38,6 +39,42 @@ def test_cue_mask_is_exactly_the_cue_pixels():
         assert len(px) == 36 and torch.equal(px, colours[cls[i]].expand_as(px))
         ys, xs = cue_mask[i].nonzero().unbind(1)                                 # a 6x6 square
         assert (ys.max() - ys.min(), xs.max() - xs.min()) == (5, 5)
+
+
+
+@pytest.mark.parametrize("mode,split,size", [("swap", "test", 32), ("p", "train", 32),
+                                             ("agree", "test", 64)])
+def test_the_cue_keeps_a_one_pixel_gap_to_the_objects_bounding_circle(mode, split, size):
+    """The module docstring's rule, on generated scenes: the cue square (its pixels
+    [x0, x0 + k) x [y0, y0 + k), pixel i spanning [i, i + 1]) lies at least r + 1 from the
+    object's centre (cx, cy), r the bounding circle's radius, for every image (the fallback
+    corner included). Consequence on the masks: every object pixel centre lies within r of
+    the centre and every cue pixel centre at least r + 1.5 from it, so no object pixel is
+    among the 8 neighbours of a cue pixel (with no gap, they may touch)."""
+    scenes, masks = [], []
+    paint = cue_painter(mode, 1.0)
+
+    def keep(img, scene, drop, g):
+        out = paint(img, scene, drop, g)
+        scenes.append(scene)
+        masks.append(out["cue"])
+        return out
+
+    _, _, obj = generate(split, 1100, size, 0, noise=0.0, extra=keep)   # two chunks
+    cue = torch.cat(masks)
+    cx, cy, r = (torch.cat([s[k] for s in scenes]).double() for k in ("cx", "cy", "r"))
+    k = max(2, round(CUE_SIZE * size))
+    assert (cue.flatten(1).sum(1) == k * k).all()
+    ys, xs = cue.any(2).double(), cue.any(1).double()                 # [N, S] rows / columns
+    ar = torch.arange(size, dtype=torch.float64)
+    y0 = (ar + size * (1 - ys)).amin(1)                               # first row of the square
+    x0 = (ar + size * (1 - xs)).amin(1)
+    gap = torch.hypot(cx - cx.clamp(x0, x0 + k), cy - cy.clamp(y0, y0 + k)) - r
+    # the generator decides in float32 on values below 2 S: allow its rounding of the
+    # distance (a hypot of two differences, 3 operations on magnitudes <= 2 S) and of r + 1
+    assert gap.min().item() >= 1 - f32_tol(3, 2 * size, computations=1)
+    near = torch.nn.functional.max_pool2d(cue[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0
+    assert not (near & obj).any()
 
 
 @pytest.mark.parametrize("split,scene", [("train", "train"), ("test", "test"), ("agree", "test"),

@@ -9,6 +9,7 @@ import torch
 from lico_bench.errors import UserError
 from lico_bench.lico import (LicoHead, MappingNet, PromptLearner, manifold_matching_loss,
                              ot_loss, prompt_text)
+from tests.tolerance import f32_tol
 
 NAMES = ["ship", "cat", "dog", "a cat"]     # deliberately not alphabetical
 
@@ -240,6 +241,41 @@ def test_variants_train_only_their_terms(clip_encoder):
     assert set(g_ot) == {"prompt_learner.ctx", "mapping.net.0.weight", "mapping.net.0.bias",
                          "mapping.net.3.weight", "mapping.net.3.bias"}
     torch.testing.assert_close(f_pap, f_mm + f_ot, rtol=1e-4, atol=1e-7)   # the terms add
+
+
+
+@pytest.mark.parametrize("ot_grad", ["cost", "full", "none"])
+def test_ot_grad_modes_through_the_head(clip_encoder, ot_grad):
+    """LicoHead's ot_grad (its docstring, LICO.md): "cost" - the gradient of L_OT is that of
+    sum(pi C) with the plan pi a constant; "full" - also through the Sinkhorn iterations
+    (the plan's own gradient: not the same numbers); "none" - the value only, no graph,
+    the mapping net frozen. Checked against ot_loss on the very text maps the head made."""
+    g = torch.Generator().manual_seed(9)
+    feats = torch.randn(5, 5, 2, 3, generator=g).relu().requires_grad_()
+    labels = torch.tensor([1, 0, 3, 1, 2])
+    head = _head(clip_encoder, ot_grad=ot_grad).eval()                # eval: no dropout
+    seen = []
+    head.mapping.register_forward_hook(lambda m, i, out: seen.append(out))
+    ot = head.losses(feats, labels)["ot"]
+    (txt_maps,) = seen                                                # [B, M, h*w]
+    kw = dict(eps=head.ot_eps, max_iter=head.ot_max_iter, tol=head.ot_tol)
+    ref = {fg: ot_loss(feats, txt_maps, full_grad=fg, **kw) for fg in (False, True)}
+    # the same function on the same tensors: the same value whatever the gradient mode
+    assert ot.item() == ref[False].item() == ref[True].item() > 0
+    if ot_grad == "none":
+        assert not ot.requires_grad and not txt_maps.requires_grad
+        assert not any(p.requires_grad for p in head.mapping.parameters())
+        return
+    got = torch.autograd.grad(ot, (feats, txt_maps))
+    want = {fg: torch.autograd.grad(ref[fg], (feats, txt_maps)) for fg in (False, True)}
+    for a, b in zip(got, want[ot_grad == "full"]):
+        assert torch.equal(a, b)                                      # identical computation
+    # "full" and "cost" differ by far more than rounding could move them: float32, up to
+    # 100 Sinkhorn iterations of two 13-term sums (M = 5 here) of terms <= 4 (costs between
+    # unit vectors), forward and backward: f32_tol(13, 4, depth=400) ~ 2.5e-3 relative
+    for a, b in zip(want[True], want[False]):
+        scale = b.abs().max().item()
+        assert (a - b).abs().max().item() > 10 * f32_tol(13, 4.0, depth=400) * scale
 
 
 def test_unknown_ot_grad_or_targets_is_user_error(clip_encoder):

@@ -2,12 +2,16 @@
 construction (one template -> 1, a one-hot object at a new place in every image -> a small
 negative value derived by hand), and a plain numpy reference loop."""
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from lico_bench.metrics import dependence
 from lico_bench.metrics.dependence import map_dependence, pool_maps
+from tests.tolerance import f32_tol
 
 
 def test_hand_computed_three_maps():
@@ -92,6 +96,36 @@ def test_pool_maps_area_average_and_small_maps_unchanged():
     small = torch.rand(3, 7, 7)
     assert torch.equal(pool_maps(small), small)
     assert torch.isfinite(pool_maps(torch.full((1, 4, 4), float("nan")))).all()
+
+
+
+def _readme_grid() -> int:
+    """The pooling grid README's "Map dependence" section documents ("at most G x G")."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Map dependence", 1)[1].split("\n## ", 1)[0]
+    found = re.findall(r"average-pooled to at most (\d+) × (\d+)", " ".join(section.split()))
+    assert len(found) == 1 and found[0][0] == found[0][1], found
+    return int(found[0][0])
+
+
+def test_default_grid_is_the_documented_one():
+    """What every run pools to (the runner calls pool_maps with its default) and records in
+    the manifest is the README's grid: a 224 px map becomes G x G means of its blocks, a map
+    of G x G or smaller is kept as it is, one pixel more is pooled."""
+    g = _readme_grid()
+    assert dependence.describe()["options"]["grid"] == g
+    maps = torch.rand(2, 224, 224, generator=torch.Generator().manual_seed(0))
+    pooled = pool_maps(maps)
+    assert pooled.shape == (2, g, g)
+    b = 224 // g
+    assert b * g == 224                                # whole blocks: the area mean of each
+    blocks = maps.reshape(2, g, b, g, b).mean(dim=(2, 4))
+    # two float32 means of the same b*b values in [0, 1): each within gamma_{b*b} * b*b
+    # of the exact sum, divided by b*b (the same division in both)
+    torch.testing.assert_close(pooled, blocks, rtol=0, atol=f32_tol(b * b, 1.0))
+    at = torch.rand(1, g, g)
+    assert torch.equal(pool_maps(at), at)
+    assert pool_maps(torch.rand(1, g + 1, g + 1)).shape == (1, g, g)
 
 
 def test_shape_errors():

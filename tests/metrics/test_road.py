@@ -4,6 +4,7 @@ images, cases known by construction (constant and linear images), and differenti
 against a plain per-pixel scipy reference (and Quantus 0.6.0's ROAD where it runs)."""
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from lico_bench.errors import UserError
 from lico_bench.metrics import (create_metric, linear_impute, list_metrics, noisy_linear_impute,
                                 removal_masks, road_curves, trapezoid_auc)
 from lico_bench.metrics.road import DEFAULT_PERCENTAGES
+from tests.tolerance import f32_tol
 
 from .conftest import CountingModel, TinyConv
 
@@ -360,6 +362,27 @@ def test_registered_options_and_describe():
                 {"score": "prob"}, {"solver": "lu"}, {"seed": 1.5}, {"tol": 0}, {"max_iter": 0}, {"order": "morf"}):
         with pytest.raises(UserError):
             create_metric("road_morf", **bad)
+
+
+
+# Rong, Leemann, Borisov, Kasneci, Kasneci, "A Consistent and Efficient Evaluation Strategy
+# for Attribution Methods" (ICML 2022): the percentages of the no-retraining (ROAD) setting.
+PAPER_PERCENTAGES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9]
+
+
+def test_default_percentages_are_the_papers():
+    """Every ROAD metric built without options removes the paper's percentages (METRICS.md,
+    README), records them, and its AUC of a curve equal to 1 is their span, 0.9 - 0.1."""
+    for name in ("road", "road_morf", "road_lerf"):
+        d = create_metric(name).describe((32, 32))
+        assert d["options"]["percentages"] == PAPER_PERCENTAGES, name
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "at p = " + ", ".join(f"{p:g}" for p in PAPER_PERCENTAGES) in " ".join(readme.split())
+    ps = create_metric("road_morf").describe((32, 32))["options"]["percentages"]
+    auc = trapezoid_auc(torch.ones(1, len(ps)), ps)
+    # 6 float64 trapezoids of width <= 0.2 summed, then rounded to float32
+    assert auc.item() == pytest.approx(PAPER_PERCENTAGES[-1] - PAPER_PERCENTAGES[0],
+                                       abs=f32_tol(6, 0.8, computations=1))
 
 
 def test_auto_solver_is_direct_on_cpu_and_cg_elsewhere():

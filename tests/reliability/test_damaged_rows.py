@@ -14,6 +14,7 @@ JSON (a JSONDecodeError traceback), or a value edited in place:
 
 Results written before checks existed are still read (ids and counts checked, reported as
 unverified), and damage to them is caught by the same id and count checks."""
+import hashlib
 import json
 import shutil
 
@@ -106,6 +107,34 @@ def test_damaged_rows_are_caught_and_recomputed(capsys, work, ckpts, reference_r
     _report_refuses(capsys, work, f, why)
     _run_recomputes_just_that_experiment(capsys, work, ckpts, reference_run, f, why)
     assert (f.parent / f"{DAMAGED[:-6]}.check.json").exists()
+
+
+
+def _last_id_out_of_range(data: bytes) -> bytes:
+    lines = data.splitlines(keepends=True)
+    r = json.loads(lines[-1])
+    r["image_id"] = len(lines)                                        # ids 0..28, 30
+    lines[-1] = (json.dumps(r, sort_keys=True) + "\n").encode()
+    return b"".join(lines)
+
+
+@pytest.mark.parametrize("how,why", [
+    (_cut_at_line, "it holds 20 rows for the run's 30 images"),
+    (_last_id_out_of_range, "image 30 is not one of the run's images 0..29"),
+], ids=["fewer-rows-than-n_images", "one-id-out-of-range"])
+def test_rows_with_a_matching_check_are_still_checked_against_the_run(capsys, work, ckpts,
+                                                                      reference_run, how, why):
+    """A check file vouches only that the bytes are unchanged since it was written, not that
+    they are this run's rows: a rows file whose check was rewritten to match (its row count
+    20, not the run's n_images = 30; or the right count with ids 0..28 and 30) is damaged for
+    ``report`` and for ``run`` alike, and ``run`` recomputes it."""
+    f = _damage(work / "res", how)
+    data = f.read_bytes()
+    check = f.with_name(f.name[: -len(".jsonl")] + ".check.json")
+    check.write_text(json.dumps({"format": 1, "rows": data.count(b"\n"),
+                                 "sha256": hashlib.sha256(data).hexdigest()}))
+    _report_refuses(capsys, work, f, why)
+    _run_recomputes_just_that_experiment(capsys, work, ckpts, reference_run, f, why)
 
 
 @pytest.mark.parametrize("how,why", CASES[:4], ids=IDS[:4])

@@ -164,6 +164,31 @@ def test_paired_rows_three_seeds(three_seeds):
     assert (pg["mean"], pg["ci_low"], pg["ci_high"], pg["p_wilcoxon"]) == (0.0, 0.0, 0.0, 1.0)
 
 
+
+def test_paired_rows_count_the_pairs_with_a_flag_on_either_side():
+    """A paired row's n_flagged (compute_summary's docstring): the (seed, image) pairs of the
+    comparison where the LICO map, the baseline map or both were flagged; a flagged map
+    with no partner row is no pair. Score rows count each model's own flagged rows."""
+    n_img = 6
+    ok = lambda: [["ok"] * n_img for _ in range(2)]                  # noqa: E731  [seed][image]
+    status_b, status_l = ok(), ok()
+    only_base, both, only_lico, unpaired = (0, 1), (1, 3), (1, 4), (0, 5)
+    for si, i in (only_base, both):
+        status_b[si][i] = "constant"
+    for si, i in (both, only_lico, unpaired):
+        status_l[si][i] = "zero"
+    ins = {"insertion": np.random.default_rng(3).random((2, n_img))}
+    recs = add_rows([], "baseline_r18", "gradcam", [0, 1], ins, status=status_b, skip={unpaired})
+    recs = add_rows(recs, "lico_r18", "gradcam", [0, 1], ins, status=status_l)
+    s = compute_summary(frame(recs), {"insertion": True})
+    flagged_b = {(si, i) for si in range(2) for i in range(n_img) if status_b[si][i] != "ok"}
+    flagged_l = {(si, i) for si in range(2) for i in range(n_img) if status_l[si][i] != "ok"}
+    assert row(s, "score", "baseline_r18", "gradcam", "insertion")["n_flagged"] == len(flagged_b)
+    assert row(s, "score", "lico_r18", "gradcam", "insertion")["n_flagged"] == len(flagged_l)
+    pairs = (flagged_b | flagged_l) - {unpaired}                      # the union, paired cells only
+    assert row(s, "paired", "lico_r18 - baseline_r18", "gradcam", "insertion")["n_flagged"] == len(pairs)
+
+
 def test_baseline_better_direction_for_both_metric_kinds():
     """Swap the roles: the model called LICO is now the worse one on both metrics."""
     rng = np.random.default_rng(5)
