@@ -62,6 +62,9 @@ def test_run_explains_a_kept_epoch(tmp_path, capsys):
             probs = torch.softmax(load_checkpoint(path)(images).float(), dim=1)
         assert [r["pred"] for r in rows] == probs.argmax(1).tolist()
         assert [r["prob"] for r in rows] == probs.max(1).values.tolist()
+    # its training log: the epochs up to the kept one
+    assert [r.split(",")[0] for r in (out / "logs" / "baseline_tiny@e1@seed0.csv").read_text().splitlines()[1:]] == ["1"]
+    assert len((out / "logs" / "baseline_tiny@seed0.csv").read_text().splitlines()) == 3
     capsys.readouterr()
 
     # a kept epoch that is not there: one line, exit 2, no results directory, nothing trained
