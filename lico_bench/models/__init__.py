@@ -157,11 +157,6 @@ def parse_model_ref(ref: str) -> Tuple[str, Optional[int]]:
     return base, int(epoch)
 
 
-def model_ref(name: str, epoch: Optional[int]) -> str:
-    """The inverse of :func:`parse_model_ref`: ``("lico_wrn28_2", 5)`` -> ``"lico_wrn28_2@e5"``."""
-    return name if epoch is None else f"{name}{KEPT_EPOCH_SEP}{epoch}"
-
-
 def create_model(name: str, num_classes: int, image_size: int = 32, dataset_info=None,
                  **cfg_fields) -> Classifier:
     """Build registered model ``name``; ``dataset_info`` fills mean/std/class names/dataset."""
@@ -267,5 +262,5 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
 
 
 __all__ = ["Classifier", "ModelCfg", "check_model_name", "create_model", "describe_model",
-           "get_module", "list_models", "model_ref", "parse_model_ref",
+           "get_module", "list_models", "parse_model_ref",
            "load_checkpoint", "read_checkpoint", "register_model", "save_checkpoint"]

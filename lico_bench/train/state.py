@@ -33,10 +33,10 @@ def checkpoint_path(out: str | Path, dataset: str, model: str, seed: int = 0) ->
     """Where :func:`~lico_bench.train.train` leaves the inference checkpoint, found later by
     names alone. ``model`` may name a kept epoch (``lico_wrn28_2@e5``,
     :func:`lico_bench.models.parse_model_ref`): then that epoch's :func:`kept_path`."""
-    from ..models import parse_model_ref
+    if "@" in model:
+        from ..models import parse_model_ref
 
-    name, epoch = parse_model_ref(model)
-    if epoch is not None:
+        name, epoch = parse_model_ref(model)
         return kept_path(out, dataset, name, seed, epoch)
     return run_dir(out, dataset, model, seed) / "model.pt"
 
