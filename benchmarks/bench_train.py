@@ -6,7 +6,7 @@ per-token text targets: K prompts per step), the LICO/baseline inference time ra
 LICO step's extra time goes. ``--variant rolled`` measures the earlier reading (K*M prompts).
 
     python benchmarks/bench_train.py [--batch-size 64] [--steps 6] [--image-size 32]
-                                     [--variant paper] [--device cpu]
+                                     [--variant paper] [--arch r18] [--device cpu]
 
 The time ratios come from one process that alternates baseline and LICO steps (a change of
 machine load hits both alike); peak memory (CPU: max RSS; CUDA: max allocated) and the
@@ -22,7 +22,7 @@ import sys
 import time
 
 
-def _setup(kind: str, bs: int, size: int, device: str, variant: str):
+def _setup(kind: str, bs: int, size: int, device: str, variant: str, arch: str = "r18"):
     """(step(record) -> seconds, infer() -> seconds, parts dict, model, LICO head or None)
     for one model."""
     import torch
@@ -36,7 +36,7 @@ def _setup(kind: str, bs: int, size: int, device: str, variant: str):
     ds = create_dataset("shapes", "val", n=bs, image_size=size)
     batch = ds.get_batch(range(bs))
     x, y = batch.images.to(dev), batch.labels.to(dev)
-    model = create_model(f"{kind}_r18", 10, image_size=size, dataset_info=info).to(dev)
+    model = create_model(f"{kind}_{arch}", 10, image_size=size, dataset_info=info).to(dev)
     model = model.to(memory_format=torch.channels_last)
     head = None
     params = list(model.parameters())
@@ -118,13 +118,14 @@ def _median(xs):
     return sorted(xs)[len(xs) // 2]
 
 
-def _worker(kind: str, bs: int, steps: int, size: int, device: str, variant: str) -> dict:
+def _worker(kind: str, bs: int, steps: int, size: int, device: str, variant: str,
+            arch: str = "r18") -> dict:
     """Peak memory and where the time goes, for one model alone in this process."""
     import resource
 
     import torch
 
-    train_step, infer, parts, model, head = _setup(kind, bs, size, device, variant)
+    train_step, infer, parts, model, head = _setup(kind, bs, size, device, variant, arch)
     train_step(False)  # warm-up
     times = [train_step(True) for _ in range(steps)]
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
@@ -136,10 +137,10 @@ def _worker(kind: str, bs: int, steps: int, size: int, device: str, variant: str
             "n_classes": head.num_classes if head is not None else 0}
 
 
-def _pair(bs: int, steps: int, size: int, device: str, variant: str) -> dict:
+def _pair(bs: int, steps: int, size: int, device: str, variant: str, arch: str = "r18") -> dict:
     """Step and inference times of both models, alternating step by step in one process,
     so that a change of machine load hits both alike (the ratio is what is reported)."""
-    base, lico = (_setup(k, bs, size, device, variant) for k in ("baseline", "lico"))
+    base, lico = (_setup(k, bs, size, device, variant, arch) for k in ("baseline", "lico"))
     for m in (base, lico):
         m[0](False)
         m[1]()
@@ -161,26 +162,28 @@ def main() -> None:
                     __import__("torch").cuda.is_available() else "cpu")
     ap.add_argument("--variant", default="paper",
                     help="LICO variant (lico_bench.lico.variants): paper, rolled, ...")
+    ap.add_argument("--arch", default="r18", help="backbone of baseline_<arch>/lico_<arch>: "
+                    "r18, r50, wrn28_2, wrn28_8")
     ap.add_argument("--worker", choices=["baseline", "lico", "pair"])
     a = ap.parse_args()
     if a.worker == "pair":
-        print(json.dumps(_pair(a.batch_size, a.steps, a.image_size, a.device, a.variant)))
+        print(json.dumps(_pair(a.batch_size, a.steps, a.image_size, a.device, a.variant, a.arch)))
         return
     if a.worker:
         print(json.dumps(_worker(a.worker, a.batch_size, a.steps, a.image_size, a.device,
-                                 a.variant)))
+                                 a.variant, a.arch)))
         return
     res = {}
     for kind in ("pair", "baseline", "lico"):
         out = subprocess.run([sys.executable, __file__, "--worker", kind, "--batch-size", str(a.batch_size),
                               "--steps", str(a.steps), "--image-size", str(a.image_size),
-                              "--device", a.device, "--variant", a.variant],
+                              "--device", a.device, "--variant", a.variant, "--arch", a.arch],
                              capture_output=True, text=True, check=True)
         res[kind] = json.loads(out.stdout.strip().splitlines()[-1])
     b, l, p = res["baseline"], res["lico"], res["pair"]
     import torch
 
-    print(f"bench_train: ResNet-18, shapes {a.image_size}px, batch {a.batch_size}, {a.steps} steps, "
+    print(f"bench_train: {a.arch}, shapes {a.image_size}px, batch {a.batch_size}, {a.steps} steps, "
           f"LICO variant {a.variant}, device {a.device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
     print("  (times: medians of steps alternating between the two models in one process)")
@@ -198,7 +201,7 @@ def main() -> None:
           f"{l['n_classes']} prompts) {l['text_encoder_s']:.3f}s = "
           f"{l['text_encoder_s'] / b['step_s']:.1%} of the baseline step (alone), whatever the batch size")
     print(f"reproduce: python benchmarks/bench_train.py --batch-size {a.batch_size} "
-          f"--steps {a.steps} --image-size {a.image_size} --variant {a.variant} --device {a.device}")
+          f"--steps {a.steps} --image-size {a.image_size} --variant {a.variant} --arch {a.arch} --device {a.device}")
 
 
 if __name__ == "__main__":

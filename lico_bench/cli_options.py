@@ -20,10 +20,12 @@ def config_flag(s, command: str) -> None:
 
 
 # train: every TrainConfig field is a flag (lico_bench.config.add_field_flags). The
-# exception: --preset, whose default is chosen by the dataset, not the field's "quick".
+# exceptions: --preset, whose default is chosen by the dataset, not the field's "quick";
+# --keep-epochs, one flag with several values (--keep-epochs 1 2 5 10).
 _TRAIN_FLAGS = {
-    "preset": Flag("--preset", help="recipe: quick (shapes default), cifar10, cifar100, svhn, "
-                                    "imagenet (default: by dataset)"),
+    "preset": Flag("--preset", help="recipe: quick (shapes default), paper (the paper's on shapes), "
+                                    "cifar10, cifar100, svhn, imagenet (default: by dataset)"),
+    "keep_epochs": Flag("--keep-epochs", {"type": int, "nargs": "+", "metavar": "E"}),
 }
 
 

@@ -56,12 +56,26 @@ def save_inputs(out: Path, ds, n: int) -> Optional[Path]:
 def copy_training_logs(out: Path, checkpoints: Dict[str, Path]) -> List[str]:
     """Copy ``log.csv`` next to each checkpoint (``{"model@seed<s>": path}``) to
     ``logs/<key>.csv``; return the keys that have no log (e.g. a checkpoint given by path
-    without one)."""
+    without one). A kept epoch's (``lico_wrn28_2@e5@seed0``) keeps the rows up to its epoch."""
+    import csv
+    import io
+
+    from ..models import parse_model_ref
+
     missing = []
     for key, ck in sorted(checkpoints.items()):
         log = Path(ck).parent / "log.csv"
         if log.is_file():
-            write_text(log_path(out, key), log.read_text())
+            text = log.read_text()
+            _, epoch = parse_model_ref(key.rsplit("@seed", 1)[0])
+            if epoch is not None:
+                rows = list(csv.DictReader(io.StringIO(text)))
+                buf = io.StringIO()
+                w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["epoch"])
+                w.writeheader()
+                w.writerows(r for r in rows if int(r["epoch"]) <= epoch)
+                text = buf.getvalue()
+            write_text(log_path(out, key), text)
         else:
             missing.append(key)
     return missing

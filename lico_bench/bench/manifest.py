@@ -15,7 +15,8 @@ Layout (format 2)::
     metrics           {metric: {"higher_is_better", "options", ["resolved_step"], ["stages"]}},
                       and {"<metric>_<suffix>": {"higher_is_better", "column_of"}} per
                       further row column of a metric (randomisation's "_ssim")
-    models            {model: family, arch, variant (+ variant_settings)}
+    models            {model: family, arch, variant (+ variant_settings; + epoch for a kept
+                      epoch, "lico_wrn28_2@e5")}
     dataset           the DatasetInfo
     checkpoints       {"model@seedN": path}
     versions, device, cpu, world_size, threads, precision, git_commit, command
@@ -171,16 +172,20 @@ def build_manifest(spec, explainers: Dict[str, Any], metrics: list, info, *,
 
     from ..lico.variants import VARIANTS
     from ..metrics import dependence
-    from ..models import create_model
+    from ..models import create_model, parse_model_ref
 
     size = (info.image_size, info.image_size)
     resolved, models, protos = {}, {}, {}
     for name in spec.models:
-        proto = protos[name] = create_model(name, info.num_classes, image_size=info.image_size).eval()
+        registered, epoch = parse_model_ref(name)   # "lico_wrn28_2@e5": its kept epoch 5
+        proto = protos[name] = create_model(registered, info.num_classes,
+                                            image_size=info.image_size).eval()
         resolved[name] = {m: e.resolved_options(proto, size) for m, e in explainers.items()}
         models[name] = proto.cfg.describe()     # family, arch, variant: how tables pair
         if proto.cfg.variant is not None:
             models[name]["variant_settings"] = VARIANTS[proto.cfg.variant].settings()
+        if epoch is not None:
+            models[name]["epoch"] = epoch       # tables pair models of the same epoch
     metric_entries = {}
     for m in metrics:   # a metric's further row columns get entries of their own
         metric_entries[m.name] = {**m.describe(size), **m.describe_models(protos)}

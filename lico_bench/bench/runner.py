@@ -109,9 +109,20 @@ class Runner:
         return checkpoint_path(self.spec.runs, self.spec.dataset, model, seed)
 
     def _load_model(self, model: str, seed: int, num_classes: int):
+        from ..models import parse_model_ref
+
         key = (model, seed)
         if key not in self._models:
             path = self.checkpoint_for(model, seed)
+            name, epoch = parse_model_ref(model)
+            if epoch is not None and not path.exists() and model not in self.spec.checkpoints:
+                from ..train.state import kept_epochs
+
+                have = kept_epochs(self.spec.runs, self.spec.dataset, name, seed)
+                raise UserError(f"no kept epoch {epoch} of {name} on {self.spec.dataset} (seed {seed}) "
+                                f"at {path}; " + (f"kept there: {', '.join(f'{name}@e{e}' for e in have)}"
+                                                  if have else "none kept there")
+                                + f"; train with --keep-epochs {epoch} to keep it.")
             if not path.exists() and model not in self.spec.checkpoints:
                 if not self.spec.train:
                     raise UserError(f"no checkpoint for {model} on {self.spec.dataset} (seed {seed}) "
@@ -129,8 +140,8 @@ class Runner:
 
                 last = run_dir(self.spec.runs, self.spec.dataset, model, seed) / "last.pt"
                 train(cfg, resume=last.exists(), progress=self.progress, log=self.log)
-            m = load_checkpoint(path, name=model, num_classes=num_classes, dataset=self.spec.dataset,
-                                image_size=self.image_size)
+            m = load_checkpoint(path, name=name, num_classes=num_classes, dataset=self.spec.dataset,
+                                image_size=self.image_size, epoch=epoch)
             m = m.to(self.device).eval()
             if self.device.type == "cuda":
                 m = m.to(memory_format=torch.channels_last)
@@ -179,8 +190,9 @@ class Runner:
         self.image_size = info.image_size
         for seed in spec.seeds:
             for name in spec.models:
-                if name in spec.checkpoints or not spec.train or self.checkpoint_for(name, seed).exists():
-                    self._load_model(name, seed, info.num_classes)
+                if (name in spec.checkpoints or not spec.train or "@" in name
+                        or self.checkpoint_for(name, seed).exists()):
+                    self._load_model(name, seed, info.num_classes)   # kept epochs: never trained here
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             probe = self.out / f".write-test-{self.dist.rank}"

@@ -37,7 +37,8 @@ class RunSpec:
     manifest's ``spec`` (so a manifest is itself a config file)."""
 
     models: List[str] = option(default_factory=lambda: ["lico_r18"],
-                               help="model (repeatable; default lico_r18)")
+                               help="model (repeatable; default lico_r18); MODEL@eN: the "
+                                    "weights 'train --keep-epochs' kept after epoch N")
     methods: List[str] = option(default_factory=lambda: ["gradcam"],
                                 help="attribution method (repeatable; default gradcam)")
     metrics: Optional[List[str]] = option(  # None: DEFAULT_METRICS (mask metrics if masks)
@@ -103,6 +104,10 @@ class RunSpec:
             raise UserError(f"--target must be 'pred' or 'label', got {self.target!r}.")
         if not self.seeds:
             raise UserError("give at least one seed.")
+        from ..models import parse_model_ref
+
+        for m in self.models:   # registered, or a kept epoch of one (lico_wrn28_2@e5)
+            parse_model_ref(m)
         for lst, what in ((self.models, "model"), (self.methods, "method"), (self.seeds, "seed")):
             if len(set(lst)) != len(lst):
                 raise UserError(f"a {what} is given twice: {lst}.")

@@ -134,6 +134,29 @@ def check_model_name(name: str) -> None:
     _MODELS.get(name)
 
 
+# A kept epoch of a trained model: "<registered name>@e<epoch>", e.g. lico_wrn28_2@e5.
+KEPT_EPOCH_SEP = "@e"
+
+
+def parse_model_ref(ref: str) -> Tuple[str, Optional[int]]:
+    """A model as ``run`` names it -> ``(registered name, kept epoch or None)``.
+
+    ``"lico_wrn28_2"`` -> ``("lico_wrn28_2", None)``: the trained model (``model.pt``);
+    ``"lico_wrn28_2@e5"`` -> ``("lico_wrn28_2", 5)``: the weights ``train --keep-epochs``
+    kept after epoch 5 (``model_e5.pt``). Any other use of ``@``, or an unregistered name,
+    is a one-line :class:`UserError`.
+    """
+    if "@" not in ref:
+        check_model_name(ref)
+        return ref, None
+    base, sep, epoch = ref.rpartition(KEPT_EPOCH_SEP)
+    if not (sep and base and epoch.isdigit() and not epoch.startswith("0") and "@" not in base):
+        raise UserError(f"model {ref!r}: a kept epoch is written MODEL@eN with N >= 1 "
+                        f"(e.g. lico_wrn28_2@e5).")
+    check_model_name(base)
+    return base, int(epoch)
+
+
 def create_model(name: str, num_classes: int, image_size: int = 32, dataset_info=None,
                  **cfg_fields) -> Classifier:
     """Build registered model ``name``; ``dataset_info`` fills mean/std/class names/dataset."""
@@ -158,8 +181,9 @@ def get_module(model: nn.Module, path: str) -> nn.Module:
 
 def save_checkpoint(path: str | os.PathLike, model: Classifier, extra: Optional[dict] = None) -> Path:
     """Write ``{format, cfg, state_dict, extra}`` atomically to ``path``."""
+    # contiguous: a channels-last model (as trained) is saved in the standard layout
     obj = {"format": CHECKPOINT_FORMAT, "cfg": model.cfg.to_dict(),
-           "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+           "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
            "extra": extra or {}}
     return torch_save(obj, path)
 
@@ -193,8 +217,11 @@ def _upgrade_cfg(obj: dict) -> dict:
 def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
                     num_classes: Optional[int] = None, dataset: Optional[str] = None,
                     map_location: str | torch.device = "cpu",
-                    image_size: Optional[int] = None) -> Classifier:
+                    image_size: Optional[int] = None, epoch: Optional[int] = None) -> Classifier:
     """Rebuild the model saved at ``path``; check it against what the caller expects.
+
+    ``epoch``: the file must be the weights kept after that epoch (``train --keep-epochs``
+    writes it in ``extra["epoch"]``).
 
     A checkpoint of another architecture, class count, dataset or image size is a one-line
     error (a CNN with global pooling *runs* on any size, but its numbers mean nothing on
@@ -215,6 +242,11 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     if image_size is not None and image_size != cfg.image_size:
         raise UserError(f"{where} was trained on {cfg.image_size} px images, not {image_size} px; "
                         f"use --image-size {cfg.image_size} or a checkpoint trained at {image_size} px.")
+    if epoch is not None and (obj.get("extra") or {}).get("epoch") != epoch:
+        held = (obj.get("extra") or {}).get("epoch")
+        raise UserError(f"{where} holds " + (f"the weights after epoch {held}" if held else
+                        "no kept epoch") + f", not those after epoch {epoch}; pass the file "
+                        "that 'train --keep-epochs' wrote for it.")
     fields = cfg.to_dict()
     model = create_model(cfg.name, cfg.num_classes, cfg.image_size,
                          **{k: v for k, v in fields.items()
@@ -230,5 +262,5 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
 
 
 __all__ = ["Classifier", "ModelCfg", "check_model_name", "create_model", "describe_model",
-           "get_module", "list_models",
+           "get_module", "list_models", "parse_model_ref",
            "load_checkpoint", "read_checkpoint", "register_model", "save_checkpoint"]

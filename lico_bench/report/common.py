@@ -79,6 +79,8 @@ def pair_models(models: Iterable[str], manifest: Optional[dict] = None) -> List[
     baseline B whose suffix B[len("baseline"):] ("_r18", "_wrn28_2") is the longest suffix
     of M -- so lico_r18, lico_rolled_r18, ... all pair with baseline_r18, and lico_wrn28_2
     with baseline_wrn28_2 rather than a baseline_2. A model with no partner is left out.
+    A kept epoch (``lico_wrn28_2@e5``, manifest ``epoch`` 5) pairs with a baseline of the
+    same epoch only (``baseline_wrn28_2@e5``; by name, the suffix "_wrn28_2@e5" says so).
     """
     present = sorted(set(models))
     info = (manifest or {}).get("models") or {}
@@ -88,7 +90,8 @@ def pair_models(models: Iterable[str], manifest: Optional[dict] = None) -> List[
             if info[m].get("family") != "lico":
                 continue
             cands = [b for b in present if info.get(b, {}).get("family") == "baseline"
-                     and info[b].get("arch") == info[m].get("arch")]
+                     and info[b].get("arch") == info[m].get("arch")
+                     and info[b].get("epoch") == info[m].get("epoch")]
             base = (_by_name(m, cands) or cands[0]) if cands else None
         elif m.startswith(BASELINE):
             continue

@@ -1,8 +1,9 @@
 """A training run's files: where they live, the resumable state's format, the epoch log.
 
 Under ``<out>/<dataset>/<model>/seed<seed>/``: ``last.pt`` (the state after each epoch,
-:func:`training_state`), ``log.csv`` (one row per epoch, :func:`write_log`) and
-``model.pt`` (the inference checkpoint, written by :func:`lico_bench.models.save_checkpoint`).
+:func:`training_state`), ``log.csv`` (one row per epoch, :func:`write_log`),
+``model.pt`` (the inference checkpoint, written by :func:`lico_bench.models.save_checkpoint`)
+and ``model_e<E>.pt`` (the one kept after epoch E, :func:`kept_path`).
 Seeds of every random stream of a run come from :func:`seed_for`.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..io import safe_torch_load, write_text
 STATE_FORMAT = 1
 
 # Fields of TrainConfig that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("device", "workers", "out", "epochs", "download", "max_loss")
+RESUMABLE_CHANGES = ("device", "workers", "out", "epochs", "download", "max_loss", "keep_epochs")
 
 
 def run_dir(out: str | Path, dataset: str, model: str, seed: int) -> Path:
@@ -30,8 +31,30 @@ def run_dir(out: str | Path, dataset: str, model: str, seed: int) -> Path:
 
 def checkpoint_path(out: str | Path, dataset: str, model: str, seed: int = 0) -> Path:
     """Where :func:`~lico_bench.train.train` leaves the inference checkpoint, found later by
-    names alone."""
+    names alone. ``model`` may name a kept epoch (``lico_wrn28_2@e5``,
+    :func:`lico_bench.models.parse_model_ref`): then that epoch's :func:`kept_path`."""
+    if "@" in model:
+        from ..models import parse_model_ref
+
+        name, epoch = parse_model_ref(model)
+        return kept_path(out, dataset, name, seed, epoch)
     return run_dir(out, dataset, model, seed) / "model.pt"
+
+
+def kept_path(out: str | Path, dataset: str, model: str, seed: int, epoch: int) -> Path:
+    """The inference checkpoint kept after ``epoch`` (``train --keep-epochs``):
+    ``<run dir>/model_e<epoch>.pt``."""
+    return run_dir(out, dataset, model, seed) / f"model_e{epoch}.pt"
+
+
+def kept_epochs(out: str | Path, dataset: str, model: str, seed: int) -> List[int]:
+    """The epochs whose checkpoints a run directory holds, ascending."""
+    found = []
+    for p in run_dir(out, dataset, model, seed).glob("model_e*.pt"):
+        e = p.stem[len("model_e"):]
+        if e.isdigit():
+            found.append(int(e))
+    return sorted(found)
 
 
 def seed_for(seed: int, epoch: int, stream: int) -> int:

@@ -16,6 +16,12 @@ Files, under ``<out>/<dataset>/<model>/seed<seed>/``:
 * ``log.csv``: one row per epoch with every loss term, the learning rate and accuracies;
 * ``model.pt``: the final inference model (EMA weights, a :func:`save_checkpoint` file).
   For ``lico_*`` it is the bare classifier: the text branch is not in it.
+* ``model_e<E>.pt`` for each E of ``keep_epochs``: the same kind of file with the weights
+  evaluated after epoch E (EMA, BatchNorm recalibrated: those of that epoch's ``test_acc``),
+  ``extra["epoch"] = E`` and the log up to E; ``run`` explains it as ``<model>@e<E>``.
+  After the last epoch it holds the same weights as ``model.pt``. Note that epoch E of a
+  run of ``epochs`` > E is not a run trained for E epochs: the learning rate follows the
+  cosine over all ``epochs`` (at E = epochs/2 it is still cos(7*pi/32) = 0.77 of its peak).
 
 Randomness: the data order, the augmentation and dropout of epoch ``e`` come from seeds
 derived from ``(seed, e)``, so a run resumed after epoch ``k`` gives the same weights as
@@ -35,6 +41,7 @@ import functools
 import math
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -50,8 +57,8 @@ from .config import TrainConfig
 from ..distributed import DistInfo, resolve_device  # noqa: F401  (resolve_device: public here)
 from .loop import (EMA, TrainNet, evaluate, recalibrate_bn, train_one_epoch,  # noqa: F401
                    training_loss)
-from .state import (STATE_FORMAT, checkpoint_path, restore_state, run_dir,  # noqa: F401
-                    seed_for, training_state, write_log)
+from .state import (STATE_FORMAT, checkpoint_path, kept_epochs, kept_path,  # noqa: F401
+                    restore_state, run_dir, seed_for, training_state, write_log)
 
 
 def _deterministic_on_cpu(fn):
@@ -169,6 +176,11 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
         log(f"resuming {cfg.model} on {cfg.dataset} after epoch {start_epoch}")
     elif resume:
         log(f"no training state at {last}; starting from scratch")
+    lost = [e for e in cfg.keep_epochs if e <= start_epoch
+            and not kept_path(cfg.out, cfg.dataset, cfg.model, cfg.seed, e).exists()]
+    if lost:
+        log(f"note: epochs {', '.join(map(str, lost))} of --keep-epochs were trained before this "
+            "resumed run without being kept; they cannot be kept now (only later ones).")
 
     # Created only now: a bad option found above leaves no empty run directory behind.
     try:
@@ -195,6 +207,19 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
                "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 6) for k, v in stats.items()},
                "test_acc": round(acc, 6), "epoch_s": round(time.perf_counter() - t0, 2)}
         history.append(row)
+        if epoch == 0 and d.is_main:
+            # a run from scratch replaces an earlier one's state (last.pt) now: its kept
+            # epochs go with it, or `run` would take them for this run's
+            stale = kept_epochs(cfg.out, cfg.dataset, cfg.model, cfg.seed)
+            for e in stale:
+                kept_path(cfg.out, cfg.dataset, cfg.model, cfg.seed, e).unlink(missing_ok=True)
+            if stale:
+                log(f"removed the kept epochs {', '.join(map(str, stale))} of the earlier run in {rdir}")
+        if epoch + 1 in cfg.keep_epochs and d.is_main:
+            # before last.pt: a run killed in between redoes this epoch and writes the same file
+            save_checkpoint(kept_path(cfg.out, cfg.dataset, cfg.model, cfg.seed, epoch + 1),
+                            eval_model, extra=_checkpoint_extra(cfg, history, t_start, d.world_size,
+                                                                epoch=epoch + 1))
         state = training_state(cfg.to_dict(), epoch + 1, model, optimizer, scheduler, ema,
                                head, history)
         if d.is_main:
@@ -208,11 +233,22 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
             + f"), train acc {stats['train_acc']:.3f}, test acc {acc:.3f}, {row['epoch_s']:.0f}s")
 
     final_model = (ema.model if ema is not None else model).to(memory_format=torch.contiguous_format)
-    extra = {"train_cfg": cfg.to_dict(), "history": history,
-             "test_acc": history[-1]["test_acc"] if history else None,
-             "train_seconds": round(time.perf_counter() - t_start, 1),
-             "world_size": d.world_size}
     if d.is_main:
-        save_checkpoint(final, final_model, extra=extra)
+        save_checkpoint(final, final_model, extra=_checkpoint_extra(cfg, history, t_start,
+                                                                    d.world_size))
     dist_.barrier()
     return final
+
+
+def _checkpoint_extra(cfg: TrainConfig, history: list, t_start: float, world_size: int,
+                      epoch: Optional[int] = None) -> dict:
+    """``extra`` of an inference checkpoint: the options, the epoch log so far, its last
+    test accuracy, the seconds this process trained; a kept epoch's (``epoch`` given) also
+    ``epoch``."""
+    extra = {"train_cfg": cfg.to_dict(), "history": list(history),
+             "test_acc": history[-1]["test_acc"] if history else None,
+             "train_seconds": round(time.perf_counter() - t_start, 1),
+             "world_size": world_size}
+    if epoch is not None:
+        extra["epoch"] = epoch
+    return extra
