@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from lico_bench.metrics import gaussian_blur
 
-from ..tolerance import f32_tol, gamma
+from ..tolerance import EPS32, f32_tol, gamma
 
 
 class TinyConv(nn.Module):
@@ -30,10 +30,16 @@ class TinyConv(nn.Module):
         return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
 
 
-# TinyConv's logits: three accumulations in sequence (depth 3), the longest the 3x3x3 conv
-# window plus its bias (28 terms; the 2x2 average pool sums 16 pixels of an 8x8 map, the fc
-# 16 features plus its bias).
-TINY_TERMS, TINY_DEPTH = 28, 3
+# TinyConv's logits: three accumulations in sequence (depth 3): the 3x3x3 conv window plus
+# its bias (28 terms), the 2x2 average pool (H/2 * W/2 pixels and the division: 17 at 8 px,
+# 37 at 12 px) and the fc (16 features plus its bias).
+TINY_DEPTH = 3
+
+
+def tiny_terms(x: torch.Tensor) -> int:
+    """The longest accumulation of TinyConv's forward on inputs [N, 3, H, W]."""
+    h, w = x.shape[-2:]
+    return max(28, -(-h // 2) * -(-w // 2) + 1)
 
 
 def tiny_logit_magnitude(model: "TinyConv", x: torch.Tensor) -> float:
@@ -56,12 +62,12 @@ def tiny_logit_magnitude(model: "TinyConv", x: torch.Tensor) -> float:
 def tiny_logit_tol(model: "TinyConv", x: torch.Tensor, computations: int = 2) -> float:
     """Bound on |logit - logit'| of two float computations of TinyConv at inputs bounded
     pixelwise by |x| (computations=1 against a float64 reference):
-    f32_tol(28 terms, tiny_logit_magnitude, depth 3)."""
-    return f32_tol(TINY_TERMS, tiny_logit_magnitude(model, x), depth=TINY_DEPTH,
+    f32_tol(tiny_terms (28 at 8 px), tiny_logit_magnitude, depth 3)."""
+    return f32_tol(tiny_terms(x), tiny_logit_magnitude(model, x), depth=TINY_DEPTH,
                    computations=computations)
 
 
-def prob_tol(logit_tol: float, n_classes: int) -> float:
+def prob_tol(logit_tol: float, n_classes: int, eps: float = EPS32) -> float:
     """Bound on |p_k - p'_k| of softmax probabilities whose logits differ by <= logit_tol.
 
     softmax_tol's argument (tests/tolerance.py), applied both to p_k and to
@@ -70,7 +76,7 @@ def prob_tol(logit_tol: float, n_classes: int) -> float:
     rounding 2 gamma_{K+2}. Half of softmax_tol's first term: small enough that a
     probability off by 1e-3 fails where logits are bounded to ~1e-3.
     """
-    return math.expm1(2 * float(logit_tol)) / 2 + 2 * gamma(n_classes + 2)
+    return math.expm1(2 * float(logit_tol)) / 2 + 2 * gamma(n_classes + 2, eps)
 
 
 def curve_tol(model: "TinyConv", images: torch.Tensor, score: str, computations: int = 2,
