@@ -12,7 +12,7 @@ from lico_bench.errors import UserError
 from lico_bench.metrics import create_metric, deletion_curve, pointing_game
 
 from ..tolerance import EPS64, f32_tol
-from .conftest import TinyConv, prob_tol, tiny_logit_magnitude, tiny_logit_tol, tiny_terms
+from .conftest import TinyConv, prob_tol, tiny_logit_magnitude, tiny_terms
 
 H = W = 12                                       # 144 px: 12 divides it (Quantus's assert)
 
@@ -29,11 +29,15 @@ def data():
     return TinyConv().eval(), x, maps, masks
 
 
-def curve_tol(model, x):
-    """Bound on |p - p'| of two float32 forwards of TinyConv (5 classes) on inputs bounded
-    pixelwise by |x| (every perturbed input here is x with some elements set to 0):
-    tiny_logit_tol (37-term pool at 12 px, depth 3, the |weights| network), prob_tol."""
-    return prob_tol(tiny_logit_tol(model, x), 5)
+def curve_tol64(model: "Float64", x) -> float:
+    """Bound on |p - p'| of two computations of a probability of Float64(TinyConv) on inputs
+    bounded pixelwise by |x|: float64 logits within f32_tol(tiny_terms, the |weights|
+    network's M, depth 3) at float64 eps, each possibly rounded once to float32 (our
+    class_scores takes float32 logits, |z| <= M); prob_tol of that; then the float32
+    rounding of the probability."""
+    m = tiny_logit_magnitude(model.inner, x)
+    d = f32_tol(tiny_terms(x), m, depth=3, eps=EPS64) + f32_tol(1, m)
+    return prob_tol(d, 5) + f32_tol(1, 1.0)
 
 
 def trapz_tol(n_points: int) -> float:
@@ -89,6 +93,7 @@ def test_pixel_flipping_equals_our_deletion(data):
     values the 3 copies of a pixel are adjacent in that order, so 3*step elements = step
     whole pixels. baseline 0.0 = our zero substrate; its curve has no clean point."""
     model, x, maps, _ = data
+    model = Float64(model).eval()           # float64 forwards: a bound well below 1e-3
     step = 4
     m = create_metric("quantus:PixelFlipping", features_in_step=3 * step,
                       perturb_baseline=0.0, normalise=False)
@@ -96,8 +101,8 @@ def test_pixel_flipping_equals_our_deletion(data):
     r = m(model, x, maps, None)
     ours = deletion_curve(model, x, maps, step=step)
     assert r.curves.shape == (3, H * W // step) == (3, ours.shape[1] - 1)
-    # Quantus's float32 forwards vs ours: two computations of each probability (curve_tol)
-    assert (r.curves - ours[:, 1:]).abs().max() <= curve_tol(model, x)
+    # Quantus's forwards vs ours: two computations of each probability (curve_tol64)
+    assert (r.curves - ours[:, 1:]).abs().max() <= curve_tol64(model, x)
     # values: Quantus's AUC, the trapezoid rule with dx=1 (not normalised to [0, 1]), of the
     # curve (just checked to be ours): sum of the points minus half the two ends
     assert (r.values.double() - _trapz_dx1(r.curves)).abs().max() <= trapz_tol(r.curves.shape[1])
@@ -127,6 +132,7 @@ def _patch_curve(model, x, maps, t, patch, morf=True):
 @pytest.mark.parametrize("order", ["morf", "lerf"])
 def test_region_perturbation(data, order):
     model, x, maps, _ = data
+    model = Float64(model).eval()           # float64 forwards: a bound well below 1e-3
     m = create_metric("quantus:RegionPerturbation", patch_size=4, order=order,
                       perturb_baseline=0.0, regions_evaluation=9)
     assert m.higher_is_better is (order == "morf")  # AOPC drop: larger is better under MoRF
@@ -134,8 +140,8 @@ def test_region_perturbation(data, order):
     t = predicted(model, x)
     ref = probs(model, x, t)[:, None] - _patch_curve(model, x, maps, t, 4, order == "morf")
     assert r.curves.shape == (3, 9)
-    # differences of two probabilities, each two float32 computations (curve_tol)
-    assert (r.curves - ref).abs().max() <= 2 * curve_tol(model, x)
+    # differences of two probabilities, each two computations (curve_tol64)
+    assert (r.curves - ref).abs().max() <= 2 * curve_tol64(model, x)
     # AUC (dx=1) of the curve just checked
     want = torch.from_numpy(np.trapz(r.curves.double().numpy(), axis=1))
     assert (r.values.double() - want).abs().max() <= trapz_tol(9)
@@ -143,11 +149,12 @@ def test_region_perturbation(data, order):
 
 def test_selectivity(data):
     model, x, maps, _ = data
+    model = Float64(model).eval()           # float64 forwards: a bound well below 1e-3
     r = create_metric("quantus:Selectivity", patch_size=4, perturb_baseline=0.0)(model, x, maps, None)
     t = predicted(model, x)
     ref = _patch_curve(model, x, maps, t, 4)
     assert r.curves.shape == (3, 9)
-    assert (r.curves - ref).abs().max() <= curve_tol(model, x)        # two float32 forwards
+    assert (r.curves - ref).abs().max() <= curve_tol64(model, x)      # two forwards
     assert (r.values.double() - _trapz_dx1(r.curves)).abs().max() <= trapz_tol(9)   # AUC, dx=1
 
 
