@@ -8,6 +8,9 @@ from lico_bench.errors import UserError
 from lico_bench.metrics import (Metric, MetricResult, auc, causal_curves, create_metric,
                                 list_metrics, overall, pointing_game, register_metric)
 
+from ..tolerance import f32_tol
+from .conftest import curve_tol
+
 
 def test_names_and_flags():
     names = list_metrics()
@@ -49,12 +52,16 @@ def test_call_contract(tiny, images, maps):
     r_i, r_d = ins(tiny, images, maps, None), dele(tiny, images, maps, None)
     assert isinstance(r_i, MetricResult)
     ref = causal_curves(tiny, images, maps, step=5)
+    tol = curve_tol(tiny, images, "softmax")
     for r, k in ((r_i, "insertion"), (r_d, "deletion")):
         assert r.values.shape == (4,) and r.values.dtype == torch.float32
         assert r.curves.shape == (4, 14) and r.curves.dtype == torch.float32
-        assert torch.allclose(r.curves, ref[k], atol=1e-6)
-        assert torch.allclose(r.values, auc(ref[k]), atol=1e-6)
-    assert torch.allclose(overall(r_i.values, r_d.values), r_i.values - r_d.values)
+        # one mode per call here, both modes in ref: other forward batches, two float32
+        # computations of each point (curve_tol: 28-term conv window, depth 3, |weights|
+        # network magnitude); the AUC weights sum to 1, plus each float32 AUC's rounding
+        assert (r.curves - ref[k]).abs().max() <= tol
+        assert (r.values - auc(ref[k])).abs().max() <= tol + f32_tol(1, 1.0)
+    assert torch.equal(overall(r_i.values, r_d.values), r_i.values - r_d.values)   # one subtraction
 
 
 def test_mask_metrics_need_masks(tiny, images, maps):
@@ -68,7 +75,8 @@ def test_mask_metrics_need_masks(tiny, images, maps):
         r = m(tiny, images, maps, None, masks=masks)
         assert r.curves is None and r.values.shape == (4,) and torch.isnan(r.values[3])
     r = create_metric("pointing_game", tolerance=0)(None, images, maps, None, masks)
-    assert torch.allclose(r.values, pointing_game(maps, masks, 0), equal_nan=True)
+    # hits are 0, 1 or NaN: exactly equal
+    torch.testing.assert_close(r.values, pointing_game(maps, masks, 0), rtol=0, atol=0, equal_nan=True)
 
 
 def test_register_metric():
