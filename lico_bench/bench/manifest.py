@@ -228,7 +228,7 @@ def differences(old: Dict[str, Any], new: Dict[str, Any]) -> list:
     # options added later: a manifest written before them ran with their defaults
     added = {k: getattr(RunSpec(), k) for k in ("grid", "grid_threshold", "grid_seed")}
     old_spec = {**added, **old.get("spec", {}), "precision": old.get("precision", "fp32")}
-    new_spec = dict(new["spec"], precision=new["precision"])
+    new_spec = {**added, **new["spec"], "precision": new["precision"]}
     diff = [k for k in IDENTITY if old_spec.get(k) != new_spec.get(k)]
     if old.get("grid") != new.get("grid"):   # the composites (lico_bench.bench.grid)
         diff.append("grid composites")
