@@ -9,6 +9,11 @@ composites. The manifest records, under ``"grid"``, the numbers (images scanned,
 per class, composites) and a sha256 of the composites' source ids; a rerun that would draw
 other composites (other checkpoints, another precision moving an image across the
 threshold) cannot resume into the same results directory.
+
+``--grid-variant difull`` (:func:`difull`): each cell passes through the model's feature
+extractor alone (DiFull, Rao, Böhle, Schiele, CVPR 2022); ``gridpg`` (the default) runs the
+model on the whole composite (GridPG, Böhle et al. 2021). Qualification is on single images
+either way.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import hashlib
 from typing import Callable, List, Tuple
 
 import torch
+import torch.nn as nn
 
 from ..data.grid import GridDataset, max_composites, plan_composites
 from ..errors import UserError
@@ -74,3 +80,63 @@ def make_grid(ds, models: List[torch.nn.Module], n: int, n_items: int, threshold
         f"{threshold:g} under all {len(models)} models); {count} composites drawn of at most "
         f"{extra['composites_possible']}")
     return GridDataset(ds, plan, n, extra)
+
+
+class _CellwiseFeatures(nn.Module):
+    """DiFull's feature extractor: each cell of an ``n x n`` composite through ``features``
+    alone, the cells' feature maps tiled back in the same layout.
+
+    x: [B, C, n*H, n*W] float -> [B, C', n*h, n*w] float, where ``features`` maps
+    [B*n^2, C, H, W] -> [B*n^2, C', h, w]."""
+
+    def __init__(self, features: nn.Module, n: int):
+        super().__init__()
+        self.cells, self.n = features, int(n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, hh, ww = x.shape
+        n = self.n
+        h, w = hh // n, ww // n
+        cells = x.reshape(b, c, n, h, n, w).permute(0, 2, 4, 1, 3, 5).reshape(b * n * n, c, h, w)
+        f = self.cells(cells)                                            # [B n^2, C', h', w']
+        _, c2, fh, fw = f.shape
+        return f.reshape(b, n, n, c2, fh, fw).permute(0, 3, 1, 4, 2, 5).reshape(b, c2, n * fh, n * fw)
+
+
+def check_difull(models: List[nn.Module], n: int, method_options: dict) -> None:
+    """One-line :class:`UserError` when DiFull cannot run: a model whose CAM layer is not the
+    end of its features (:func:`difull`), or a method given another ``layer`` (the model's
+    inner layers see the cells as a batch of B*n^2 images, not the run's B composites)."""
+    for m in models:
+        difull(m, n)
+    for method, opts in method_options.items():
+        if opts.get("layer") is not None:
+            raise UserError(f"--grid-variant difull explains the tiled features; drop "
+                            f"--method-option {method}.layer={opts['layer']} or use "
+                            "--grid-variant gridpg.")
+
+
+def difull(model: nn.Module, n: int) -> nn.Module:
+    """The DiFull view of a :class:`~lico_bench.models.Classifier` (Rao, Böhle, Schiele,
+    "Towards Better Understanding Attribution Methods", CVPR 2022, Sec. 4.1): the cells of a
+    composite pass through ``features`` separately and only the head (global average pooling
+    and fc) sees them together, so no cell's features can depend on another cell and the grid
+    score measures the explainer alone. The CAM layer becomes the tiled feature map, which is
+    the model's own CAM layer when that is the last module of ``features`` (the package's
+    default); otherwise a one-line :class:`UserError`. Shares the model's modules (no copy);
+    the wrapper is in eval mode when the model is."""
+    from dataclasses import replace as _replace
+
+    from ..models import Classifier
+
+    cam = getattr(model.cfg, "cam_layer", "features")
+    last = [name for name, _ in model.features.named_children()][-1:]
+    if cam not in ["features"] + [f"features.{c}" for c in last]:
+        raise UserError(f"--grid-variant difull explains the tiled output of the model's "
+                        f"features; {model.cfg.name}'s CAM layer {cam!r} is not their last "
+                        "module. Use --grid-variant gridpg.")
+    wrapped = Classifier(_CellwiseFeatures(model.features, n), model.num_features,
+                         model.cfg.num_classes)
+    wrapped.fc = model.fc
+    wrapped.cfg = _replace(model.cfg, cam_layer="features")
+    return wrapped.train(model.training)

@@ -106,7 +106,7 @@ def is_manifest(data: Any) -> bool:
 # Options whose change makes old rows incomparable; the rest (device, paths) may change.
 IDENTITY = ("models", "methods", "metrics", "dataset", "split", "image_size", "n_images",
             "seeds", "target", "batch_size", "method_options", "metric_options", "precision",
-            "grid", "grid_threshold", "grid_seed")
+            "grid", "grid_threshold", "grid_seed", "grid_variant")
 # Format 2 records how RISE's masks are seeded under this key, whatever the run's methods;
 # kept verbatim so that manifests stay comparable (the rule itself: Explainer.seed_option).
 _RISE_SEED = "each experiment's seed unless rise.seed is given"
@@ -226,7 +226,7 @@ def differences(old: Dict[str, Any], new: Dict[str, Any]) -> list:
     from .spec import RunSpec
 
     # options added later: a manifest written before them ran with their defaults
-    added = {k: getattr(RunSpec(), k) for k in ("grid", "grid_threshold", "grid_seed")}
+    added = {k: getattr(RunSpec(), k) for k in ("grid", "grid_threshold", "grid_seed", "grid_variant")}
     old_spec = {**added, **old.get("spec", {}), "precision": old.get("precision", "fp32")}
     new_spec = {**added, **new["spec"], "precision": new["precision"]}
     diff = [k for k in IDENTITY if old_spec.get(k) != new_spec.get(k)]

@@ -31,7 +31,9 @@ Grid pointing game (``grid=N``, :mod:`lico_bench.bench.grid`): every model is lo
 trained) first, the images every model classifies confidently are found, and the dataset is
 replaced by its composites (:class:`lico_bench.data.grid.GridDataset`); each row is one cell
 of one composite, explained for the cell's class whatever ``target`` says, and records the
-composite's source image ids. The default metrics are then ``GRID_METRICS``.
+composite's source image ids. The default metrics are then ``GRID_METRICS``. With
+``grid_variant="difull"`` each experiment's model is seen through
+:func:`lico_bench.bench.grid.difull` (cells through the features separately).
 
 Distributed (``torchrun --nproc_per_node N -m lico_bench.cli run ...``): batch ``k`` of an
 experiment belongs to rank ``k mod N``, which writes its part file; after each experiment
@@ -181,6 +183,8 @@ class Runner:
                       for s in spec.seeds for m in spec.models]
             ds = grid_.make_grid(ds, models, spec.grid, spec.n_images, spec.grid_threshold,
                                  spec.grid_seed, self.device, spec.batch_size, self._amp(), self.log)
+            if spec.grid_variant == "difull":   # checked before anything is written
+                grid_.check_difull(models, spec.grid, spec.method_options)
         if spec.n_images > len(ds):
             raise UserError(f"--n-images {spec.n_images} is larger than the {spec.split} split of "
                             f"{spec.dataset} ({len(ds)} images); use at most {len(ds)}.")
@@ -232,6 +236,8 @@ class Runner:
                     self.out, exp.model, exp.seed, str(self.checkpoint_for(exp.model, exp.seed)),
                     lambda: cue.measure_reliance(model, spec.dataset, info.image_size, self.device,
                                                  spec.batch_size, self._amp()), self.dist.is_main)
+            if spec.grid and spec.grid_variant == "difull":   # cells through the features alone
+                model = grid_.difull(model, spec.grid)
             self.run_experiment(exp, model, ds, metrics)
         bar.close()
         if self.dist.is_main:

@@ -76,6 +76,9 @@ class RunSpec:
         0.99, help="with --grid: the softmax probability of its class every model must give "
                    "an image for it to enter a composite")
     grid_seed: int = option(0, help="with --grid: seed of the composites' draw")
+    grid_variant: Literal["gridpg", "difull"] = option(
+        "gridpg", help="with --grid: gridpg runs the model on the whole composite; difull "
+                       "runs each cell through the features alone (lico_bench.bench.grid)")
     # TrainConfig fields for a checkpoint the run has to train (e.g. {"n_train": 256}); the
     # run itself decides the model, dataset, root, image size, seed, runs dir and device.
     train_options: Dict[str, Any] = option(

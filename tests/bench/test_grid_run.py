@@ -18,7 +18,7 @@ from lico_bench.metrics import seed_agreement
 from lico_bench.metrics.dependence import pool_maps
 from lico_bench.models import save_checkpoint
 from lico_bench.train import checkpoint_path
-from tests.tolerance import EPS64, gamma
+from tests.tolerance import EPS64, f32_tol, gamma
 
 LABELS = [i % 10 for i in range(40)]          # 4 images of each class
 
@@ -165,3 +165,52 @@ def test_cli_grid_on_cifar_format_files(root, tmp_path, capsys):
     assert main(argv[:-3] + ["--out", str(tmp_path / "bad"), "--n-images", "6"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "multiple of 4" in err[0] and not (tmp_path / "bad").exists()
+
+
+def test_difull_runs_each_cell_through_the_features_alone():
+    """DiFull's features against a per-cell loop (float64, so the tolerance is float64
+    rounding), cells that cannot see each other, and GridPG's that can (the tiny CNN's
+    receptive field crosses the cell border)."""
+    import tests.tiny  # noqa: F401
+    from lico_bench import create_model
+    from lico_bench.bench.grid import difull
+
+    torch.manual_seed(0)
+    model = create_model("baseline_tiny", 10, image_size=16).eval().double()
+    wrapped = difull(model, 2)
+    assert wrapped.cfg.cam_layer == "features" and model.cfg.cam_layer == "features.relu2"
+    g = torch.Generator().manual_seed(1)
+    cells = torch.randn(8, 3, 16, 16, generator=g, dtype=torch.float64).clamp(-5, 5)
+    comp = tile(cells, 2)                                              # [2, 3, 32, 32]
+    with torch.no_grad():
+        got = wrapped.features(comp)                                   # [2, 32, 8, 8]
+        want = tile(torch.cat([model.features(c[None]) for c in cells]), 2)
+        # two 3x3 convs: fan-in 27 then 144; |x| <= 5, |w| <= 1/sqrt(fan-in) (PyTorch's
+        # default init bound), BN at its initial running stats: sum |terms| <= 27*5/sqrt(27)
+        # ~ 26 after conv1, <= 144*26/12 ~ 312 after conv2 (+ biases): magnitude 400, depth 2
+        assert float((got - want).abs().max()) <= f32_tol(144, 400, depth=2, eps=EPS64)
+        changed = comp.clone()
+        changed[:, :, :16, :16] += 1.0                                 # cell 0 only
+        d = wrapped.features(changed) - got
+        assert torch.equal(d[:, :, :4, 4:], torch.zeros_like(d[:, :, :4, 4:]))  # cell 1: exact
+        # GridPG: cell 1's first feature column sees input columns 13-15, in cell 0
+        dg = model.features(changed) - model.features(comp)
+        assert float(dg[:, :, :4, 4:].abs().max()) > 0
+        torch.testing.assert_close(wrapped(comp), model.head(got), rtol=0, atol=0)
+
+
+def test_difull_end_to_end_and_its_one_line_errors(root, tmp_path, capsys):
+    ck = _ckpt(tmp_path / "b.pt")
+    base = ["run", "--dataset", "cifar10", "--root", str(root), "--grid", "2",
+            "--grid-variant", "difull", "--model", "baseline_colour", "--method", "gradcam",
+            "--n-images", "8", "--checkpoint", ck, "--no-train", "--device", "cpu", "--quiet"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    rows = _rows(tmp_path / "a", "cifar10__baseline_colour__gradcam__seed0")
+    assert [r["grid_score"] for r in rows] == [1.0] * 8                 # pixelwise model: exact
+    m = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert m["spec"]["grid_variant"] == "difull"
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "b"), "--method-option",
+                        "gradcam.layer=features.detect"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "difull" in err[0] and not (tmp_path / "b").exists()
