@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -46,14 +46,17 @@ def _read_pooled(path: Path, n: int):
 
 
 def write_agreement(out: Path, experiments, n_images: int,
-                    log: Callable[[str], None] = print) -> Path:
+                    log: Callable[[str], None] = print) -> Optional[Path]:
     """Compute every (dataset, model, method)'s agreement over its seeds' experiments and
-    write ``agreement.jsonl`` (module docstring); returns its path. ``experiments``:
-    the run's :class:`lico_bench.bench.spec.Experiment` list."""
+    write ``agreement.jsonl`` (module docstring); returns its path, or None (nothing
+    written) when no model runs with two seeds. ``experiments``: the run's
+    :class:`lico_bench.bench.spec.Experiment` list."""
     out = Path(out)
     groups: Dict[Tuple[str, str, str], List] = {}
     for e in experiments:
         groups.setdefault((e.dataset, e.model, e.method), []).append(e)
+    if all(len(exps) < 2 for exps in groups.values()):
+        return None
     lines: List[str] = []
     for (dataset, model, method), exps in sorted(groups.items()):
         if len(exps) < 2:

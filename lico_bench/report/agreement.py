@@ -129,10 +129,13 @@ def grid_note(manifest: dict) -> str:
     if not g:
         return ""
     n = g["n"]
+    how = ("each cell through the network's features alone, the head on the tiled features "
+           "(DiFull)" if manifest.get("spec", {}).get("grid_variant") == "difull"
+           else "the network on the whole composite (GridPG)")
     return (f"Grid pointing game: {n} × {n} composites of test images of distinct classes that "
             f"every one of the run's {g['models_checked']} models (all seeds) classifies "
             f"correctly with probability ≥ {g['threshold']:g}; {g['images_qualified']} of the "
             f"{g['images_scanned']} images qualified, {g['composites']} composites drawn (seed "
             f"{g['seed']}; at most {g['composites_possible']} possible), each of their "
-            f"{n * n} cells explained for its class on the whole composite: an image is one "
-            "cell, its mask the cell.")
+            f"{n * n} cells explained for its class, {how}: an image is one cell, its mask "
+            "the cell.")
