@@ -16,8 +16,9 @@ The layers, lowest first, from DESIGN.md ("What the package does, as one flow", 
    reader, which the report uses);
 6. report/ ("reads results/, writes tables and PNG/PDF");
 7. the runner: bench.runner and bench.scoring (a batch's metrics), what it writes for the
-   figures (bench.figure_inputs), the reliance of cue models it measures (bench.cue), and
-   bench/__init__ (its ``run``);
+   figures (bench.figure_inputs), the reliance of cue models it measures (bench.cue), the
+   grid pointing game's qualifying images (bench.grid), the cross-seed agreement it writes
+   (bench.agreement), and bench/__init__ (its ``run``);
 8. cli and cli_options (flags and config files -> TrainConfig, RunSpec) ("only parses
    arguments and calls one function of the layer below").
 """
@@ -38,7 +39,7 @@ LAYERS = [
     ["lico_bench.bench.spec", "lico_bench.bench.manifest"],
     ["lico_bench.report"],
     ["lico_bench.bench.runner", "lico_bench.bench.scoring", "lico_bench.bench.figure_inputs",
-     "lico_bench.bench.cue",
+     "lico_bench.bench.cue", "lico_bench.bench.grid", "lico_bench.bench.agreement",
      "lico_bench.bench"],
     ["lico_bench.cli", "lico_bench.cli_options"],
 ]

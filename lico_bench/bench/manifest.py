@@ -106,7 +106,8 @@ def is_manifest(data: Any) -> bool:
 # ---------------------------------------------------------------------------- build, write
 # Options whose change makes old rows incomparable; the rest (device, paths) may change.
 IDENTITY = ("models", "methods", "metrics", "dataset", "split", "image_size", "n_images",
-            "seeds", "target", "batch_size", "method_options", "metric_options", "precision")
+            "seeds", "target", "batch_size", "method_options", "metric_options", "precision",
+            "grid", "grid_threshold", "grid_seed", "grid_variant")
 # Format 2 records how RISE's masks are seeded under this key, whatever the run's methods;
 # kept verbatim so that manifests stay comparable (the rule itself: Explainer.seed_option).
 _RISE_SEED = "each experiment's seed unless rise.seed is given"
@@ -227,9 +228,15 @@ def differences(old: Dict[str, Any], new: Dict[str, Any]) -> list:
     the :data:`IDENTITY` spec options that differ (precision from the manifest's resolved
     one), and "method/metric options" when the explainers or metrics describe themselves
     differently. Empty: the same run (device, paths, versions may differ)."""
-    old_spec = dict(old.get("spec", {}), precision=old.get("precision", "fp32"))
-    new_spec = dict(new["spec"], precision=new["precision"])
+    from .spec import RunSpec
+
+    # options added later: a manifest written before them ran with their defaults
+    added = {k: getattr(RunSpec(), k) for k in ("grid", "grid_threshold", "grid_seed", "grid_variant")}
+    old_spec = {**added, **old.get("spec", {}), "precision": old.get("precision", "fp32")}
+    new_spec = {**added, **new["spec"], "precision": new["precision"]}
     diff = [k for k in IDENTITY if old_spec.get(k) != new_spec.get(k)]
+    if old.get("grid") != new.get("grid"):   # the composites (lico_bench.bench.grid)
+        diff.append("grid composites")
     if old.get("methods") != new["methods"] or old.get("metrics") != new["metrics"]:
         diff.append("method/metric options")
     return diff

@@ -10,6 +10,10 @@ Layout of ``<out>/``::
     .lock                          locked by the one run writing here (lico_bench.lock)
     parts/<experiment>/NNNNNN.jsonl  rows of one batch of images, while an experiment runs
     parts/<experiment>/NNNNNN.maps.pt  that batch's maps, pooled (for map dependence)
+    pooled/<experiment>.pt         the experiment's pooled maps, kept when its rows are merged
+                                   (runs with >= 2 seeds; 4 KB per image at 32 x 32)
+    agreement.jsonl                cross-seed agreement per model x method x image, for every
+                                   model run with >= 2 seeds (lico_bench.bench.agreement)
     maps/<experiment>.pt           the first ``save_maps`` maps and their pointing-game points,
                                    for the figures (lico_bench.report.figure_files), and under
                                    "metric_maps" the maps a metric drew (randomisation's)
@@ -23,6 +27,14 @@ then merges parts in index order. Merging adds ``map_dependence`` to every row
 (:mod:`lico_bench.metrics.dependence`: it compares each map with the other images' maps of
 the same class, so it needs the whole experiment). A run killed at any moment and started again therefore ends with exactly the
 rows of an uninterrupted run: none lost, none twice.
+
+Grid pointing game (``grid=N``, :mod:`lico_bench.bench.grid`): every model is loaded (or
+trained) first, the images every model classifies confidently are found, and the dataset is
+replaced by its composites (:class:`lico_bench.data.grid.GridDataset`); each row is one cell
+of one composite, explained for the cell's class whatever ``target`` says, and records the
+composite's source image ids. The default metrics are then ``GRID_METRICS``. With
+``grid_variant="difull"`` each experiment's model is seen through
+:func:`lico_bench.bench.grid.difull` (cells through the features separately).
 
 Distributed (``torchrun --nproc_per_node N -m lico_bench.cli run ...``): batch ``k`` of an
 experiment belongs to rank ``k mod N``, which writes its part file; after each experiment
@@ -52,9 +64,9 @@ from ..models import load_checkpoint
 from ..precision import to_device
 from ..results import part_is_whole, write_rows
 from .. import distributed as dist_
-from . import cue, figure_inputs, manifest as manifest_
+from . import agreement, cue, figure_inputs, grid as grid_, manifest as manifest_
 from .scoring import apply_metrics, map_status  # noqa: F401  (map_status: public here too)
-from .spec import DEFAULT_METRICS, MASK_METRICS, Experiment, RunSpec, expand
+from .spec import DEFAULT_METRICS, GRID_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
 # The manifest's layout, reading, writing and comparison: lico_bench.bench.manifest.
 MANIFEST_FORMAT = manifest_.MANIFEST_FORMAT
@@ -79,7 +91,7 @@ class Runner:
     def _metrics(self, has_masks: bool, has_parts: bool = False):
         from ..metrics import create_metric
 
-        names = list(self.spec.metrics) if self.spec.metrics else [
+        names = list(self.spec.metrics) if self.spec.metrics else list(GRID_METRICS) if self.spec.grid else [
             m for m in DEFAULT_METRICS if has_masks or m not in MASK_METRICS]
         from .spec import check_option_targets
 
@@ -177,6 +189,14 @@ class Runner:
     def run(self, command: Optional[str] = None) -> Path:
         spec = self.spec
         ds = create_dataset(spec.dataset, spec.split, root=spec.root, image_size=spec.image_size, seed=0)
+        self.image_size = ds.info.image_size   # the checkpoints', also under --grid
+        if spec.grid:   # every model first: the composites are those all models classify
+            models = [self._load_model(m, s, ds.info.num_classes)
+                      for s in spec.seeds for m in spec.models]
+            ds = grid_.make_grid(ds, models, spec.grid, spec.n_images, spec.grid_threshold,
+                                 spec.grid_seed, self.device, spec.batch_size, self._amp(), self.log)
+            if spec.grid_variant == "difull":   # checked before anything is written
+                grid_.check_difull(models, spec.grid, spec.method_options)
         if spec.n_images > len(ds):
             raise UserError(f"--n-images {spec.n_images} is larger than the {spec.split} split of "
                             f"{spec.dataset} ({len(ds)} images); use at most {len(ds)}.")
@@ -185,9 +205,10 @@ class Runner:
         experiments = expand(spec)
         explainers = {m: self._explainer(m, spec.seeds[0]) for m in spec.methods}
         manifest = self._manifest(explainers, metrics, info, command)
+        if spec.grid:
+            manifest["grid"] = info.extra["grid"]
         # Every checkpoint already there is loaded (and checked) before anything is written:
         # a wrong or damaged one is an error that leaves the results directory as it was.
-        self.image_size = info.image_size
         for seed in spec.seeds:
             for name in spec.models:
                 if (name in spec.checkpoints or not spec.train or "@" in name
@@ -228,9 +249,12 @@ class Runner:
                     self.out, exp.model, exp.seed, str(self.checkpoint_for(exp.model, exp.seed)),
                     lambda: cue.measure_reliance(model, spec.dataset, info.image_size, self.device,
                                                  spec.batch_size, self._amp()), self.dist.is_main)
+            if spec.grid and spec.grid_variant == "difull":   # cells through the features alone
+                model = grid_.difull(model, spec.grid)
             self.run_experiment(exp, model, ds, metrics)
         bar.close()
         if self.dist.is_main:
+            agreement.write_agreement(self.out, experiments, spec.n_images, self.log)
             figure_inputs.copy_training_logs(self.out, {f"{m}@seed{s}": self.checkpoint_for(m, s)
                                                         for s in spec.seeds for m in spec.models})
             try:
@@ -274,6 +298,8 @@ class Runner:
             dep = dependence.map_dependence(pooled, torch.tensor([r["target"] for r in rows]))
             for r, v in zip(rows, dep.tolist()):
                 r[dependence.NAME] = v
+            if len(spec.seeds) > 1:   # for the cross-seed agreement; before the rows
+                torch_save(pooled, agreement.pooled_path(self.out, exp.key))
             write_rows(self.out / "rows" / f"{exp.key}.jsonl",
                        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), spec.n_images)
             shutil.rmtree(parts, ignore_errors=True)
@@ -299,7 +325,8 @@ class Runner:
         with torch.no_grad(), amp:
             probs = torch.softmax(model(images).float(), dim=1)
         pred = probs.argmax(dim=1)
-        targets = pred if self.spec.target == "pred" else labels
+        # under --grid the explained class is the cell's, the label
+        targets = pred if self.spec.target == "pred" and not self.spec.grid else labels
         with amp:
             maps = explainer(model, images, targets).float()
         status = map_status(maps)
@@ -309,6 +336,9 @@ class Runner:
                  "prob": float(probs[j, pred[j]]), "target": int(targets[j]),
                  "target_prob": float(probs[j, targets[j]]), "map_status": status[j]}
                 for j, i in enumerate(idx)]
+        if hasattr(ds, "row_fields"):   # the grid's composite, cell and source ids
+            for r, extra in zip(rows, ds.row_fields(idx)):
+                r.update(extra)
         rel = self._reliance.get((exp.model, exp.seed))
         if rel is not None:  # a cue dataset: masks = the evidence the model measurably uses
             both = (masks, to_device(ds.cue_masks[idx], self.device))

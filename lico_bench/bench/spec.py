@@ -11,6 +11,8 @@ from ..options import Range
 
 DEFAULT_METRICS = ("insertion", "deletion", "pointing_game", "energy_pointing_game")
 MASK_METRICS = ("pointing_game", "energy_pointing_game")
+# With --grid N (the grid pointing game, lico_bench.data.grid): the cell is the mask.
+GRID_METRICS = ("pointing_game", "energy_pointing_game", "grid_score")
 # TrainConfig fields a run sets itself when it trains a missing checkpoint.
 RUN_DECIDES = frozenset({"model", "dataset", "root", "image_size", "seed", "out", "device",
                          "preset", "download"})
@@ -67,6 +69,17 @@ class RunSpec:
         default_factory=dict, help="e.g. rise.N=2000 or scorecam.variant=grad-cam")
     metric_options: Dict[str, Dict[str, Any]] = option(
         default_factory=dict, help="e.g. insertion.step=64")
+    grid: Optional[Annotated[int, Range(2)]] = option(
+        None, help="grid pointing game: explain each cell of N x N composites of confidently "
+                   "classified test images of distinct classes (lico_bench.data.grid); "
+                   "--n-images then counts composite cells, a multiple of N*N")
+    grid_threshold: Annotated[float, Range(0, 1)] = option(
+        0.99, help="with --grid: the softmax probability of its class every model must give "
+                   "an image for it to enter a composite")
+    grid_seed: int = option(0, help="with --grid: seed of the composites' draw")
+    grid_variant: Literal["gridpg", "difull"] = option(
+        "gridpg", help="with --grid: gridpg runs the model on the whole composite; difull "
+                       "runs each cell through the features alone (lico_bench.bench.grid)")
     # TrainConfig fields for a checkpoint the run has to train (e.g. {"n_train": 256}); the
     # run itself decides the model, dataset, root, image size, seed, runs dir and device.
     train_options: Dict[str, Any] = option(
@@ -82,6 +95,8 @@ class RunSpec:
     def default_out(self) -> str:
         seeds = "" if self.seeds == [0] else "_seeds" + "-".join(map(str, self.seeds))
         split = "" if self.split == "test" else f"_{self.split}"  # e.g. shapes-cue_swap_...
+        if self.grid:
+            split += f"_grid{self.grid}"
         name = f"{self.dataset}{split}_{'+'.join(self.models)}_{'+'.join(m.replace(':', '-') for m in self.methods)}{seeds}"
         return f"results/{name}"
 

@@ -23,6 +23,8 @@ from .road import (linear_impute, noisy_linear_impute, removal_masks, road_curve
 from . import builtin  # noqa: F401  (registers the built-in metrics)
 from .parts import PartScenes, masked_spearman, part_energy, part_importance, top_part_hit  # noqa: E402
 from . import quantus_adapters  # noqa: F401  (registers quantus:<Name>, imports quantus lazily)
+from .grid import grid_score  # noqa: E402  (registers grid_score)
+from .agreement import seed_agreement  # noqa: E402
 
 __all__ = ["Metric", "MetricResult", "PartScenes", "auc", "causal_curves", "create_metric", "default_step",
            "default_tolerance", "deletion_curve", "energy_pointing_game", "gaussian_blur",
@@ -31,4 +33,4 @@ __all__ = ["Metric", "MetricResult", "PartScenes", "auc", "causal_curves", "crea
            "pointing_points", "predict", "register_metric", "linear_impute", "masked_spearman",
            "part_energy", "part_importance", "top_part_hit", "noisy_linear_impute",
            "removal_masks", "road_curves", "trapezoid_auc", "average_ranks", "model_stages",
-           "randomisation_similarities", "spearman", "ssim"]
+           "randomisation_similarities", "spearman", "ssim", "grid_score", "seed_agreement"]

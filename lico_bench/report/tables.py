@@ -34,6 +34,7 @@ from ..errors import UserError
 from ..io import write_text
 from .common import (BASELINE, NICE, load_manifest, load_rows, md_table,  # noqa: F401
                      metric_directions, pair_models, tex_escape, tex_table)
+from .agreement import agreement_section, agreement_summary, grid_note, read_agreement
 from .stats import (ALPHA, CONFIDENCE, crossed_bootstrap_ci, crossed_mean, holm,
                     paired_wilcoxon_p, verdict)
 
@@ -206,9 +207,13 @@ def to_markdown(summary: pd.DataFrame, directions: Dict[str, bool], manifest: di
              f"{spec.get('n_images', '?')} images, seeds {spec.get('seeds', '?')})", "",
              f"Values in % ({_values_note(summary)}). ↑ higher is "
              "better, ↓ lower is better. Explained class: "
-             + ("the model's prediction." if spec.get("target", "pred") == "pred" else "the label."), "",
-             "## Saliency scores", "", md_table(*_score_grid(summary, directions)), "",
-             "## Accuracy on the evaluated images", "", md_table(*_acc_grid(summary)), ""]
+             + ("the cell's class." if manifest.get("grid") else "the model's prediction."
+                if spec.get("target", "pred") == "pred" else "the label."), ""]
+    if manifest.get("grid"):
+        parts += [grid_note(manifest), ""]
+    parts += ["## Saliency scores", "", md_table(*_score_grid(summary, directions)), ""]
+    if not manifest.get("grid"):   # a composite's prediction is one class of its n^2 cells
+        parts += ["## Accuracy on the evaluated images", "", md_table(*_acc_grid(summary)), ""]
     if (summary["kind"] == "paired").any():
         parts += ["## Paired difference LICO − baseline (same images)", "",
                   md_table(*_paired_grid(summary)), "",
@@ -244,10 +249,13 @@ def build_report(results: str | Path) -> Dict[str, Path]:
     rows = load_rows(results)
     directions = metric_directions(manifest, rows)
     summary = compute_summary(rows, directions, manifest)
+    agree = read_agreement(results)
+    agree_summary = agreement_summary(agree, manifest) if agree is not None else None
     buf = io.StringIO()
-    summary.to_csv(buf, index=False, float_format="%.6g")
+    pd.concat([summary, agree_summary]).to_csv(buf, index=False, float_format="%.6g")
     paths = {"csv": write_text(results / "summary.csv", buf.getvalue()),
              "md": write_text(results / "summary.md", to_markdown(summary, directions, manifest)
+                              + agreement_section(agree_summary, agree)
                               + cue_section(results, rows, manifest.get("spec", {}).get("split", "test"))),
              "tex": write_text(results / "summary.tex", to_latex(summary, directions, manifest))}
     from .methods import build_method_report
