@@ -163,7 +163,12 @@ def krippendorff_alpha(ranks: np.ndarray) -> float:
     return float(krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal"))
 
 
-def alpha_bootstrap_ci(ranks: np.ndarray, seed: int = 0, n_resamples: int = N_RESAMPLES,
+# Krippendorff's alpha is recomputed per resample by a Python call (~1 ms): 2000 draws. It
+# names no side (no verdict hangs on its bounds), unlike the CIs of the paired differences.
+ALPHA_RESAMPLES = 2000
+
+
+def alpha_bootstrap_ci(ranks: np.ndarray, seed: int = 0, n_resamples: int = ALPHA_RESAMPLES,
                        confidence: float = CONFIDENCE) -> Tuple[float, float]:
     """Percentile bootstrap CI of :func:`krippendorff_alpha`, resampling raters crossed.
 
@@ -210,7 +215,8 @@ def pair_verdict(a: str, b: str, ci_low: float, ci_high: float, p_adjusted: floa
 
 # ----------------------------------------------------------------------------- the table
 def compute_method_summary(rows: pd.DataFrame, directions: Dict[str, bool],
-                           manifest: Optional[dict] = None) -> pd.DataFrame:
+                           manifest: Optional[dict] = None,
+                           matrices: Optional[List[np.ndarray]] = None) -> pd.DataFrame:
     """Long table of method comparisons per model (kinds: method_pair, rank, alpha, tau).
 
     Columns: kind, model, method ("A - B" for a pair, the method for a rank, "" otherwise),
@@ -221,6 +227,8 @@ def compute_method_summary(rows: pd.DataFrame, directions: Dict[str, bool],
     p_seed_holm, seed_verdict, seed_diffs (NaN / "no clear difference" with one seed);
     for tau also tau_overall; n_cells for alpha (rated cells).
     Empty with fewer than 2 methods. See the module docstring for each definition.
+    ``matrices``: if a list is given, the seeds x images difference matrix of every pair row
+    is appended to it, in row order (for diagnostics: benchmarks/bootstrap_flips.py).
     """
     rows = rows.copy()
     if "overall" in directions and "overall" not in rows.columns:
@@ -240,6 +248,8 @@ def compute_method_summary(rows: pd.DataFrame, directions: Dict[str, bool],
             for a, b in itertools.combinations(range(len(methods)), 2):
                 both = ~np.isnan(x[a]) & ~np.isnan(x[b])
                 d = x[a] - x[b]
+                if matrices is not None:
+                    matrices.append(d)
                 pairs.append(dict(kind="method_pair", **base, method=f"{methods[a]} - {methods[b]}",
                                   metric=metric, **_estimate(d), higher_is_better=hib,
                                   method_a=methods[a], method_b=methods[b],

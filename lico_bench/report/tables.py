@@ -66,7 +66,8 @@ def _estimate(x: np.ndarray) -> dict:
 
 
 def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
-                    manifest: Optional[dict] = None) -> pd.DataFrame:
+                    manifest: Optional[dict] = None,
+                    matrices: Optional[List[np.ndarray]] = None) -> pd.DataFrame:
     """Long table: kind (score | accuracy | paired), model, method, metric, mean, ci_low, ...
 
     n is the number of images (the resampled unit; values are averaged over seeds), n_seeds
@@ -76,6 +77,9 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
     verdict; and the seed-level one (:func:`lico_bench.report.stats.seed_level`,
     :func:`~lico_bench.report.stats.add_verdicts`): seed_ci_low,
     seed_ci_high, p_seed, p_seed_holm, seed_verdict, seed_diffs.
+
+    ``matrices``: if a list is given, the seeds x images difference matrix of every paired row
+    is appended to it, in row order (for diagnostics: benchmarks/bootstrap_flips.py).
     """
     rows = rows.copy()
     if "overall" in directions:
@@ -111,6 +115,8 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
                               lico_v=j[f"{metric}_lico"].where(both),
                               base_v=j[f"{metric}_base"].where(both))
                 d = _matrix(jj, "diff")
+                if matrices is not None:
+                    matrices.append(d)
                 paired.append(dict(kind="paired", model=f"{lico} - {base}", method=method,
                                    metric=metric, **_estimate(d),
                                    n_flagged=int(((j["map_status_lico"] != "ok")
