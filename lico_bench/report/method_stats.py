@@ -18,7 +18,9 @@ metric (deletion) is negated, so that rank 1 is always the best method.
    bootstrap CI, the Wilcoxon signed-rank p on the per-image differences averaged over seeds,
    Holm's adjustment over every method pair x metric x model of this table, and the verdict
    rule of :func:`~lico_bench.report.stats.verdict` (a method is named only when the CI
-   excludes 0 and the Holm p < 0.05).
+   excludes 0 and the Holm p < 0.05); with >= 2 seeds also the seed-level verdict (t-test
+   and t-interval over the per-seed mean differences, Holm over the table's seed-level
+   tests; :func:`~lico_bench.report.stats.seed_t_test`).
 2. Ranks (``kind == "rank"``): in each (seed, image) cell the k methods are ranked by their
    oriented scores, 1 = best, ties get the average of the ranks they span (1, 2.5, 2.5, 4;
    ``scipy.stats.rankdata(method="average")``); a cell where any method lacks a value is left
@@ -63,8 +65,8 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import UserError
-from .stats import (ALPHA, CONFIDENCE, N_RESAMPLES, crossed_bootstrap_ci, crossed_mean, holm,
-                    paired_wilcoxon_p, percentile_interval, verdict)
+from .stats import (ALPHA, CONFIDENCE, N_RESAMPLES, add_verdicts, crossed_bootstrap_ci,  # noqa: F401
+                    crossed_mean, paired_wilcoxon_p, percentile_interval, seed_level, verdict)
 
 NO_DIFFERENCE = "no clear difference"
 KINDS = ("method_pair", "rank", "alpha", "tau")
@@ -161,7 +163,12 @@ def krippendorff_alpha(ranks: np.ndarray) -> float:
     return float(krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal"))
 
 
-def alpha_bootstrap_ci(ranks: np.ndarray, seed: int = 0, n_resamples: int = N_RESAMPLES,
+# Krippendorff's alpha is recomputed per resample by a Python call (~1 ms): 2000 draws. It
+# names no side (no verdict hangs on its bounds), unlike the CIs of the paired differences.
+ALPHA_RESAMPLES = 2000
+
+
+def alpha_bootstrap_ci(ranks: np.ndarray, seed: int = 0, n_resamples: int = ALPHA_RESAMPLES,
                        confidence: float = CONFIDENCE) -> Tuple[float, float]:
     """Percentile bootstrap CI of :func:`krippendorff_alpha`, resampling raters crossed.
 
@@ -208,15 +215,20 @@ def pair_verdict(a: str, b: str, ci_low: float, ci_high: float, p_adjusted: floa
 
 # ----------------------------------------------------------------------------- the table
 def compute_method_summary(rows: pd.DataFrame, directions: Dict[str, bool],
-                           manifest: Optional[dict] = None) -> pd.DataFrame:
+                           manifest: Optional[dict] = None,
+                           matrices: Optional[List[np.ndarray]] = None) -> pd.DataFrame:
     """Long table of method comparisons per model (kinds: method_pair, rank, alpha, tau).
 
     Columns: kind, model, method ("A - B" for a pair, the method for a rank, "" otherwise),
     metric, metric_b (tau: the second metric), mean, ci_low, ci_high, n (images), n_seeds,
     higher_is_better, and for pairs method_a, method_b, mean_a, mean_b (their means over the
     cells where both are defined, so mean_a - mean_b = mean), p_wilcoxon, p_holm (Holm over
-    every pair row), verdict; for tau also tau_overall; n_cells for alpha (rated cells).
+    every pair row), verdict, and the seed-level seed_ci_low, seed_ci_high, p_seed,
+    p_seed_holm, seed_verdict, seed_diffs (NaN / "no clear difference" with one seed);
+    for tau also tau_overall; n_cells for alpha (rated cells).
     Empty with fewer than 2 methods. See the module docstring for each definition.
+    ``matrices``: if a list is given, the seeds x images difference matrix of every pair row
+    is appended to it, in row order (for diagnostics: benchmarks/bootstrap_flips.py).
     """
     rows = rows.copy()
     if "overall" in directions and "overall" not in rows.columns:
@@ -236,12 +248,14 @@ def compute_method_summary(rows: pd.DataFrame, directions: Dict[str, bool],
             for a, b in itertools.combinations(range(len(methods)), 2):
                 both = ~np.isnan(x[a]) & ~np.isnan(x[b])
                 d = x[a] - x[b]
+                if matrices is not None:
+                    matrices.append(d)
                 pairs.append(dict(kind="method_pair", **base, method=f"{methods[a]} - {methods[b]}",
                                   metric=metric, **_estimate(d), higher_is_better=hib,
                                   method_a=methods[a], method_b=methods[b],
                                   mean_a=crossed_mean(np.where(both, x[a], np.nan)),
                                   mean_b=crossed_mean(np.where(both, x[b], np.nan)),
-                                  p_wilcoxon=paired_wilcoxon_p(d)))
+                                  p_wilcoxon=paired_wilcoxon_p(d), **seed_level(d)))
         for metric, hib in directions.items():
             r = ranks[metric]
             for j, m in enumerate(methods):
@@ -265,10 +279,8 @@ def compute_method_summary(rows: pd.DataFrame, directions: Dict[str, bool],
                 overall = float("nan")
             out.append(dict(kind="tau", **base, method="", metric=m1, metric_b=m2, **_estimate(t),
                             tau_overall=overall))
-    for r, q in zip(pairs, holm([r["p_wilcoxon"] for r in pairs])):
-        r["p_holm"] = float(q)
-        r["verdict"] = pair_verdict(r["method_a"], r["method_b"], r["ci_low"], r["ci_high"], q,
-                                    r["higher_is_better"])
+    add_verdicts(pairs, lambda r, lo, hi, q: pair_verdict(r["method_a"], r["method_b"], lo, hi,
+                                                           q, r["higher_is_better"]))
     df = pd.DataFrame(pairs + out)
     order = {k: i for i, k in enumerate(KINDS)}
     return df.sort_values("kind", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)

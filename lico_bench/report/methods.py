@@ -77,8 +77,14 @@ def rank_grid(ms: pd.DataFrame, model: str, directions: Dict[str, bool], methods
     return header, body
 
 
+def _who(v) -> str:
+    """The method a verdict names, "–" for no clear difference (or no verdict)."""
+    return v[: -len(" better")] if isinstance(v, str) and v.endswith(" better") else "–"
+
+
 def pair_grid(ms: pd.DataFrame, model: str, directions: Dict[str, bool]):
-    """Rows = method pairs A − B; columns = metrics: Δ [CI] and the method the rule names."""
+    """Rows = method pairs A − B; columns = metrics: Δ [CI] and the method the rule names
+    (image level), with several seeds followed by "(seeds: ...)", the seed-level verdict."""
     p = ms[(ms["kind"] == "method_pair") & (ms["model"] == model)]
     header = ["A − B"] + [_nice(m, h) for m, h in directions.items()]
     body = []
@@ -90,8 +96,10 @@ def pair_grid(ms: pd.DataFrame, model: str, directions: Dict[str, bool]):
                 cells.append("")
                 continue
             r = rr.iloc[0]
-            who = r["verdict"][: -len(" better")] if r["verdict"] != NO_DIFFERENCE else "–"
-            cells.append(f"{_pct_ci(r)} {who}")
+            cell = f"{_pct_ci(r)} {_who(r['verdict'])}"
+            if int(r["n_seeds"]) > 1:
+                cell += f" (seeds: {_who(r['seed_verdict'])})"
+            cells.append(cell)
         body.append([pair.replace(" - ", " − ")] + cells)
     return header, body
 
@@ -106,6 +114,7 @@ def tau_grid(ms: pd.DataFrame, model: str):
 
 def _notes(ms: pd.DataFrame) -> List[str]:
     k = int(ms.loc[ms["kind"] == "method_pair", "p_holm"].notna().sum())
+    ks = int(ms.loc[ms["kind"] == "method_pair", "p_seed"].notna().sum()) if "p_seed" in ms else 0
     seeds = int(ms["n_seeds"].max()) if len(ms) else 1
     crossed = " (seeds and images resampled crossed)" if seeds > 1 else ""
     return [
@@ -120,7 +129,11 @@ def _notes(ms: pd.DataFrame) -> List[str]:
         f"Δ = A − B in % points over the same images, {100 * CONFIDENCE:g}% CI; the name after "
         "it is the better method when the CI excludes 0 and the Holm-adjusted p (two-sided "
         f"Wilcoxon signed-rank over the images, Holm over the {k} method comparisons of this "
-        f"report) is below {ALPHA:g}; \"–\": no clear difference.",
+        f"report) is below {ALPHA:g}; \"–\": no clear difference."
+        + (" \"(seeds: ...)\": the seed-level verdict, the same rule on the per-seed mean "
+           "differences (one-sample t-test with S − 1 df and its t-interval; Holm over the "
+           f"{ks} seed-level tests), which takes the training seed as the unit."
+           if seeds > 1 else ""),
         "Kendall τ-b between two metrics' orderings of the methods: per image (mean and CI over "
         "images; images where a metric ties every method are left out) and between the "
         "mean-rank orderings of the rank table. Overall (ins−del) is built from insertion and "

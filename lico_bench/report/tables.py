@@ -8,7 +8,10 @@ Writes ``summary.csv`` (long format, every number), ``summary.md`` (GitHub/termi
 * accuracy per model on the evaluated images;
 * paired differences LICO - baseline over the same images (same dataset, seed, image), per
   comparison x method x metric, with a bootstrap CI, a Wilcoxon signed-rank p-value, its
-  Holm adjustment over every comparison of the table, and a verdict.
+  Holm adjustment over every comparison of the table, and a verdict (image level); with two
+  or more seeds also a seed-level verdict: a one-sample t-test and t-interval over the
+  per-seed mean differences, Holm over the table's seed-level tests
+  (:func:`lico_bench.report.stats.seed_t_test`).
 
 Seeds and images are crossed (every seed's model explains the same test images), so each
 number is computed on a seeds x images matrix (:mod:`lico_bench.report.stats`): the mean over
@@ -35,8 +38,8 @@ from ..io import write_text
 from .common import (BASELINE, NICE, load_manifest, load_rows, md_table,  # noqa: F401
                      metric_directions, pair_models, tex_escape, tex_table)
 from .agreement import agreement_section, agreement_summary, grid_note, read_agreement
-from .stats import (ALPHA, CONFIDENCE, crossed_bootstrap_ci, crossed_mean, holm,
-                    paired_wilcoxon_p, verdict)
+from .stats import (ALPHA, CONFIDENCE, EXACT_MAX_N, add_verdicts, crossed_bootstrap_ci, crossed_mean,
+                    paired_wilcoxon_p, seed_level)
 
 IMAGE_KEY = ["dataset", "image_id"]   # one image = one column of the seeds x images matrix
 # ----------------------------------------------------------------------------- statistics
@@ -64,15 +67,22 @@ def _estimate(x: np.ndarray) -> dict:
 
 
 def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
-                    manifest: Optional[dict] = None) -> pd.DataFrame:
+                    manifest: Optional[dict] = None,
+                    matrices: Optional[List[np.ndarray]] = None) -> pd.DataFrame:
     """Long table: kind (score | accuracy | paired), model, method, metric, mean, ci_low, ...
 
     n is the number of images (the resampled unit; values are averaged over seeds), n_seeds
     the number of seeds. n_flagged: on a score row, its rows whose map was flagged; on a
     paired row, the (seed, image) pairs where either model's map (or both) was flagged.
-    Paired rows also hold baseline and lico (their means over the cells where both are
-    defined, so lico - baseline = mean), p_wilcoxon, p_holm (Holm over every paired row)
-    and verdict (:func:`lico_bench.report.stats.verdict`).
+    Paired rows also hold baseline and lico (their means over the cells
+    where both are defined, so lico - baseline = mean), p_wilcoxon, p_holm (Holm over every
+    paired row) and verdict (:func:`lico_bench.report.stats.verdict`): the image-level
+    verdict; and the seed-level one (:func:`lico_bench.report.stats.seed_level`,
+    :func:`~lico_bench.report.stats.add_verdicts`): seed_ci_low,
+    seed_ci_high, p_seed, p_seed_holm, seed_verdict, seed_diffs.
+
+    ``matrices``: if a list is given, the seeds x images difference matrix of every paired row
+    is appended to it, in row order (for diagnostics: benchmarks/bootstrap_flips.py).
     """
     rows = rows.copy()
     if "overall" in directions:
@@ -108,6 +118,8 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
                               lico_v=j[f"{metric}_lico"].where(both),
                               base_v=j[f"{metric}_base"].where(both))
                 d = _matrix(jj, "diff")
+                if matrices is not None:
+                    matrices.append(d)
                 paired.append(dict(kind="paired", model=f"{lico} - {base}", method=method,
                                    metric=metric, **_estimate(d),
                                    n_flagged=int(((j["map_status_lico"] != "ok")
@@ -115,12 +127,10 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
                                    n_seeds=int(j["seed"].nunique()), higher_is_better=hib,
                                    baseline=crossed_mean(_matrix(jj, "base_v")),
                                    lico=crossed_mean(_matrix(jj, "lico_v")),
-                                   p_wilcoxon=paired_wilcoxon_p(d)))
+                                   p_wilcoxon=paired_wilcoxon_p(d), **seed_level(d)))
     # Holm over every comparison of the paired table: with 20+ comparisons, unadjusted
     # p < 0.05 names a side by chance about once per table.
-    for r, q in zip(paired, holm([r["p_wilcoxon"] for r in paired])):
-        r["p_holm"] = float(q)
-        r["verdict"] = verdict(r["ci_low"], r["ci_high"], q, r["higher_is_better"])
+    add_verdicts(paired)
     return pd.DataFrame(out + paired)
 
 
@@ -163,13 +173,23 @@ def _values_note(summary: pd.DataFrame) -> str:
 
 
 def _verdict_note(summary: pd.DataFrame) -> str:
-    """The verdict rule, in one sentence."""
-    k = int(summary.loc[summary["kind"] == "paired", "p_holm"].notna().sum())
+    """The verdict rule, in one sentence (two with seeds: the seed-level verdict)."""
+    paired = summary[summary["kind"] == "paired"]
+    k = int(paired["p_holm"].notna().sum())
     over = "on the per-image differences averaged over seeds, " if _several_seeds(summary) else ""
-    return (f"A side is named only when the {CONF} CI of the mean difference excludes 0 and the "
+    note = (f"A side is named only when the {CONF} CI of the mean difference excludes 0 and the "
             f"Holm-adjusted p (two-sided Wilcoxon signed-rank test over the n images, {over}"
-            f"Holm over the {k} comparisons of this table) is below {ALPHA:g}; otherwise "
-            "\"no clear difference\".")
+            "ties kept, zeros dropped, exact with at most "
+            f"{EXACT_MAX_N} non-zero differences; Holm over the {k} comparisons of this table) "
+            f"is below {ALPHA:g}; otherwise \"no clear difference\".")
+    if _several_seeds(summary):
+        ks = int(paired["p_seed"].notna().sum())
+        note += (" That image-level verdict holds each seed's trained model fixed. The seed-level "
+                 "verdict takes the training seed as the unit: the per-seed mean differences "
+                 f"d_s get a one-sample t-test (S − 1 df; Holm over the {ks} seed-level tests of "
+                 f"this table) and a {CONF} t-interval, and the same rule; a claim about training "
+                 "runs needs it.")
+    return note
 
 
 def _score_grid(summary: pd.DataFrame, directions: Dict[str, bool]):
@@ -184,13 +204,25 @@ def _score_grid(summary: pd.DataFrame, directions: Dict[str, bool]):
 
 
 def _paired_grid(summary: pd.DataFrame):
+    """The paired table; with several seeds, the seed-level columns after the image-level ones."""
     p = summary[summary["kind"] == "paired"]
+    several = _several_seeds(summary)
     header = ["comparison", "method", "metric", "baseline", "LICO", f"Δ LICO − baseline [{CONF} CI]",
-              "Wilcoxon p", "Holm p", "n", "verdict"]
-    body = [[r["model"], r["method"], f"{NICE.get(r['metric'], r['metric'])} {_arrow(r['higher_is_better'])}",
-             _pct(r["baseline"]), _pct(r["lico"]), _cell(r, signed=True),
-             _p(r["p_wilcoxon"]), _p(r["p_holm"]), str(int(r["n"])), r["verdict"]]
-            for _, r in p.iterrows()]
+              "Wilcoxon p", "Holm p", "n", "verdict (images)" if several else "verdict"]
+    if several:
+        header += ["seeds", f"{CONF} t-CI over seeds", "t-test p", "Holm p (seeds)",
+                   "verdict (seeds)"]
+    body = []
+    for _, r in p.iterrows():
+        line = [r["model"], r["method"], f"{NICE.get(r['metric'], r['metric'])} {_arrow(r['higher_is_better'])}",
+                _pct(r["baseline"]), _pct(r["lico"]), _cell(r, signed=True),
+                _p(r["p_wilcoxon"]), _p(r["p_holm"]), str(int(r["n"])), r["verdict"]]
+        if several:
+            ci = (f"[{_pct(r['seed_ci_low'])}, {_pct(r['seed_ci_high'])}]"
+                  if np.isfinite(r["seed_ci_low"]) else "n/a")
+            line += [str(int(r["n_seeds"])), ci, _p(r["p_seed"]), _p(r["p_seed_holm"]),
+                     r["seed_verdict"]]
+        body.append(line)
     return header, body
 
 

@@ -255,8 +255,12 @@ def test_seed_copies_give_the_one_seed_summary_exactly():
     three = pd.concat([one.assign(seed=s) for s in (0, 1, 2)], ignore_index=True)
     s1, s3 = compute_summary(one, DIRS), compute_summary(three, DIRS)
     assert (s1["n_seeds"] == 1).all() and (s3["n_seeds"] == 3).all()
-    cols = [c for c in s1.columns if c not in ("n_seeds", "n_flagged")]
+    cols = [c for c in s1.columns if c not in ("n_seeds", "n_flagged", "seed_diffs")]
     pd.testing.assert_frame_equal(s1[cols], s3[cols])
+    # copies have no spread over seeds: no seed-level test, as with one seed
+    paired = s3[s3["kind"] == "paired"]
+    assert paired[["seed_ci_low", "seed_ci_high", "p_seed", "p_seed_holm"]].isna().all().all()
+    assert (paired["seed_verdict"] == NONE).all()
     assert ((s3["n_flagged"] == 3 * s1["n_flagged"]).all())       # rows, counted per seed
 
 
@@ -378,7 +382,9 @@ def test_report_files_three_seeds(tmp_path):
     md = (res / "summary.md").read_text()
     header = next(l for l in md.splitlines() if l.startswith("| comparison"))
     cells = [c.strip() for c in header.strip("|").split("|")]
-    assert cells[-4:] == ["Wilcoxon p", "Holm p", "n", "verdict"]
+    assert cells[-9:] == ["Wilcoxon p", "Holm p", "n", "verdict (images)", "seeds",
+                          "95% t-CI over seeds", "t-test p", "Holm p (seeds)", "verdict (seeds)"]
+    assert "Holm over the 8 seed-level tests of this table" in md
     assert "resampling seeds and images crossed" in md
     assert "Holm over the 8 comparisons of this table) is below 0.05" in md
     assert "on the per-image differences averaged over seeds" in md
@@ -394,4 +400,8 @@ def test_report_files_one_seed(tmp_path):
     md = (res / "summary.md").read_text()
     assert "(mean over images, 95% bootstrap CI in brackets)" in md
     assert "crossed" not in md and "averaged over seeds" not in md
+    # one seed: no seed-level columns or note
+    header = next(l for l in md.splitlines() if l.startswith("| comparison"))
+    assert [c.strip() for c in header.strip("|").split("|")][-2:] == ["n", "verdict"]
+    assert "seed-level" not in md and "t-test" not in md
     assert "Holm over the 8 comparisons" in md
