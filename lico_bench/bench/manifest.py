@@ -276,6 +276,35 @@ def differences(old: Dict[str, Any], new: Dict[str, Any]) -> list:
     return diff
 
 
+def check_out_folder(out: Path) -> None:
+    """``run`` writes only into a new or empty folder or into a results directory of its
+    own (one with a manifest.json): anything else - a folder of the user's files, whose
+    summary.md, summary.csv, methods.* a run would replace, or a file - is a one-line
+    :class:`UserError`, before anything is written. What a run writes before its manifest
+    (the lock, the write probe) counts as empty, so a run stopped that early can start
+    again."""
+    from ..lock import LOCK_NAME
+
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is not a folder; pass a new or empty folder, or a "
+                        "results directory of 'lico-bench run'.")
+    if (out / NAME).is_file():
+        return
+    try:
+        entries = [e.name for e in os.scandir(out)]
+    except OSError:
+        return  # unreadable: the write probe that follows names the problem
+    others = sorted(e for e in entries if e != LOCK_NAME and not e.startswith(".write-test-"))
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise UserError(f"--out {out} is a folder that is neither empty nor a lico-bench "
+                        f"results directory (no {NAME}; it holds {shown}), whose files a run "
+                        f"could replace; pass a new or empty folder.")
+
+
 def check_resumable(out: Path, new: Dict[str, Any]) -> bool:
     """Before run ``new`` writes into results directory ``out``: the manifest already there
     (if any) must be readable, of this format, and of the same run (:func:`differences`);

@@ -183,6 +183,7 @@ class Runner:
             for name in spec.models:
                 if name in spec.checkpoints or not spec.train or self.checkpoint_for(name, seed).exists():
                     self._load_model(name, seed, info.num_classes)
+        manifest_.check_out_folder(self.out)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             probe = self.out / f".write-test-{self.dist.rank}"
