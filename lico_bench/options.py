@@ -60,6 +60,14 @@ class Range:
         return ""
 
 
+# Image sizes every model and dataset here takes: 16 px (below it shapes' objects are a few
+# pixels and a ResNet's last feature map is 1x1 or less) to 1024 px (4.6x ImageNet's 224;
+# one 1024 px RGB float32 image is 12 MiB, a batch of 64 with ResNet-50's activations
+# tens of GiB - past that a run exhausts memory instead of saying so).
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
+IMAGE_SIZE = Range(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 

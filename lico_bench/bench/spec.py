@@ -7,7 +7,7 @@ from typing import Annotated, Any, Dict, List, Literal, NamedTuple, Optional
 
 from ..config import option, strict_from_dict
 from ..errors import UserError
-from ..options import Range
+from ..options import IMAGE_SIZE, Range
 
 DEFAULT_METRICS = ("insertion", "deletion", "pointing_game", "energy_pointing_game")
 MASK_METRICS = ("pointing_game", "energy_pointing_game")
@@ -46,7 +46,7 @@ class RunSpec:
     dataset: str = option("shapes", help="dataset (see 'lico-bench info')")
     split: str = option("test", help="dataset split whose images are explained")
     root: Optional[str] = option(None, help="data root for real datasets")
-    image_size: Optional[Annotated[int, Range(1)]] = option(
+    image_size: Optional[Annotated[int, IMAGE_SIZE]] = option(
         None, help="image size in pixels (default: the dataset's)")
     n_images: Annotated[int, Range(1)] = option(200, help="first N images of the split")
     seeds: List[int] = option(default_factory=lambda: [0], help="training seeds (default 0)")

@@ -124,7 +124,8 @@ def test_image_size_too_small(capsys, tmp_path, ckpts, command):
     pixels; the feature map would be 1x1 or less)."""
     argv = (_run(ckpts["baseline_tiny"], tmp_path / "out", "--image-size", "8")
             if command == "run" else _train(tmp_path / "runs", "--image-size", "8"))
-    cli_error(capsys, argv, "image size 8 is too small", "use 16 px or more", watch=[tmp_path])
+    cli_error(capsys, argv, "argument --image-size: expected an integer in [16, 1024]", "got 8",
+              watch=[tmp_path])
 
 
 def test_n_train_on_a_real_dataset(capsys, tmp_path):
