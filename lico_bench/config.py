@@ -94,8 +94,16 @@ def read_config_file(path: Path) -> Any:
     else:
         parse = None
     if parse is not None:
+        from .io import check_nesting, read_bounded_text
+
+        what = f"config file {str(path)!r}"
         try:
-            return parse(path.read_text())
+            # bounded: a regular file (not a FIFO or /dev/zero) of at most 16 MiB, nesting at
+            # most 32 deep (a deeper one was a RecursionError traceback)
+            return check_nesting(parse(read_bounded_text(path, what)), what)
+        except RecursionError:
+            raise UserError(f"{what} nests too deeply to parse; lico-bench configs nest "
+                            f"4 levels.") from None
         except errors as e:  # UnicodeDecodeError is a ValueError too
             raise UserError(f"config file {str(path)!r} is not readable {kind} "
                             f"({type(e).__name__}: {' '.join(str(e).split())[:160]}).") from None

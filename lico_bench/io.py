@@ -242,3 +242,68 @@ def torchscript_tensors(path: str | os.PathLike, what: str, fix: str) -> "dict":
             elif isinstance(v, _ScriptObject):
                 todo.append((key + ".", v))
     return out
+
+
+# Bounds of the small files a user can hand over (configs, manifests) and of a rows file.
+MAX_CONFIG_BYTES = 16 * 2 ** 20        # a manifest of a large grid is ~100 KB
+MAX_ROWS_BYTES = 4 * 2 ** 30           # ~50 000 images x every metric with curves: ~0.5 GB
+MAX_NESTING = 32                       # configs and manifests nest 4 deep
+MAX_NODES = 1_000_000                  # values in one config or manifest (YAML aliases too)
+
+
+def check_regular_file(path: str | os.PathLike, what: str, limit: int) -> int:
+    """The size of ``path`` after checking, without reading it, that it is a regular file
+    (a FIFO would block, /dev/zero never end: the symlink is followed) of at most ``limit``
+    bytes; a one-line UserError naming ``what`` otherwise. Opened ``O_NONBLOCK`` and then
+    ``fstat``-ed, so a FIFO is not waited on."""
+    import stat
+
+    from .errors import UserError
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{what} is not a regular file (a FIFO, device or socket, e.g. a "
+                        f"symlink to /dev/zero); replace it with the file itself.")
+    if st.st_size > limit:
+        raise UserError(f"{what} is {st.st_size} bytes, over the limit of {limit} bytes; it is "
+                        f"not a file lico-bench wrote.")
+    return st.st_size
+
+
+def read_bounded_text(path: str | os.PathLike, what: str, limit: int = MAX_CONFIG_BYTES) -> str:
+    """The text of a small file from outside (config, manifest): :func:`check_regular_file`
+    first, then at most ``limit`` bytes read (a file growing meanwhile is cut there and
+    fails to parse). UTF-8; a decoding error is a ValueError, as ``Path.read_text``'s."""
+    check_regular_file(path, what, limit)
+    with open(path, "rb") as f:
+        return f.read(limit + 1).decode("utf-8")
+
+
+def check_nesting(obj: Any, what: str, depth: int = MAX_NESTING, nodes: int = MAX_NODES) -> Any:
+    """``obj`` (parsed JSON/YAML/TOML), after checking that it nests at most ``depth``
+    levels and holds at most ``nodes`` values (YAML aliases can make a small file a huge
+    tree); iterative, so no RecursionError. A one-line UserError naming ``what`` otherwise."""
+    from .errors import UserError
+
+    todo, seen = [(obj, 1)], 0
+    while todo:
+        value, level = todo.pop()
+        seen += 1
+        if seen > nodes:
+            raise UserError(f"{what} holds more than {nodes} values; it is not a lico-bench "
+                            f"config or manifest.")
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if level > depth:
+            raise UserError(f"{what} nests deeper than {depth} levels; lico-bench configs and "
+                            f"manifests nest 4.")
+        todo.extend((c, level + 1) for c in children)
+    return obj

@@ -75,8 +75,14 @@ def read_manifest(path: Path, purpose: str = "report") -> Dict[str, Any]:
                             "directory that 'lico-bench run' printed.")
         raise UserError(f"manifest {str(path)!r} does not exist; pass the manifest.json of a "
                         "results directory written by 'lico-bench run'.")
+    from ..io import check_nesting, read_bounded_text
+
     try:
-        man = json.loads(path.read_text())
+        # bounded: a regular file of at most 16 MiB nesting at most 32 deep (not a FIFO or
+        # /dev/zero, read until killed; not 100 000 brackets, a RecursionError)
+        man = check_nesting(json.loads(read_bounded_text(path, str(path))), str(path))
+    except RecursionError:
+        raise UserError(f"{path} nests too deeply to parse; {fix}.") from None
     except (OSError, ValueError) as e:
         if purpose == "report" and isinstance(e, OSError):
             raise  # no permission and the like: the CLI names the path and the fix

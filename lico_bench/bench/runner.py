@@ -149,6 +149,7 @@ class Runner:
         file is renamed ``<file>.damaged`` with one line saying so, and that experiment
         alone runs again. ``need_checks``: the manifest says every rows file has its check
         (manifest.rows_need_checks), so a missing one is damage too."""
+        from ..io import MAX_ROWS_BYTES, check_regular_file
         from ..results import DamagedRows, check_path, read_rows
 
         for e in experiments:
@@ -156,6 +157,7 @@ class Runner:
             if not path.exists():
                 continue
             try:  # with a checksum, comparing bytes suffices; older rows are parsed
+                check_regular_file(path, f"rows file {path}", MAX_ROWS_BYTES)  # not /dev/zero
                 read_rows(path, self.spec.n_images, fix="", parse=False,
                           require_check=need_checks)
             except DamagedRows as d:

@@ -9,6 +9,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import pandas as pd
 
 from ..errors import UserError
+from ..io import MAX_ROWS_BYTES, check_regular_file
 from ..results import REPAIR, expected_images, read_rows
 
 NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (ins-del)",
@@ -64,6 +65,7 @@ def load_rows(results: Path, manifest: Optional[dict] = None) -> pd.DataFrame:
     need = rows_need_checks(manifest, rows_dir)
     recs = []
     for f in files:
+        check_regular_file(f, f"rows file {f}", MAX_ROWS_BYTES)   # not a FIFO or /dev/zero
         for r in read_rows(f, n, fix=REPAIR, require_check=need)[0]:
             recs.append({k: v for k, v in r.items() if not k.startswith("curve_")})
     return pd.DataFrame.from_records(recs)

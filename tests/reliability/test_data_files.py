@@ -4,6 +4,7 @@ whose header claims more pixels than PIL's bomb threshold, a file over the size 
 Each ends in one line, exit status 2, and no file written; a SIGALRM guard turns a hang
 (the failure these tests exist for) into a failed test instead of a stuck suite."""
 import os
+import shutil
 import signal
 import struct
 import zlib
@@ -125,3 +126,52 @@ def test_format_outside_the_listed_ones(capsys, tmp_path):
     eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n")
     cli_error(capsys, _show(root, tmp_path / "grid.png"), f"cannot read image {eps}",
               "not a JPEG, PNG, PPM, BMP, TIFF or WEBP image", watch=[tmp_path])
+
+
+# ------------------------------------------------------------------ results and config files
+def test_rows_file_symlinked_to_dev_zero(capsys, reference_run, tmp_path):
+    """A rows file that is a symlink to /dev/zero: before, ``report`` read until killed."""
+    res = tmp_path / "res"
+    shutil.copytree(reference_run["dir"], res)
+    f = next((res / "rows").glob("*.jsonl"))
+    f.unlink()
+    os.symlink("/dev/zero", f)
+    with no_hang():
+        cli_error(capsys, ["report", str(res)], f"rows file {f} is not a regular file",
+                  watch=[tmp_path])
+
+
+def test_manifest_symlinked_to_dev_zero(capsys, reference_run, tmp_path):
+    res = tmp_path / "res"
+    shutil.copytree(reference_run["dir"], res)
+    (res / "manifest.json").unlink()
+    os.symlink("/dev/zero", res / "manifest.json")
+    with no_hang():
+        cli_error(capsys, ["report", str(res)], "no manifest.json", watch=[tmp_path])
+
+
+def _deep(kind: str, depth: int) -> str:
+    if kind == "json":
+        return '{"models": ' + "[" * depth + "]" * depth + "}"
+    if kind == "yaml":
+        return "models: " + "[" * depth + "]" * depth + "\n"
+    return "models = " + "[" * depth + "]" * depth + "\n"
+
+
+@pytest.mark.parametrize("kind,depth", [("json", 100_000), ("yaml", 5_000), ("toml", 5_000),
+                                        ("json", 40)])
+def test_config_nested_too_deep(capsys, tmp_path, kind, depth):
+    """A config nested 5 000 (YAML/TOML) or 100 000 (JSON) deep was a RecursionError
+    traceback; 40 deep parses but is past the declared bound of 32."""
+    cfg = tmp_path / f"deep.{kind}"
+    cfg.write_text(_deep(kind, depth))
+    cli_error(capsys, ["run", "--config", str(cfg), "--quiet"], f"config file {str(cfg)!r} nests",
+              watch=[tmp_path])
+
+
+def test_config_symlinked_to_dev_zero(capsys, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    os.symlink("/dev/zero", cfg)
+    with no_hang():
+        cli_error(capsys, ["run", "--config", str(cfg), "--quiet"], f"config file {str(cfg)!r}",
+                  watch=[tmp_path])
