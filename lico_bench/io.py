@@ -251,11 +251,13 @@ MAX_NESTING = 32                       # configs and manifests nest 4 deep
 MAX_NODES = 1_000_000                  # values in one config or manifest (YAML aliases too)
 
 
-def check_regular_file(path: str | os.PathLike, what: str, limit: int) -> int:
+def check_regular_file(path: str | os.PathLike, what: str, limit: int,
+                       too_big: str = "it is not a file lico-bench wrote") -> int:
     """The size of ``path`` after checking, without reading it, that it is a regular file
     (a FIFO would block, /dev/zero never end: the symlink is followed) of at most ``limit``
-    bytes; a one-line UserError naming ``what`` otherwise. Opened ``O_NONBLOCK`` and then
-    ``fstat``-ed, so a FIFO is not waited on."""
+    bytes; a one-line UserError naming ``what`` otherwise (``too_big``: what to say about a
+    file over the limit). Opened ``O_NONBLOCK`` and then ``fstat``-ed, so a FIFO is not
+    waited on. An unopenable path raises the OSError (naming it)."""
     import stat
 
     from .errors import UserError
@@ -269,8 +271,8 @@ def check_regular_file(path: str | os.PathLike, what: str, limit: int) -> int:
         raise UserError(f"{what} is not a regular file (a FIFO, device or socket, e.g. a "
                         f"symlink to /dev/zero); replace it with the file itself.")
     if st.st_size > limit:
-        raise UserError(f"{what} is {st.st_size} bytes, over the limit of {limit} bytes; it is "
-                        f"not a file lico-bench wrote.")
+        raise UserError(f"{what} is {st.st_size} bytes, over the limit of {limit} bytes; "
+                        f"{too_big}.")
     return st.st_size
 
 

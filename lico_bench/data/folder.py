@@ -19,7 +19,6 @@ this layout with ImageNet wnid folder names; ``imagenette`` maps them to readabl
 from __future__ import annotations
 
 import os
-import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -27,6 +26,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import UserError
+from ..io import check_regular_file
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, LicoDataset
 from .common import base_root, candidates, check_image_size, check_options, where
 from .registry import register_dataset
@@ -122,19 +122,12 @@ def open_image(path: str | os.PathLike) -> Iterator["PIL.Image.Image"]:  # noqa:
     from PIL import Image
 
     try:
-        # O_NONBLOCK: opening a FIFO does not wait for a writer; fstat then says what the
-        # opened thing is (no window between a check and the open).
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        # a regular file (a FIFO would block, /dev/zero never end) within the byte bound
+        check_regular_file(path, f"image {path}", MAX_IMAGE_BYTES, too_big="shrink or remove it")
+        f = open(path, "rb")
     except OSError as e:
         raise UserError(f"cannot read image {path}: {e.strerror or type(e).__name__}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UserError(f"image {path} is not a regular file (a FIFO, device or socket); "
-                            f"remove it from the image folder")
-        if st.st_size > MAX_IMAGE_BYTES:
-            raise UserError(f"image {path} is {st.st_size} bytes, over the limit of "
-                            f"{MAX_IMAGE_BYTES} ({MAX_IMAGE_BYTES >> 20} MiB); shrink or remove it")
+    with f:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
