@@ -128,8 +128,15 @@ def check_value(hint, value: Any, label: str) -> Any:
     if ok and rng is not None and not rng.contains(out):
         ok = False
     if not ok:
-        raise UserError(f"{label} must be {describe(hint)}, got {_json(value)}.")
+        wide = base is int and type(value) is int and not _INT64[0] <= value <= _INT64[1]
+        raise UserError(f"{label} must be {describe(hint)}"
+                        + (" that fits in 64 bits" if wide else "") + f", got {_json(value)}.")
     return out
+
+
+# What torch and numpy take as an integer: a larger Python int was an OverflowError traceback
+# (``rise.N=99999999999999999999999``).
+_INT64 = (-2 ** 63, 2 ** 63 - 1)
 
 
 def _matches(base, literals, v):
@@ -141,7 +148,7 @@ def _matches(base, literals, v):
     if base is bool:
         return type(v) is bool, v
     if base is int:
-        return type(v) is int, v
+        return type(v) is int and _INT64[0] <= v <= _INT64[1], v
     if base is float:
         ok = type(v) in (int, float) and math.isfinite(v)
         return ok, float(v) if ok else v

@@ -28,6 +28,10 @@ def _run(ckpts, out, *extra, method="rise"):
     ("rise.s=true", ["option s of method 'rise' must be an integer >= 1 or null (automatic), got true"]),
     ("rise.N=2000.0", ["option N of method 'rise' must be an integer", "got 2000.0"]),
     ("rise.N=0", ["option N of method 'rise' must be an integer >= 1", "got 0"]),
+    # an OverflowError traceback before
+    ("rise.N=99999999999999999999999", ["option N of method 'rise' must be an integer >= 1 "
+                                        "or null (automatic) that fits in 64 bits, got "
+                                        "99999999999999999999999"]),
     ("rise.p=NaN", ["option p of method 'rise' must be a finite number in (0, 1], got NaN"]),
     ("rise.p=Infinity", ["option p of method 'rise' must be a finite number in (0, 1], got Infinity"]),
     ("rise.p=1.5", ["option p of method 'rise' must be a finite number in (0, 1], got 1.5"]),
