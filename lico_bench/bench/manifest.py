@@ -112,7 +112,10 @@ def read_manifest(path: Path, purpose: str = "report") -> Dict[str, Any]:
                         f"{man.get('format')}, this one reads {MANIFEST_FORMAT}); use another --out.")
     if purpose == "rerun":
         fmt = man.get("format") if isinstance(man, dict) else None
-        if fmt != MANIFEST_FORMAT or not isinstance(man.get("spec"), dict):
+        if fmt == MANIFEST_FORMAT and not isinstance(man.get("spec"), dict):
+            raise UserError(f"manifest {str(path)!r} has no 'spec' (the run's options), so it "
+                            f"cannot be re-run; {fix}.")
+        if fmt != MANIFEST_FORMAT:
             wrote = (man.get("versions") or {}).get("lico-bench") if isinstance(man, dict) else None
             raise UserError(f"manifest {str(path)!r} has format {fmt!r}; this lico-bench reads "
                             f"format {MANIFEST_FORMAT}; re-run it with the lico-bench that wrote it"

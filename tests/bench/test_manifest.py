@@ -68,6 +68,7 @@ def test_check_resumable_reads_with_the_resume_wording(tmp_path):
     ("{}", "report", "cannot say what was run (no 'format'"),
     ('{"format": 1, "spec": {}}', "rerun", "has format 1; this lico-bench reads format 2"),
     ("[1]", "rerun", "has format None"),
+    ('{"format": 2}', "rerun", "has no 'spec' (the run's options), so it cannot be re-run"),
 ])
 def test_read_manifest_problems_are_one_line(tmp_path, text, purpose, needle):
     (tmp_path / "manifest.json").write_text(text)

@@ -185,8 +185,8 @@ def test_output_directory_not_writable(capsys, ckpts, tmp_path, command):
             cli_error(capsys, _run(ckpts["baseline_tiny"], out), f"cannot write to results directory {out}",
                       "pass a writable --out", watch=[tmp_path])
         else:
-            cli_error(capsys, _train(out), "cannot create run directory", "pass a writable --out",
-                      watch=[tmp_path])
+            cli_error(capsys, _train(out), "cannot create run directory",
+                      "pass a writable runs folder (train --out, run --runs)", watch=[tmp_path])
     finally:
         out.parent.chmod(0o700)
 
@@ -250,3 +250,9 @@ def test_degenerate_maps_are_kept_flagged_and_counted(capsys, ckpts, tmp_path, p
     header = next(l for l in md.splitlines() if l.startswith("| model"))
     row = next(l for l in md.splitlines() if l.startswith("| baseline_tiny"))
     assert header.rstrip(" |").endswith("flagged maps") and row.rstrip(" |").endswith("6")
+
+
+def test_unknown_split_of_shapes(capsys, ckpts, tmp_path):
+    """``--split nosuch`` on shapes said "shapes split size must be positive, got 0"."""
+    cli_error(capsys, _run(ckpts["baseline_tiny"], tmp_path / "out", "--split", "nosuch"),
+              "unknown split 'nosuch' of shapes; use one of train, val, test", watch=[tmp_path])
