@@ -68,6 +68,13 @@ def check_field_value(hint: Any, value: Any, label: str, where: str = "") -> Any
     if typing.get_origin(base) is list and out is not None:
         (item,) = typing.get_args(base) or (Any,)
         out = [check_value(item, v, f"{label}[{i}] {where}".strip()) for i, v in enumerate(out)]
+    if typing.get_origin(base) is dict and out is not None:
+        # each key and value of a Dict[K, V] too (``checkpoints: {m: [1, 2]}`` and
+        # ``method_options: {gradcam: "x"}`` were tracebacks further on)
+        key_hint, value_hint = typing.get_args(base) or (Any, Any)
+        out = {check_value(key_hint, k, f"{label} key {k!r} {where}".strip()):
+               check_field_value(value_hint, v, f"{label}[{k!r}]", where)
+               for k, v in out.items()}
     return out
 
 

@@ -35,28 +35,36 @@ from .errors import UserError
 
 @dataclass(frozen=True)
 class Range:
-    """Bounds of a number: ``lo <= v <= hi`` (``<`` where open); None = unbounded."""
+    """Bounds of a number: ``lo <= v <= hi`` (``<`` where open); None = unbounded. ``hi``
+    may be a function of no arguments, asked each time (a bound of the machine a command
+    runs on, e.g. its core count)."""
 
     lo: Optional[float] = None
-    hi: Optional[float] = None
+    hi: Optional[float | Callable[[], float]] = None
     lo_open: bool = False
     hi_open: bool = False
 
+    @property
+    def upper(self) -> Optional[float]:
+        return self.hi() if callable(self.hi) else self.hi
+
     def contains(self, v: float) -> bool:
+        hi = self.upper
         if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
             return False
-        if self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi):
+        if hi is not None and (v >= hi if self.hi_open else v > hi):
             return False
         return True
 
     def describe(self) -> str:
-        if self.lo is not None and self.hi is not None:
+        hi = self.upper
+        if self.lo is not None and hi is not None:
             return (f"in {'(' if self.lo_open else '['}{_num(self.lo)}, "
-                    f"{_num(self.hi)}{')' if self.hi_open else ']'}")
+                    f"{_num(hi)}{')' if self.hi_open else ']'}")
         if self.lo is not None:
             return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
-        if self.hi is not None:
-            return f"{'<' if self.hi_open else '<='} {_num(self.hi)}"
+        if hi is not None:
+            return f"{'<' if self.hi_open else '<='} {_num(hi)}"
         return ""
 
 

@@ -122,7 +122,7 @@ class RunSpec:
 
         from ..options import check_value
 
-        hints = typing.get_type_hints(TrainConfig)
+        hints = typing.get_type_hints(TrainConfig, include_extras=True)   # with the ranges
         for k, v in self.train_options.items():
             self.train_options[k] = check_value(hints[k], v, f"--train-option {k}")
 

@@ -15,6 +15,11 @@ from ..errors import UserError
 from ..options import IMAGE_SIZE, Range
 
 
+def _cores() -> int:
+    """The logical cores of the machine a command runs on: the most data-loader workers."""
+    return os.cpu_count() or 1
+
+
 @dataclass
 class TrainConfig:
     """One training run; each field is one option: its ``train`` flag (``--field-name``),
@@ -69,7 +74,7 @@ class TrainConfig:
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
     # at most one per core this machine has: more only adds processes (and memory: each
     # worker holds a copy of the dataset object), 100 000 exhausted memory
-    workers: Annotated[int, Range(0, os.cpu_count() or 1)] = option(
+    workers: Annotated[int, Range(0, _cores)] = option(
         0, help="data-loader worker processes")
     out: str = option("runs", help="runs directory")
 

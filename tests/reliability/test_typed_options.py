@@ -118,9 +118,10 @@ def test_good_values_are_kept_and_normalised():
 
 
 @pytest.mark.parametrize("option,needles", [
-    ("n_train=true", ["--train-option n_train must be an integer or null (automatic), got true"]),
-    ("epochs=1.5", ["--train-option epochs must be an integer, got 1.5"]),
-    ("lr=NaN", ["--train-option lr must be a finite number, got NaN"]),
+    ("n_train=true", ["--train-option n_train must be an integer >= 1 or null (automatic), got true"]),
+    ("epochs=1.5", ["--train-option epochs must be an integer >= 1, got 1.5"]),
+    ("lr=NaN", ["--train-option lr must be a finite number > 0, got NaN"]),
+    ("ema=1.5", ["--train-option ema must be a finite number in [0, 1), got 1.5"]),
     ("nesterov=1", ["--train-option nesterov must be true or false, got 1"]),
 ])
 def test_bad_train_option_values(capsys, tmp_path, option, needles):
