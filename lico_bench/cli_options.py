@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from .config import Flag
 from .errors import UserError
@@ -129,6 +129,19 @@ def _merge_option(name: str, old, new):
     return new
 
 
+def _check_file_out(out: Any, source: str) -> None:
+    """A config file or manifest from elsewhere does not choose where a run writes: its
+    ``out`` is taken only as a relative path inside the working directory (the repository's
+    configs' ``results/...``); an absolute one, or one climbing out with ``..``, must be
+    repeated with ``--out`` (UserError otherwise), so that a file cannot aim a run at a
+    folder the user did not name."""
+    p = Path(str(out))
+    if p.is_absolute() or ".." in p.parts:
+        raise UserError(f"{str(source)!r} sets out to {str(out)!r}, outside the working "
+                        f"directory; a file does not choose where results are written: pass "
+                        f"--out {str(out)!r} to confirm it, or another --out.")
+
+
 def run_spec(args: argparse.Namespace):
     """``args`` (parsed ``run`` flags) -> RunSpec: RunSpec defaults < ``--config`` file (a
     config file, or a manifest.json: its spec) < flags; or, with ``--from-manifest``,
@@ -157,6 +170,8 @@ def run_spec(args: argparse.Namespace):
         values = config_values(RunSpec, data, "run", repr(str(args.config)))
     else:
         values = {}
+    if values.get("out") is not None and "out" not in given:
+        _check_file_out(values["out"], args.from_manifest or args.config)
     for name, value in given.items():
         if name in _RUN_CONVERT:
             continue

@@ -68,6 +68,13 @@ def check_field_value(hint: Any, value: Any, label: str, where: str = "") -> Any
     if typing.get_origin(base) is list and out is not None:
         (item,) = typing.get_args(base) or (Any,)
         out = [check_value(item, v, f"{label}[{i}] {where}".strip()) for i, v in enumerate(out)]
+    if typing.get_origin(base) is dict and out is not None:
+        # each key and value of a Dict[K, V] too (``checkpoints: {m: [1, 2]}`` and
+        # ``method_options: {gradcam: "x"}`` were tracebacks further on)
+        key_hint, value_hint = typing.get_args(base) or (Any, Any)
+        out = {check_value(key_hint, k, f"{label} key {k!r} {where}".strip()):
+               check_field_value(value_hint, v, f"{label}[{k!r}]", where)
+               for k, v in out.items()}
     return out
 
 
@@ -94,8 +101,16 @@ def read_config_file(path: Path) -> Any:
     else:
         parse = None
     if parse is not None:
+        from .io import check_nesting, read_bounded_text
+
+        what = f"config file {str(path)!r}"
         try:
-            return parse(path.read_text())
+            # bounded: a regular file (not a FIFO or /dev/zero) of at most 16 MiB, nesting at
+            # most 32 deep (a deeper one was a RecursionError traceback)
+            return check_nesting(parse(read_bounded_text(path, what)), what)
+        except RecursionError:
+            raise UserError(f"{what} nests too deeply to parse; lico-bench configs nest "
+                            f"4 levels.") from None
         except errors as e:  # UnicodeDecodeError is a ValueError too
             raise UserError(f"config file {str(path)!r} is not readable {kind} "
                             f"({type(e).__name__}: {' '.join(str(e).split())[:160]}).") from None

@@ -35,29 +35,45 @@ from .errors import UserError
 
 @dataclass(frozen=True)
 class Range:
-    """Bounds of a number: ``lo <= v <= hi`` (``<`` where open); None = unbounded."""
+    """Bounds of a number: ``lo <= v <= hi`` (``<`` where open); None = unbounded. ``hi``
+    may be a function of no arguments, asked each time (a bound of the machine a command
+    runs on, e.g. its core count)."""
 
     lo: Optional[float] = None
-    hi: Optional[float] = None
+    hi: Optional[float | Callable[[], float]] = None
     lo_open: bool = False
     hi_open: bool = False
 
+    @property
+    def upper(self) -> Optional[float]:
+        return self.hi() if callable(self.hi) else self.hi
+
     def contains(self, v: float) -> bool:
+        hi = self.upper
         if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
             return False
-        if self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi):
+        if hi is not None and (v >= hi if self.hi_open else v > hi):
             return False
         return True
 
     def describe(self) -> str:
-        if self.lo is not None and self.hi is not None:
+        hi = self.upper
+        if self.lo is not None and hi is not None:
             return (f"in {'(' if self.lo_open else '['}{_num(self.lo)}, "
-                    f"{_num(self.hi)}{')' if self.hi_open else ']'}")
+                    f"{_num(hi)}{')' if self.hi_open else ']'}")
         if self.lo is not None:
             return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
-        if self.hi is not None:
-            return f"{'<' if self.hi_open else '<='} {_num(self.hi)}"
+        if hi is not None:
+            return f"{'<' if self.hi_open else '<='} {_num(hi)}"
         return ""
+
+
+# Image sizes every model and dataset here takes: 16 px (below it shapes' objects are a few
+# pixels and a ResNet's last feature map is 1x1 or less) to 1024 px (4.6x ImageNet's 224;
+# one 1024 px RGB float32 image is 12 MiB, a batch of 64 with ResNet-50's activations
+# tens of GiB - past that a run exhausts memory instead of saying so).
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
+IMAGE_SIZE = Range(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
 
 
 def _num(x: float) -> str:
@@ -120,8 +136,15 @@ def check_value(hint, value: Any, label: str) -> Any:
     if ok and rng is not None and not rng.contains(out):
         ok = False
     if not ok:
-        raise UserError(f"{label} must be {describe(hint)}, got {_json(value)}.")
+        wide = base is int and type(value) is int and not _INT64[0] <= value <= _INT64[1]
+        raise UserError(f"{label} must be {describe(hint)}"
+                        + (" that fits in 64 bits" if wide else "") + f", got {_json(value)}.")
     return out
+
+
+# What torch and numpy take as an integer: a larger Python int was an OverflowError traceback
+# (``rise.N=99999999999999999999999``).
+_INT64 = (-2 ** 63, 2 ** 63 - 1)
 
 
 def _matches(base, literals, v):
@@ -133,7 +156,7 @@ def _matches(base, literals, v):
     if base is bool:
         return type(v) is bool, v
     if base is int:
-        return type(v) is int, v
+        return type(v) is int and _INT64[0] <= v <= _INT64[1], v
     if base is float:
         ok = type(v) in (int, float) and math.isfinite(v)
         return ok, float(v) if ok else v

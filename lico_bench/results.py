@@ -13,7 +13,9 @@ duplicated or edited), when a line is not a JSON object (cut mid-line, garbled),
 its image ids are not each of 0..n-1 exactly once, n being the run's ``n_images``.
 
 Results written before checks existed (no ``.check.json``) are read as "unverified": their
-lines, ids and count are still checked. Used by the runner (which recomputes a damaged
+lines, ids and count are still checked. Where the manifest says every rows file has its
+check (bench.manifest.rows_need_checks), a missing check is damage (``require_check``).
+Used by the runner (which recomputes a damaged
 experiment, keeping the rest) and by ``report``/``figures`` (a one-line error naming the
 file). It sits below both, as :mod:`lico_bench.io` does.
 """
@@ -99,12 +101,15 @@ def write_rows(path: str | Path, text: str, n: int) -> Path:
     return write_text(path, text)
 
 
-def read_rows(path: str | Path, n: Optional[int], fix: str) -> Tuple[List[dict], bool]:
+def read_rows(path: str | Path, n: Optional[int], fix: str,
+              require_check: bool = False) -> Tuple[List[dict], bool]:
     """Verified rows of rows file ``path`` and whether a checksum vouched for them.
 
     ``n``: the run's image count (None: unknown, ids checked against the row count).
     With a check file the bytes must match its sha256 and row count; without one (older
-    results) only the lines, ids and count are checked. The lines and ids are checked in
+    results) only the lines, ids and count are checked, unless ``require_check`` (the
+    manifest says every rows file has a check): then a missing check file is damage, so
+    that deleting it cannot switch verification off. The lines and ids are checked in
     both cases: a check vouches only that the bytes are unchanged since it was written,
     not that they are the run's n rows. Raises :class:`DamagedRows` (its message ends
     with ``fix``)."""
@@ -112,6 +117,9 @@ def read_rows(path: str | Path, n: Optional[int], fix: str) -> Tuple[List[dict],
     data = path.read_bytes()
     check = check_path(path)
     verified = check.exists()
+    if require_check and not verified:
+        raise DamagedRows(path, f"its check file {check.name} is missing (this lico-bench "
+                          "writes one with every rows file)", fix)
     if verified:
         try:
             c = json.loads(check.read_text())

@@ -19,6 +19,8 @@ Layout (format 2)::
                       epoch, "lico_wrn28_2@e5")}
     dataset           the DatasetInfo
     checkpoints       {"model@seedN": path}
+    row_checks        true: every rows file has its check file (false: a directory resumed
+                      from results written before checks existed); absent in older manifests
     versions, device, cpu, world_size, threads, precision, git_commit, command
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ..errors import UserError
 
@@ -36,6 +38,13 @@ from ..errors import UserError
 # per-token reading, format 1's was today's lico_rolled_<arch>), map_dependence in the rows.
 MANIFEST_FORMAT = 2
 NAME = "manifest.json"
+# Whether every rows file has its check (rows/<exp>.check.json) is recorded in the manifest
+# as "row_checks" (true from this version on); there a rows file without its check is
+# damage, so verification cannot be switched off by deleting a file. Format-2 manifests
+# written before the key existed: checks are required as soon as one check file is there
+# (a lico-bench that writes checks writes one for every experiment it finishes); results
+# with none at all (format 1, or format 2 written before checks existed, as two folders
+# of results/ in the repository) are read unverified, as before.
 
 # What is wrong with a manifest, in the words of whoever reads it: re-running a recorded
 # run (``--from-manifest``/``--config``), resuming into its results directory, or reporting.
@@ -67,8 +76,14 @@ def read_manifest(path: Path, purpose: str = "report") -> Dict[str, Any]:
                             "directory that 'lico-bench run' printed.")
         raise UserError(f"manifest {str(path)!r} does not exist; pass the manifest.json of a "
                         "results directory written by 'lico-bench run'.")
+    from ..io import check_nesting, read_bounded_text
+
     try:
-        man = json.loads(path.read_text())
+        # bounded: a regular file of at most 16 MiB nesting at most 32 deep (not a FIFO or
+        # /dev/zero, read until killed; not 100 000 brackets, a RecursionError)
+        man = check_nesting(json.loads(read_bounded_text(path, str(path))), str(path))
+    except RecursionError:
+        raise UserError(f"{path} nests too deeply to parse; {fix}.") from None
     except (OSError, ValueError) as e:
         if purpose == "report" and isinstance(e, OSError):
             raise  # no permission and the like: the CLI names the path and the fix
@@ -85,17 +100,56 @@ def read_manifest(path: Path, purpose: str = "report") -> Dict[str, Any]:
                             f"run' writes); {fix}.")
         if purpose == "resume":
             raise UserError(f"{path} is not a lico-bench manifest; {fix}.")
+    if purpose == "report":
+        fmt = man.get("format")
+        if type(fmt) is not int or fmt < 1 or not man.get("spec") or not man.get("metrics"):
+            what = ("'format'" if type(fmt) is not int or fmt < 1
+                    else "'spec'" if not man.get("spec") else "'metrics'")
+            raise UserError(f"{path} cannot say what was run (no {what}: every manifest "
+                            f"'lico-bench run' writes has format, spec and metrics); {fix}, so "
+                            f"its tables were left as they are.")
     if purpose == "resume" and man.get("format") != MANIFEST_FORMAT:
         raise UserError(f"{path.parent} was written by an incompatible lico-bench (manifest format "
                         f"{man.get('format')}, this one reads {MANIFEST_FORMAT}); use another --out.")
     if purpose == "rerun":
         fmt = man.get("format") if isinstance(man, dict) else None
-        if fmt != MANIFEST_FORMAT or not isinstance(man.get("spec"), dict):
+        if fmt == MANIFEST_FORMAT and not isinstance(man.get("spec"), dict):
+            raise UserError(f"manifest {str(path)!r} has no 'spec' (the run's options), so it "
+                            f"cannot be re-run; {fix}.")
+        if fmt != MANIFEST_FORMAT:
             wrote = (man.get("versions") or {}).get("lico-bench") if isinstance(man, dict) else None
             raise UserError(f"manifest {str(path)!r} has format {fmt!r}; this lico-bench reads "
                             f"format {MANIFEST_FORMAT}; re-run it with the lico-bench that wrote it"
                             + (f" ({wrote})." if wrote else "."))
     return man
+
+
+def rows_need_checks(man: Dict[str, Any], rows_dir: Path) -> bool:
+    """Whether every rows file under ``rows_dir`` must have its check file, by what
+    manifest ``man`` records: its ``row_checks`` (anything but ``false`` means yes), or,
+    for a manifest written before that key, whether any check file is there."""
+    if "row_checks" in man:
+        return man["row_checks"] is not False
+    return any(Path(rows_dir).glob("*.check.json"))
+
+
+def experiment_keys(man: Dict[str, Any]) -> List[str]:
+    """The experiments (``rows/<key>.jsonl`` names) the manifest's ``spec`` records, in the
+    runner's order; a one-line UserError if the spec cannot say (models, methods, seeds,
+    dataset missing or of the wrong type)."""
+    from .spec import Experiment
+
+    spec = man.get("spec") if isinstance(man.get("spec"), dict) else {}
+    models, methods, seeds, dataset = (spec.get(k) for k in ("models", "methods", "seeds",
+                                                              "dataset"))
+    ok = (isinstance(dataset, str) and all(isinstance(v, list) and v for v in (models, methods, seeds))
+          and all(isinstance(v, str) for v in models + methods)
+          and all(type(v) is int for v in seeds))
+    if not ok:
+        raise UserError("the manifest's spec cannot say what was run (models, methods, seeds "
+                        "and dataset are needed); the results directory is damaged, so its "
+                        "tables were left as they are.")
+    return [Experiment(m, meth, dataset, s).key for s in seeds for m in models for meth in methods]
 
 
 def is_manifest(data: Any) -> bool:
@@ -203,6 +257,7 @@ def build_manifest(spec, explainers: Dict[str, Any], metrics: list, info, *,
         "models": models,
         "dataset": info.to_dict(),
         "checkpoints": dict(checkpoints),
+        "row_checks": True,
         "versions": versions(),
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})"
                                  if device.type == "cuda" else ""),
@@ -242,13 +297,50 @@ def differences(old: Dict[str, Any], new: Dict[str, Any]) -> list:
     return diff
 
 
-def check_resumable(out: Path, new: Dict[str, Any]) -> None:
+def check_out_folder(out: Path) -> None:
+    """``run`` writes only into a new or empty folder or into a results directory of its
+    own (one with a manifest.json): anything else - a folder of the user's files, whose
+    summary.md, summary.csv, methods.* a run would replace, or a file - is a one-line
+    :class:`UserError`, before anything is written. What a run writes before its manifest
+    (the lock, the write probe) counts as empty, so a run stopped that early can start
+    again."""
+    from ..lock import LOCK_NAME
+
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is not a folder; pass a new or empty folder, or a "
+                        "results directory of 'lico-bench run'.")
+    if (out / NAME).is_file():
+        return
+    try:
+        entries = [e.name for e in os.scandir(out)]
+    except OSError:
+        return  # unreadable: the write probe that follows names the problem
+    others = sorted(e for e in entries if e != LOCK_NAME and not e.startswith(".write-test-"))
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise UserError(f"--out {out} is a folder that is neither empty nor a lico-bench "
+                        f"results directory (no {NAME}; it holds {shown}), whose files a run "
+                        f"could replace; pass a new or empty folder.")
+
+
+def check_resumable(out: Path, new: Dict[str, Any]) -> bool:
     """Before run ``new`` writes into results directory ``out``: the manifest already there
     (if any) must be readable, of this format, and of the same run (:func:`differences`);
-    otherwise a one-line :class:`UserError`."""
+    otherwise a one-line :class:`UserError`. Returns whether the rows already there must
+    each have a check file (:func:`rows_need_checks`; True for a new directory); where they
+    need not (results written before checks existed), ``new["row_checks"]`` is set False so
+    that the manifest keeps saying so."""
     if not (Path(out) / NAME).exists():
-        return
-    diff = differences(read_manifest(out, "resume"), new)
+        return True
+    old = read_manifest(out, "resume")
+    diff = differences(old, new)
     if diff:
         raise UserError(f"{out} holds a run with other settings ({', '.join(diff)}); "
                         "use another --out or the same options.")
+    need = rows_need_checks(old, Path(out) / "rows")
+    if not need:
+        new["row_checks"] = False
+    return need

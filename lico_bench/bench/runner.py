@@ -167,10 +167,12 @@ class Runner:
                                         device=self.device, world_size=self.dist.world_size,
                                         precision=self.precision, command=command)
 
-    def _set_aside_damaged_rows(self, experiments: List[Experiment]) -> None:
+    def _set_aside_damaged_rows(self, experiments: List[Experiment], need_checks: bool) -> None:
         """Verify every finished experiment's rows (lico_bench.results); a damaged rows
         file is renamed ``<file>.damaged`` with one line saying so, and that experiment
-        alone runs again."""
+        alone runs again. ``need_checks``: the manifest says every rows file has its check
+        (manifest.rows_need_checks), so a missing one is damage too."""
+        from ..io import MAX_ROWS_BYTES, check_regular_file
         from ..results import DamagedRows, check_path, read_rows
 
         for e in experiments:
@@ -178,7 +180,8 @@ class Runner:
             if not path.exists():
                 continue
             try:  # bytes against the checksum, then lines and ids against n_images
-                read_rows(path, self.spec.n_images, fix="")
+                check_regular_file(path, f"rows file {path}", MAX_ROWS_BYTES)  # not /dev/zero
+                read_rows(path, self.spec.n_images, fix="", require_check=need_checks)
             except DamagedRows as d:
                 path.replace(path.with_name(path.name + ".damaged"))
                 check_path(path).unlink(missing_ok=True)
@@ -214,6 +217,7 @@ class Runner:
                 if (name in spec.checkpoints or not spec.train or "@" in name
                         or self.checkpoint_for(name, seed).exists()):
                     self._load_model(name, seed, info.num_classes)   # kept epochs: never trained here
+        manifest_.check_out_folder(self.out)
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             probe = self.out / f".write-test-{self.dist.rank}"
@@ -223,9 +227,9 @@ class Runner:
             raise UserError(f"cannot write to results directory {self.out} ({e.strerror}); pass a writable --out.") from None
         # One writer per results directory, from before the old manifest is read.
         hold_lock(self.out, "writing results to", "pass another --out")
-        manifest_.check_resumable(self.out, manifest)
+        need_checks = manifest_.check_resumable(self.out, manifest)
         if self.dist.is_main:
-            self._set_aside_damaged_rows(experiments)
+            self._set_aside_damaged_rows(experiments, need_checks)
         dist_.barrier()  # every rank has read the old manifest before rank 0 replaces it
         if self.dist.is_main:
             manifest_.write_manifest(self.out, manifest)

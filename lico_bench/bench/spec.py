@@ -7,7 +7,7 @@ from typing import Annotated, Any, Dict, List, Literal, NamedTuple, Optional
 
 from ..config import option, strict_from_dict
 from ..errors import UserError
-from ..options import Range
+from ..options import IMAGE_SIZE, Range
 
 DEFAULT_METRICS = ("insertion", "deletion", "pointing_game", "energy_pointing_game")
 MASK_METRICS = ("pointing_game", "energy_pointing_game")
@@ -49,7 +49,7 @@ class RunSpec:
     dataset: str = option("shapes", help="dataset (see 'lico-bench info')")
     split: str = option("test", help="dataset split whose images are explained")
     root: Optional[str] = option(None, help="data root for real datasets")
-    image_size: Optional[Annotated[int, Range(1)]] = option(
+    image_size: Optional[Annotated[int, IMAGE_SIZE]] = option(
         None, help="image size in pixels (default: the dataset's)")
     n_images: Annotated[int, Range(1)] = option(200, help="first N images of the split")
     seeds: List[int] = option(default_factory=lambda: [0], help="training seeds (default 0)")
@@ -142,7 +142,7 @@ class RunSpec:
 
         from ..options import check_value
 
-        hints = typing.get_type_hints(TrainConfig)
+        hints = typing.get_type_hints(TrainConfig, include_extras=True)   # with the ranges
         for k, v in self.train_options.items():
             self.train_options[k] = check_value(hints[k], v, f"--train-option {k}")
 

@@ -39,10 +39,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE  # noqa: F401  (re-exported)
 from .base import DatasetInfo, TensorImageDataset
 
 DATA_ENV = "LICO_BENCH_DATA"
-MIN_IMAGE_SIZE = 16
 
 
 def default_data_root() -> Path:
@@ -79,6 +79,8 @@ def check_image_size(name: str, image_size: Optional[int], default: int) -> int:
     size = default if image_size is None else int(image_size)
     if size < MIN_IMAGE_SIZE:
         raise UserError(f"{name} image size {size} is too small; use {MIN_IMAGE_SIZE} px or more.")
+    if size > MAX_IMAGE_SIZE:
+        raise UserError(f"{name} image size {size} is too large; use {MAX_IMAGE_SIZE} px or less.")
     return size
 
 

@@ -19,12 +19,14 @@ this layout with ImageNet wnid folder names; ``imagenette`` maps them to readabl
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..errors import UserError
+from ..io import check_regular_file
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, LicoDataset
 from .common import base_root, candidates, check_image_size, check_options, where
 from .registry import register_dataset
@@ -61,26 +63,100 @@ def class_folders(directory: Path) -> List[str]:
 
 
 def find_images(split_dir: Path, classes: Sequence[str]) -> List[Tuple[str, int]]:
-    """(path, label) for every image under ``split_dir/<class>``, in torchvision's order."""
+    """(path, label) for every image under ``split_dir/<class>``, in torchvision's order.
+
+    Directory symlinks inside a class folder are followed (data kept elsewhere), except one
+    that leads back into ``split_dir`` or to a folder above it (``ln -s .. cls0/loop``: it
+    would loop, and label another class's images as this one) and any folder reached twice:
+    both are a one-line UserError naming the link, never a silently different image list."""
+    top = os.path.realpath(split_dir)
     samples = []
     for label, cls in enumerate(classes):
         d = split_dir / cls
         if not d.is_dir():
             continue
-        for sub, _, fnames in sorted(os.walk(d, followlinks=True)):
+        seen = set()
+        walked = []
+        for sub, dirs, fnames in os.walk(d, followlinks=True):
+            real = os.path.realpath(sub)
+            if real in seen:
+                raise UserError(f"image folder {sub} is reached twice through directory "
+                                f"symlinks (it is {real}); remove the extra link")
+            seen.add(real)
+            for name in dirs:
+                link = os.path.join(sub, name)
+                if not os.path.islink(link):
+                    continue
+                target = os.path.realpath(link)
+                if target == top or target.startswith(top + os.sep) or \
+                        top.startswith(target.rstrip(os.sep) + os.sep):
+                    raise UserError(f"directory symlink {link} points back into the image "
+                                    f"tree or above it ({target}), which would loop or mix "
+                                    f"classes; remove it or point it outside {split_dir}")
+            walked.append((sub, fnames))
+        for sub, fnames in sorted(walked):
             samples += [(os.path.join(sub, f), label) for f in sorted(fnames) if is_image(f)]
     return samples
 
 
-def load_rgb(path: str):
-    """A PIL RGB image; unreadable files -> UserError naming the file."""
+# What an image file may be. Formats: the ones IMG_EXTENSIONS name (PIL's PPM plugin reads
+# .pgm too); PIL would otherwise try every plugin it has, some of which hand the file to an
+# outside program (EPS -> Ghostscript). Pixels: PIL's own decompression-bomb threshold
+# (Image.MAX_IMAGE_PIXELS, 89.5 Mpx, about 1/4 GiB as RGB), an error here instead of a
+# warning. Bytes: 256 MiB, far above any photo in these datasets (ImageNet's largest JPEG
+# is ~15 MB).
+IMAGE_FORMATS = ("JPEG", "PNG", "PPM", "BMP", "TIFF", "WEBP")
+MAX_IMAGE_PIXELS = 89_478_485
+MAX_IMAGE_BYTES = 256 * 2 ** 20
+
+
+@contextmanager
+def open_image(path: str | os.PathLike) -> Iterator["PIL.Image.Image"]:  # noqa: F821
+    """Open an image file from outside, lazily (header read, pixels not decoded), for reading
+    only what it is: a regular file (a FIFO, device or socket - e.g. a symlink to
+    /dev/zero - would block or never end) of at most :data:`MAX_IMAGE_BYTES`, in one of
+    :data:`IMAGE_FORMATS`, of at most :data:`MAX_IMAGE_PIXELS`. Anything else, and an
+    unreadable file, is a one-line UserError naming the file."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
-    except Exception as e:
-        raise UserError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
+        # a regular file (a FIFO would block, /dev/zero never end) within the byte bound
+        check_regular_file(path, f"image {path}", MAX_IMAGE_BYTES, too_big="shrink or remove it")
+        f = open(path, "rb")
+    except OSError as e:
+        raise UserError(f"cannot read image {path}: {e.strerror or type(e).__name__}") from None
+    with f:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(f, formats=IMAGE_FORMATS)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise UserError(f"image {path} has more than {MAX_IMAGE_PIXELS} pixels; shrink or "
+                            f"remove it") from None
+        except Image.UnidentifiedImageError:
+            raise UserError(f"cannot read image {path}: not a {', '.join(IMAGE_FORMATS[:-1])} "
+                            f"or {IMAGE_FORMATS[-1]} image") from None
+        except Exception as e:
+            raise UserError(f"cannot read image {path}: {type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:120]}") from None
+        with im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise UserError(f"image {path} has {im.width} x {im.height} pixels, more than "
+                                f"{MAX_IMAGE_PIXELS}; shrink or remove it")
+            yield im
+
+
+def load_rgb(path: str):
+    """A PIL RGB image (decoded), read through :func:`open_image`; unreadable or refused
+    files -> UserError naming the file."""
+    with open_image(path) as im:
+        try:
+            return im.convert("RGB")
+        except Exception as e:
+            raise UserError(f"cannot read image {path}: {type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:120]}") from None
 
 
 def to_normalised(img_u8: torch.Tensor, mean, std) -> torch.Tensor:

@@ -296,7 +296,10 @@ class ShapesDataset(TensorImageDataset):
         size = 32 if image_size is None else int(image_size)
         if size < 16:
             raise UserError(f"shapes image size {size} is too small; use 16 px or more (32, 64, 128, 224).")
-        n = DEFAULT_SIZES.get(split, 0) if n is None else int(n)
+        if n is None and split not in DEFAULT_SIZES:   # was "split size must be positive, got 0"
+            raise UserError(f"unknown split {split!r} of shapes; use one of "
+                            f"{', '.join(DEFAULT_SIZES)}.")
+        n = DEFAULT_SIZES[split] if n is None else int(n)
         if n <= 0:
             raise UserError(f"shapes split size must be positive, got {n}.")
         self.scene_split, self.seed = split, seed  # the generator's split (a cue split's scenes)

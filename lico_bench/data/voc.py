@@ -37,7 +37,7 @@ import torch
 from ..errors import UserError
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, LicoDataset
 from .common import base_root, check_image_size, check_options, check_split, where
-from .folder import load_rgb, to_normalised
+from .folder import load_rgb, open_image, to_normalised
 from .registry import register_dataset
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -228,9 +228,7 @@ class VOCPointingDataset(LicoDataset):
         ann = self.annotations[k]
         if ann.size is not None:
             return ann.size
-        from PIL import Image
-
-        with Image.open(self.voc_dir / "JPEGImages" / f"{ann.image_id}.jpg") as im:
+        with open_image(self.voc_dir / "JPEGImages" / f"{ann.image_id}.jpg") as im:
             return (im.height, im.width)
 
     def annotation(self, i: int) -> dict:

@@ -28,7 +28,7 @@ import torch.nn as nn
 from ..errors import UserError
 from ..options import Range, typed_options
 from ..precision import float32_ops
-from .base import (Explainer, layer_path, model_guard, resolve_layer, scaled,
+from .base import (Explainer, checked_layer_path, model_guard, resolve_layer, scaled,
                    upsample)
 
 # ----------------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ class PytorchGradCamAdapter(Explainer):
         self.cam_class, self.layer, self.cam_options = classes[cam], layer, cam_options
 
     def resolved_options(self, model, image_size):
-        return {**self.options, "layer": layer_path(model, self.layer)}
+        return {**self.options, "layer": checked_layer_path(model, self.layer)}
 
     def explain(self, model, images, targets):
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -212,7 +212,7 @@ class CaptumAdapter(Explainer):
         out = {**self.options, "attribute": {k: list(v) if isinstance(v, tuple) else v
                                              for k, v in kw.items()}}
         if self.uses_layer:
-            out["layer"] = layer_path(model, self.layer)
+            out["layer"] = checked_layer_path(model, self.layer)
         return out
 
     def explain(self, model, images, targets):

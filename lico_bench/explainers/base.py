@@ -197,6 +197,14 @@ def layer_path(model: nn.Module, layer: Optional[str]) -> str:
     return path
 
 
+def checked_layer_path(model: nn.Module, layer: Optional[str]) -> str:
+    """:func:`layer_path`, after checking that ``model`` has that layer (a one-line
+    UserError otherwise): what ``resolved_options`` records, so that a run refuses a wrong
+    ``layer`` option while it builds its manifest, before it writes anything."""
+    resolve_layer(model, layer)
+    return layer_path(model, layer)
+
+
 def resolve_layer(model: nn.Module, layer: Optional[str]) -> nn.Module:
     from ..models import get_module  # models does not import explainers: no cycle
 

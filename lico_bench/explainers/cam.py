@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 from ..options import Range, typed_options
 from ..precision import at_least_float32, float32_ops
-from .base import (Explainer, capture_activations, layer_path,
+from .base import (Explainer, capture_activations, checked_layer_path, layer_path,
                    resolve_layer, single_activation, upsample)
 
 SCORECAM_VARIANTS = ("official", "grad-cam")
@@ -67,7 +67,7 @@ class BaseCAM(Explainer):
         return self.uses_gradients
 
     def resolved_options(self, model: nn.Module, image_size: tuple) -> Dict[str, Any]:
-        return {**self.options, "layer": layer_path(model, self.layer)}
+        return {**self.options, "layer": checked_layer_path(model, self.layer)}
 
     @abc.abstractmethod
     def weights(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor,

@@ -16,7 +16,8 @@ Encoders (``create_text_encoder(name, checkpoint)``):
   (the model's own pooling; its final L2 normalisation is left to the losses). D = 384.
   ``checkpoint`` may name another local BERT-style model folder (HF layout).
 * ``clip``: the text tower of an OpenAI CLIP / open_clip checkpoint file (state dict or
-  OpenAI's TorchScript archive, ``.pt``/``.pth``/``.bin``/``.safetensors``); feature = the
+  OpenAI's TorchScript archive, whose tensors are read without running its code,
+  ``.pt``/``.pth``/``.bin``/``.safetensors``); feature = the
   EOT token's final state through ``text_projection`` (as ``CLIP.encode_text``). QuickGELU,
   as OpenAI's models. ``clip_gelu``: the same with exact GELU, for open_clip models trained
   without QuickGELU (the state dict cannot tell them apart).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
@@ -13,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
+from ..io import is_torchscript_archive, torchscript_tensors
 from .clip_tokenizer import ClipBPETokenizer, _find_clip_tokenizer
 from .text_base import TextEncoder, register_text_encoder
 
@@ -58,24 +58,37 @@ def _short(msg: str, limit: int = 120) -> str:
     return msg if len(msg) <= limit else msg[: limit - 3] + "..."
 
 
+def _convert_hint(path: Path) -> str:
+    """How to turn a TorchScript CLIP file into a state dict lico-bench reads."""
+    out = path.with_name(path.stem + "-state.pt")
+    return (f"if you trust the file, convert it to a state dict with: python -c \"import torch; "
+            f"torch.save(torch.jit.load('{path}', map_location='cpu').state_dict(), '{out}')\" "
+            f"(this runs the archive's code) and pass {str(out)!r}")
+
+
 def _load_state_dict(path: Path) -> Dict[str, torch.Tensor]:
-    """Read a checkpoint file into a flat ``{name: tensor}``; UserError if unreadable."""
+    """Read a checkpoint file into a flat ``{name: tensor}``; UserError if unreadable.
+
+    No file's code ever runs: a state dict loads with ``torch.load(weights_only=True)``,
+    ``.safetensors`` with safetensors, and a TorchScript archive (OpenAI's released ``.pt``
+    files) through :func:`~lico_bench.io.torchscript_tensors`, which reads its stored tensors
+    without compiling or running the archive (``torch.jit.load`` would run its code,
+    ``__setstate__`` included, while loading)."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
             obj = load_file(str(path), device="cpu")
+        elif is_torchscript_archive(path):
+            obj = torchscript_tensors(path, f"CLIP checkpoint {str(path)!r}", _convert_hint(path))
         else:
-            try:
-                obj = torch.load(str(path), map_location="cpu", weights_only=True)
-            except Exception:
-                # OpenAI's released .pt files are TorchScript archives.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)   # jit.load deprecation
-                    obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except UserError:
+        raise
     except Exception as e:
         msg = _short(str(e) or type(e).__name__)
         raise UserError(f"cannot read CLIP checkpoint {str(path)!r} ({msg}); expected a CLIP "
-                        f"state dict (.pt/.pth/.bin/.safetensors)") from None
+                        f"state dict (.pt/.pth/.bin/.safetensors) or OpenAI's TorchScript "
+                        f".pt") from None
     for key in ("state_dict", "model"):          # common training-checkpoint wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

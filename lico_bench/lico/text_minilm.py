@@ -37,8 +37,10 @@ class MiniLMTextEncoder(TextEncoder):
         hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise in our logs
         try:
             # local_files_only: a folder path never goes to the hub, even if the env allows it.
-            self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
-            self._tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True,
+                                                   trust_remote_code=False)
+            self._tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True,
+                                                            trust_remote_code=False)
         except (OSError, ValueError) as e:
             raise UserError(f"text encoder 'minilm': cannot load {str(model_dir)!r}: {e}") from None
         if not hasattr(self.model, "embeddings") or not hasattr(self.model.embeddings,

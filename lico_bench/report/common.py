@@ -9,6 +9,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import pandas as pd
 
 from ..errors import UserError
+from ..io import MAX_ROWS_BYTES, check_regular_file
 from ..results import REPAIR, expected_images, read_rows
 
 NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (ins-del)",
@@ -31,17 +32,41 @@ def load_manifest(results: Path) -> dict:
     return read_manifest(results, "report")
 
 
-def load_rows(results: Path) -> pd.DataFrame:
-    """All per-image rows of complete experiments, as one DataFrame (curves dropped)."""
-    files = sorted((Path(results) / "rows").glob("*.jsonl"))
-    if not files:
+def load_rows(results: Path, manifest: Optional[dict] = None) -> pd.DataFrame:
+    """All per-image rows of the run, as one DataFrame (curves dropped).
+
+    Every experiment the manifest records must have its rows: a missing one (an experiment
+    without a rows file, or a check file whose rows file is gone) is a one-line UserError,
+    never a table that silently lacks it. Rows are verified (lico_bench.results): checksum,
+    row count and image ids; where the manifest says every rows file has its check
+    (``row_checks``), a rows file without one is damage."""
+    from ..bench.manifest import experiment_keys, rows_need_checks
+
+    results = Path(results)
+    manifest = load_manifest(results) if manifest is None else manifest
+    rows_dir = results / "rows"
+    keys = experiment_keys(manifest)
+    files = sorted(rows_dir / f"{k}.jsonl" for k in keys)   # file order, as before
+    if not any(f.exists() for f in files):
         raise UserError(f"{results} has no finished experiments yet (rows/*.jsonl); run "
                         "'lico-bench run' first or wait for it to finish one.")
-    # Verified, not trusted: checksum, row count and image ids (lico_bench.results).
+    orphans = sorted(c for c in rows_dir.glob("*.check.json")
+                     if not c.with_name(c.name[: -len(".check.json")] + ".jsonl").exists())
+    missing = [f for f in files if not f.exists()]
+    if orphans or missing:
+        absent = {c.name[: -len(".check.json")] for c in orphans} | {f.stem for f in missing}
+        name = (orphans[0].name[: -len(".check.json")] if orphans else missing[0].stem)
+        why = ("has a check file but no rows file" if orphans
+               else "is in the manifest but has no rows file")
+        raise UserError(f"experiment {name} {why} ({rows_dir / (name + '.jsonl')} is missing; "
+                        f"{len(absent)} experiment(s) in all), so the "
+                        f"tables were left as they are; {REPAIR}")
     n = expected_images(results)
+    need = rows_need_checks(manifest, rows_dir)
     recs = []
     for f in files:
-        for r in read_rows(f, n, fix=REPAIR)[0]:
+        check_regular_file(f, f"rows file {f}", MAX_ROWS_BYTES)   # not a FIFO or /dev/zero
+        for r in read_rows(f, n, fix=REPAIR, require_check=need)[0]:
             recs.append({k: v for k, v in r.items() if not k.startswith("curve_")})
     return pd.DataFrame.from_records(recs)
 

@@ -73,7 +73,7 @@ def build_figures(results_dir: str | Path, out: Optional[str | Path] = None,
         raise UserError(f"--out {out} is a file; figures go into a folder: pass a folder "
                         "(it is created if needed).")
     manifest = load_manifest(results)
-    rows = load_rows(results)
+    rows = load_rows(results, manifest)
     plt = _plt()
     result: Dict[str, List] = {}
     notes: List[str] = []

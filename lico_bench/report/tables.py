@@ -278,7 +278,7 @@ def build_report(results: str | Path) -> Dict[str, Path]:
 
     results = Path(results)
     manifest = load_manifest(results)
-    rows = load_rows(results)
+    rows = load_rows(results, manifest)
     directions = metric_directions(manifest, rows)
     summary = compute_summary(rows, directions, manifest)
     agree = read_agreement(results)

@@ -6,12 +6,18 @@ override single fields, unknown keys are an error.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Annotated, Any, Dict, List, Literal, Optional
 
 from ..config import option, strict_from_dict
 from ..errors import UserError
-from ..options import Range
+from ..options import IMAGE_SIZE, Range
+
+
+def _cores() -> int:
+    """The logical cores of the machine a command runs on: the most data-loader workers."""
+    return os.cpu_count() or 1
 
 
 @dataclass
@@ -25,7 +31,7 @@ class TrainConfig:
                                        "shapes), cifar10, cifar100, svhn, imagenet (default: by dataset)")
     root: Optional[str] = option(None, help="data root for real datasets")
     download: bool = option(False, help="fetch CIFAR/SVHN files into --root")
-    image_size: Optional[Annotated[int, Range(1)]] = option(  # None: the dataset's default
+    image_size: Optional[Annotated[int, IMAGE_SIZE]] = option(  # None: the dataset's default
         None, help="image size in pixels (default: the dataset's)")
     n_train: Optional[Annotated[int, Range(1)]] = option(None, help="shapes: training-split size")
     epochs: Annotated[int, Range(1)] = option(2, help="training epochs")
@@ -37,18 +43,20 @@ class TrainConfig:
                                    "(model_e<E>.pt; run them as MODEL@e<E>)")
     batch_size: Annotated[int, Range(1)] = option(64, help="global batch size")
     optimizer: Literal["sgd", "adamw"] = option("sgd", help="sgd (the paper's) or adamw")
-    lr: float = option(0.03, help="peak learning rate")
-    momentum: float = option(0.9, help="SGD momentum")
+    lr: Annotated[float, Range(0, lo_open=True)] = option(0.03, help="peak learning rate")
+    momentum: Annotated[float, Range(0, 1, hi_open=True)] = option(0.9, help="SGD momentum")
     nesterov: bool = option(True, help="SGD with Nesterov momentum")
-    weight_decay: float = option(5e-4, help="weight decay")
-    ema: float = option(0.999, help="EMA decay of the evaluated weights (0 = off)")
-    bn_recalibrate: int = option(20, help="batches to re-estimate BatchNorm statistics (0 = off)")
+    weight_decay: Annotated[float, Range(0)] = option(5e-4, help="weight decay")
+    ema: Annotated[float, Range(0, 1, hi_open=True)] = option(
+        0.999, help="EMA decay of the evaluated weights (0 = off)")
+    bn_recalibrate: Annotated[int, Range(0)] = option(
+        20, help="batches to re-estimate BatchNorm statistics (0 = off)")
     augment: str = option("crop_flip", help="crop_flip, crop, flip, resized_crop_flip, none")
     # LICO; None = the model's variant's value (lico/variants.py: lico_r18 is the paper's
     # reading, lico_otonly_r18 has alpha = 0, ...). Ignored for baseline models.
-    alpha: Optional[float] = option(  # paper: 10
+    alpha: Optional[Annotated[float, Range(0)]] = option(  # paper: 10
         None, help="LICO: weight of the MM loss (default: the model variant's)")
-    beta: Optional[float] = option(  # paper: 1
+    beta: Optional[Annotated[float, Range(0)]] = option(  # paper: 1
         None, help="LICO: weight of the OT loss (default: the model variant's)")
     ot_grad: Optional[Literal["cost", "full", "none"]] = option(
         None, help="LICO: OT gradient through the cost (paper reading), also through Sinkhorn "
@@ -65,12 +73,15 @@ class TrainConfig:
     # 2.66 and B = 128), and beta*L_OT, a transport cost between unit vectors (<= 4). So a
     # healthy loss stays below ~100 with the paper's weights; 1000 takes exploding logits
     # (or a collapsed tau). 0 turns the guard off (non-finite losses still stop).
-    max_loss: float = option(
+    max_loss: Annotated[float, Range(0)] = option(
         1000.0, help="stop when the loss exceeds this (0 = only NaN/inf stop)")
     sync_bn: bool = option(False, help="under torchrun: BatchNorm statistics over the global batch")
     seed: int = option(0, help="training seed")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
-    workers: int = option(0, help="data-loader worker processes")
+    # at most one per core this machine has: more only adds processes (and memory: each
+    # worker holds a copy of the dataset object), 100 000 exhausted memory
+    workers: Annotated[int, Range(0, _cores)] = option(
+        0, help="data-loader worker processes")
     out: str = option("runs", help="runs directory")
 
     def to_dict(self) -> Dict[str, Any]:

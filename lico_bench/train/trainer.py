@@ -186,7 +186,8 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     try:
         rdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot create run directory {rdir} ({e.strerror}); pass a writable --out.") from None
+        raise UserError(f"cannot create run directory {rdir} ({e.strerror}); pass a writable "
+                        f"runs folder (train --out, run --runs).") from None
     hold_lock(rdir, "training into", "use another runs folder (train --out, run --runs)")  # one trainer each
 
     net = TrainNet(model, head, gather=dist_.gather_cat if d.enabled else None)

@@ -61,9 +61,14 @@ def test_check_resumable_reads_with_the_resume_wording(tmp_path):
     ("[]", "report", "is not a lico-bench manifest (not the JSON object"),
     ("{bad", "report", "is not valid JSON; the results directory is damaged"),
     ('{"format": 1, "spec": {}}', "resume", "was written by an incompatible lico-bench (manifest format 1"),
-    ('{"format": 1, "spec": {}}', "report", None),       # the report reads older formats
+    ('{"format": 1, "spec": {"models": ["m"]}, "metrics": {"insertion": {}}}', "report",
+     None),                                             # the report reads older formats
+    ('{"format": 1, "spec": {}, "metrics": {"insertion": {}}}', "report",
+     "cannot say what was run (no 'spec'"),
+    ("{}", "report", "cannot say what was run (no 'format'"),
     ('{"format": 1, "spec": {}}', "rerun", "has format 1; this lico-bench reads format 2"),
     ("[1]", "rerun", "has format None"),
+    ('{"format": 2}', "rerun", "has no 'spec' (the run's options), so it cannot be re-run"),
 ])
 def test_read_manifest_problems_are_one_line(tmp_path, text, purpose, needle):
     (tmp_path / "manifest.json").write_text(text)

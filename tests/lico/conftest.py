@@ -2,6 +2,8 @@
 layout, with its BPE merges file) and, once per module that asks, the packaged MiniLM."""
 import gzip
 import os
+import warnings
+from typing import Tuple
 
 # The text encoders must work without a network: make any hub access fail loudly.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -55,6 +57,61 @@ def write_tiny_clip(folder, width=128, layers=2, ctx_len=40, embed_dim=48, seed=
             f.write("\"bpe_simple_vocab_16e6.txt#version: 0.2\n")
             f.write("\n".join(" ".join(m) for m in MERGES) + "\n")
     return path, sd
+
+
+class _Holder(torch.nn.Module):
+    """A scripted module that only holds parameters (OpenAI's archives nest modules so)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class _SetstatePayload(torch.nn.Module):
+    """A LayerNorm-like holder whose TorchScript ``__setstate__`` - code in the archive that
+    ``torch.jit.load`` runs while loading - prints a line and overwrites the stored weight
+    with 7s, so a load that runs it is visible in what it returns."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight)
+        self.bias = torch.nn.Parameter(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[torch.Tensor, torch.Tensor, bool]:
+        return (self.weight, self.bias, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[torch.Tensor, torch.Tensor, bool]) -> None:
+        print("the payload ran")
+        self.weight = torch.full_like(state[0], 7.0)
+        self.bias = state[1]
+        self.training = state[2]
+
+
+def write_torchscript_clip(path, sd, payload=False):
+    """Save ``sd`` as a TorchScript archive (as OpenAI ships CLIP: ``torch.jit.save`` of a
+    module tree whose parameter names are the state dict's keys). With ``payload`` the
+    ``ln_final`` module carries :class:`_SetstatePayload`. Returns ``path``."""
+    root = _Holder()
+    for key, value in sd.items():
+        *mods, leaf = key.split(".")
+        if payload and mods == ["ln_final"]:
+            if not hasattr(root, "ln_final"):
+                root.ln_final = _SetstatePayload(sd["ln_final.weight"], sd["ln_final.bias"])
+            continue
+        m = root
+        for part in mods:
+            if not hasattr(m, part):
+                m.add_module(part, _Holder())
+            m = getattr(m, part)
+        m.register_parameter(leaf, torch.nn.Parameter(value))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)      # torch.jit.script deprecation
+        torch.jit.script(root).save(str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

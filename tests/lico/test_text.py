@@ -13,7 +13,7 @@ from lico_bench.errors import UserError
 from lico_bench.lico import ClipBPETokenizer, create_text_encoder
 from lico_bench.lico.text import _bytes_to_unicode
 
-from .conftest import MERGES, write_tiny_clip
+from .conftest import MERGES, write_tiny_clip, write_torchscript_clip
 
 
 def _reference_encode_text(sd, ids, ctx_len, all_tokens=False):
@@ -243,3 +243,24 @@ def test_minilm_head_trains_context_only(minilm):
     assert head.prompt_learner()[0].shape == (3, 4, 384)          # M = n_ctx + 1
     assert head.prompt_learner.ctx.grad.abs().sum() > 0
     assert all(p.grad is None for p in minilm.parameters())
+
+
+def test_torchscript_archive_read_without_running_it(tmp_path, tiny_clip):
+    """OpenAI ships CLIP as a TorchScript archive: its tensors are read from the archive's
+    pickle and storages (no code compiled or run) and equal what the safe state dict and
+    ``torch.jit.load(...).state_dict()`` give, bit for bit."""
+    import warnings
+
+
+    path, sd = tiny_clip
+    ts = write_torchscript_clip(tmp_path / "ViT-tiny.pt", sd)
+    bpe = Path(path).parent / "bpe_simple_vocab_16e6.txt.gz"
+    (tmp_path / bpe.name).write_bytes(bpe.read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        ref = torch.jit.load(str(ts), map_location="cpu").state_dict()
+    assert sorted(ref) == sorted(sd)
+    enc = create_text_encoder("clip", ts)
+    got = dict(enc.named_parameters())
+    for k, v in got.items():
+        assert torch.equal(v, ref[k]) and torch.equal(v, sd[k]), k

@@ -54,15 +54,21 @@ def chdir(path: Path):
 
 
 def snapshot(*roots: Path) -> Dict[str, tuple]:
-    """Every file and folder under ``roots``: files by (sha256, size, mtime_ns)."""
+    """Every file and folder under ``roots``: files by (sha256, size, mtime_ns), symlinks by
+    their target, FIFOs and other special files by mode (never opened: reading one would
+    block or never end)."""
     out: Dict[str, tuple] = {}
     for root in roots:
         root = Path(root)
         if not root.exists():
             continue
         for p in sorted([root, *root.rglob("*")]):
-            if p.is_dir():
+            if p.is_symlink():
+                out[str(p)] = ("link", os.readlink(p))
+            elif p.is_dir():
                 out[str(p)] = ("dir",)
+            elif not p.is_file():
+                out[str(p)] = ("special", p.lstat().st_mode)
             else:
                 st = p.stat()
                 out[str(p)] = ("file", hashlib.sha256(p.read_bytes()).hexdigest(), st.st_size,

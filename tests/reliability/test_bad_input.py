@@ -124,7 +124,8 @@ def test_image_size_too_small(capsys, tmp_path, ckpts, command):
     pixels; the feature map would be 1x1 or less)."""
     argv = (_run(ckpts["baseline_tiny"], tmp_path / "out", "--image-size", "8")
             if command == "run" else _train(tmp_path / "runs", "--image-size", "8"))
-    cli_error(capsys, argv, "image size 8 is too small", "use 16 px or more", watch=[tmp_path])
+    cli_error(capsys, argv, "argument --image-size: expected an integer in [16, 1024]", "got 8",
+              watch=[tmp_path])
 
 
 def test_n_train_on_a_real_dataset(capsys, tmp_path):
@@ -184,8 +185,8 @@ def test_output_directory_not_writable(capsys, ckpts, tmp_path, command):
             cli_error(capsys, _run(ckpts["baseline_tiny"], out), f"cannot write to results directory {out}",
                       "pass a writable --out", watch=[tmp_path])
         else:
-            cli_error(capsys, _train(out), "cannot create run directory", "pass a writable --out",
-                      watch=[tmp_path])
+            cli_error(capsys, _train(out), "cannot create run directory",
+                      "pass a writable runs folder (train --out, run --runs)", watch=[tmp_path])
     finally:
         out.parent.chmod(0o700)
 
@@ -249,3 +250,9 @@ def test_degenerate_maps_are_kept_flagged_and_counted(capsys, ckpts, tmp_path, p
     header = next(l for l in md.splitlines() if l.startswith("| model"))
     row = next(l for l in md.splitlines() if l.startswith("| baseline_tiny"))
     assert header.rstrip(" |").endswith("flagged maps") and row.rstrip(" |").endswith("6")
+
+
+def test_unknown_split_of_shapes(capsys, ckpts, tmp_path):
+    """``--split nosuch`` on shapes said "shapes split size must be positive, got 0"."""
+    cli_error(capsys, _run(ckpts["baseline_tiny"], tmp_path / "out", "--split", "nosuch"),
+              "unknown split 'nosuch' of shapes; use one of train, val, test", watch=[tmp_path])

@@ -12,8 +12,12 @@ JSON (a JSONDecodeError traceback), or a value edited in place:
   that experiment (the other rows files are not touched) and ends with the rows and tables
   of an uninterrupted run.
 
-Results written before checks existed are still read (ids and counts checked, reported as
-unverified), and damage to them is caught by the same id and count checks."""
+Results written before checks existed (no check files, no ``row_checks`` in the manifest)
+are still read (ids and counts checked, reported as unverified), and damage to them is
+caught by the same id and count checks. Where the manifest says every rows file has its
+check, a missing check file is damage: deleting it cannot switch verification off
+(before, forged rows with their check deleted were reported as "written by an older
+lico-bench" and ``run`` called them complete)."""
 import hashlib
 import json
 import shutil
@@ -71,9 +75,12 @@ def work(tmp_path, reference_run):
 
 
 def _damage(res, how, old_format=False):
-    if old_format:  # as written by a lico-bench without checks
+    if old_format:  # as written by a lico-bench without checks (no "row_checks" either)
         for c in (res / "rows").glob("*.check.json"):
             c.unlink()
+        man = json.loads((res / "manifest.json").read_text())
+        del man["row_checks"]
+        (res / "manifest.json").write_text(json.dumps(man))
     f = res / "rows" / DAMAGED
     f.write_bytes(how(f.read_bytes()))
     return f
@@ -147,6 +154,26 @@ def test_damaged_rows_without_checks_are_caught_by_ids_and_counts(capsys, work, 
     _run_recomputes_just_that_experiment(capsys, work, ckpts, reference_run, f, why)
 
 
+MISSING_CHECK = ("its check file shapes__baseline_tiny__gradcam__seed0.check.json is missing "
+                 "(this lico-bench writes one with every rows file)")
+
+
+def test_a_missing_check_file_is_damage(capsys, work, ckpts, reference_run):
+    """The issue's forgery: delete ``rows/<exp>.check.json`` and set every insertion to
+    0.999. Before: ``report`` exited 0 with Insertion 99.9 (true 34.3) and a note about an
+    older lico-bench, ``run`` said "4 of 4 experiments already complete". The manifest is of
+    this version's, it says every rows file has its check ("row_checks"), so none can be
+    missing legitimately: ``report`` refuses in one line (tables untouched) and ``run``
+    recomputes that experiment alone."""
+    f = work / "res" / "rows" / DAMAGED
+    (f.parent / f"{DAMAGED[:-6]}.check.json").unlink()
+    lines = [json.loads(l) for l in f.read_text().splitlines()]
+    f.write_text("".join(json.dumps({**r, "insertion": 0.999}, sort_keys=True) + "\n"
+                         for r in lines))
+    _report_refuses(capsys, work, f, MISSING_CHECK)
+    _run_recomputes_just_that_experiment(capsys, work, ckpts, reference_run, f, MISSING_CHECK)
+
+
 def test_results_without_checks_are_still_read_as_unverified(capsys, work):
     """``report`` on results written before checks existed (as results/ in the repository):
     the same tables, and a note that they are unverified."""
@@ -162,6 +189,12 @@ def test_a_check_without_its_rows_file_means_unfinished(capsys, work, ckpts, ref
     run."""
     f = work / "res" / "rows" / DAMAGED
     f.unlink()
+    key = DAMAGED[: -len(".jsonl")]
+    # report: an experiment missing is one line, never tables without it (before: exit 0,
+    # the experiment silently dropped, the good summary files replaced)
+    cli_error(capsys, ["report", str(work / "res")], f"experiment {key} has a check file but "
+              f"no rows file ({f} is missing; 1 experiment(s) in all), so the tables were "
+              "left as they are", watch=[work])
     with chdir(work):
         out = cli_ok(capsys, run_argv(ckpts))
     assert "3 of 4 experiments already complete" in out and "damaged" not in out
@@ -196,3 +229,39 @@ def test_a_damaged_manifest_is_one_line(capsys, work, ckpts, text):
     cli_error(capsys, ["report", str(work / "res")], "manifest.json", "damaged", watch=[work])
     with chdir(work):
         cli_error(capsys, run_argv(ckpts), "manifest.json", "damaged", watch=[work])
+
+
+def test_an_experiment_of_the_manifest_without_rows(capsys, work):
+    """A finished experiment's rows file and check both deleted: ``report`` used to build
+    tables without it and replace the good ones; now one line naming it."""
+    key = DAMAGED[: -len(".jsonl")]
+    (work / "res" / "rows" / DAMAGED).unlink()
+    (work / "res" / "rows" / f"{key}.check.json").unlink()
+    cli_error(capsys, ["report", str(work / "res")], f"experiment {key} is in the manifest but "
+              "has no rows file", "so the tables were left as they are", watch=[work])
+
+
+@pytest.mark.parametrize("drop", ["metrics", "spec", "format", "everything"])
+def test_a_manifest_that_cannot_say_what_was_run(capsys, work, drop):
+    """A manifest without ``metrics`` (or ``spec``, ``format``), or ``{}``: before, report
+    exited 0 with an empty saliency table ("# Results: ? (test split, ? images, seeds ?)")
+    over the good summary files."""
+    path = work / "res" / "manifest.json"
+    man = json.loads(path.read_text())
+    path.write_text(json.dumps({} if drop == "everything" else
+                               {k: v for k, v in man.items() if k != drop}))
+    what = "format" if drop == "everything" else drop
+    cli_error(capsys, ["report", str(work / "res")], f"{path} cannot say what was run (no "
+              f"'{what}'", "its tables were left as they are", watch=[work])
+
+
+def test_older_results_with_some_checks_need_all(capsys, work):
+    """A manifest written before "row_checks" existed, in a directory holding check files:
+    a lico-bench that writes checks writes one per experiment, so one missing is damage."""
+    man = json.loads((work / "res" / "manifest.json").read_text())
+    del man["row_checks"]
+    (work / "res" / "manifest.json").write_text(json.dumps(man))
+    f = work / "res" / "rows" / DAMAGED
+    (f.parent / f"{DAMAGED[:-6]}.check.json").unlink()
+    cli_error(capsys, ["report", str(work / "res")], f"rows file {f} is damaged: "
+              + MISSING_CHECK, watch=[work])

@@ -5,6 +5,7 @@ naming the option, what it must be and what was given - before anything is writt
 option for a method or metric that is not in the run is an error naming the closest valid
 name (it used to be ignored silently)."""
 import inspect
+import os
 
 import pytest
 
@@ -27,6 +28,10 @@ def _run(ckpts, out, *extra, method="rise"):
     ("rise.s=true", ["option s of method 'rise' must be an integer >= 1 or null (automatic), got true"]),
     ("rise.N=2000.0", ["option N of method 'rise' must be an integer", "got 2000.0"]),
     ("rise.N=0", ["option N of method 'rise' must be an integer >= 1", "got 0"]),
+    # an OverflowError traceback before
+    ("rise.N=99999999999999999999999", ["option N of method 'rise' must be an integer >= 1 "
+                                        "or null (automatic) that fits in 64 bits, got "
+                                        "99999999999999999999999"]),
     ("rise.p=NaN", ["option p of method 'rise' must be a finite number in (0, 1], got NaN"]),
     ("rise.p=Infinity", ["option p of method 'rise' must be a finite number in (0, 1], got Infinity"]),
     ("rise.p=1.5", ["option p of method 'rise' must be a finite number in (0, 1], got 1.5"]),
@@ -113,9 +118,10 @@ def test_good_values_are_kept_and_normalised():
 
 
 @pytest.mark.parametrize("option,needles", [
-    ("n_train=true", ["--train-option n_train must be an integer or null (automatic), got true"]),
-    ("epochs=1.5", ["--train-option epochs must be an integer, got 1.5"]),
-    ("lr=NaN", ["--train-option lr must be a finite number, got NaN"]),
+    ("n_train=true", ["--train-option n_train must be an integer >= 1 or null (automatic), got true"]),
+    ("epochs=1.5", ["--train-option epochs must be an integer >= 1, got 1.5"]),
+    ("lr=NaN", ["--train-option lr must be a finite number > 0, got NaN"]),
+    ("ema=1.5", ["--train-option ema must be a finite number in [0, 1), got 1.5"]),
     ("nesterov=1", ["--train-option nesterov must be true or false, got 1"]),
 ])
 def test_bad_train_option_values(capsys, tmp_path, option, needles):
@@ -125,3 +131,39 @@ def test_bad_train_option_values(capsys, tmp_path, option, needles):
             "--device", "cpu", "--quiet", "--runs", str(tmp_path / "runs"),
             "--out", str(tmp_path / "out"), "--train-option", option]
     cli_error(capsys, argv, *needles, watch=[tmp_path])
+
+
+def _train(out, *extra):
+    return ["train", "--model", "baseline_tiny", "--n-train", "64", "--batch-size", "32",
+            "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("flag,value,expected", [
+    ("--ema", "1.5", "a finite number in [0, 1)"),
+    ("--ema", "1", "a finite number in [0, 1)"),
+    ("--weight-decay", "-1", "a finite number >= 0"),
+    ("--lr", "0", "a finite number > 0"),
+    ("--momentum", "1.2", "a finite number in [0, 1)"),
+    ("--alpha", "-10", "a finite number >= 0"),
+    ("--max-loss", "-5", "a finite number >= 0"),
+    ("--bn-recalibrate", "-1", "an integer >= 0"),
+    ("--workers", "100000", f"an integer in [0, {os.cpu_count()}]"),
+    ("--image-size", "4097", "an integer in [16, 1024]"),
+], ids=lambda v: v if isinstance(v, str) and not v.startswith(("a ", "an ")) else "")
+def test_training_option_ranges(capsys, tmp_path, flag, value, expected):
+    """Training options get the ranges their meaning implies, declared with the fields
+    (train/config.py). Before: ``--ema 1.5`` and ``--weight-decay -1`` trained and wrote a
+    checkpoint, ``--workers 100000`` was killed for memory leaving orphaned workers,
+    ``--image-size 4097`` ended in a traceback. Now one line, nothing written."""
+    cli_error(capsys, _train(tmp_path / "runs", flag, value),
+              f"argument {flag}: expected {expected}",
+              f"got '{value}'" if expected.startswith("a finite") else f"got {value}",
+              watch=[tmp_path])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_image_size_range(capsys, ckpts, tmp_path):
+    """``run --image-size 4097``: the same declared range."""
+    cli_error(capsys, _run(ckpts, tmp_path / "out", "--image-size", "4097"),
+              "argument --image-size: expected an integer in [16, 1024]", "got 4097",
+              watch=[tmp_path])

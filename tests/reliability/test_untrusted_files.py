@@ -7,6 +7,7 @@ ends in one line naming the file as unsafe, the marker never appears, and nothin
 written. A control loads the same file the unsafe way and sees the marker appear, so the
 payload is live."""
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,32 @@ def test_files_lico_bench_writes_hold_only_tensors_and_plain_containers(tmp_path
     with pytest.raises(TypeError, match="only tensors and plain containers"):
         torch_save({"w": torch.zeros(2), "obj": Payload(tmp_path / "never")}, path)
     assert path.read_bytes() == good
+
+
+def test_torchscript_clip_archive_with_a_payload(capsys, tmp_path):
+    """``train --text-encoder clip --text-checkpoint x.pt`` with a TorchScript archive whose
+    ``ln_final`` module has a ``__setstate__`` (archive code that ``torch.jit.load`` runs
+    while loading). Before this change the CLIP loader fell back to ``torch.jit.load`` and
+    the code ran; now the archive's tensors are read without running it, and a module whose
+    state only its code can rebuild is refused in one line that says how to convert a
+    trusted file to a state dict. Control: ``torch.jit.load`` of the same file runs the
+    payload (the weights it returns are the payload's 7s, not the stored ones)."""
+    from tests.lico.conftest import write_tiny_clip, write_torchscript_clip
+
+    _, sd = write_tiny_clip(tmp_path / "clip", width=64, layers=1)
+    evil = write_torchscript_clip(tmp_path / "clip" / "ViT-B-32.pt", sd, payload=True)
+    argv = ["train", "--model", "lico_tiny", "--text-encoder", "clip", "--text-checkpoint",
+            str(evil), "--n-train", "64", "--batch-size", "32", "--epochs", "1", "--device",
+            "cpu", "--quiet", "--out", str(tmp_path / "runs")]
+    cli_error(capsys, argv, f"CLIP checkpoint {str(evil)!r}: module 'ln_final.' stores its "
+              "state through its own code (__setstate__), which lico-bench does not run",
+              "convert it to a state dict with: python -c", "torch.jit.load(", "state_dict()",
+              watch=[tmp_path])
+    assert not (tmp_path / "runs").exists()
+    # the control: the unsafe load runs the archive's __setstate__
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)      # torch.jit.load deprecation
+        loaded = torch.jit.load(str(evil), map_location="cpu").state_dict()
+    assert torch.equal(loaded["ln_final.weight"], torch.full_like(sd["ln_final.weight"], 7.0))
+    assert not torch.equal(sd["ln_final.weight"], loaded["ln_final.weight"]), \
+        "the payload did not run under torch.jit.load: the test proves nothing"

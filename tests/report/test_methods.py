@@ -312,8 +312,9 @@ def test_report_files(tmp_path):
 
     res = tmp_path / "res"
     (res / "rows").mkdir(parents=True)
-    manifest = {"spec": {"dataset": "shapes", "split": "test", "n_images": 30, "seeds": [10, 11],
-                         "methods": METHODS},
+    manifest = {"format": 1,
+                "spec": {"dataset": "shapes", "split": "test", "n_images": 30, "seeds": [10, 11],
+                         "methods": METHODS, "models": ["baseline_r18", "lico_r18"]},
                 "metrics": {"insertion": {"higher_is_better": True},
                             "deletion": {"higher_is_better": False}}}
     (res / "manifest.json").write_text(json.dumps(manifest))

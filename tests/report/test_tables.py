@@ -350,7 +350,9 @@ def _results_dir(root, seeds):
     rng = np.random.default_rng(8)
     res = root / "res"
     (res / "rows").mkdir(parents=True)
-    manifest = {"format": 1, "spec": {"dataset": "shapes", "split": "test", "n_images": N, "seeds": seeds},
+    manifest = {"format": 1, "spec": {"dataset": "shapes", "split": "test", "n_images": N, "seeds": seeds,
+                                      "models": ["baseline_r18", "lico_r18"],
+                                      "methods": ["gradcam", "rise"]},
                 "metrics": {k: {"higher_is_better": v} for k, v in
                             {"insertion": True, "deletion": False, "pointing_game": True}.items()},
                 "models": {"baseline_r18": {"family": "baseline", "arch": "resnet18", "variant": None},

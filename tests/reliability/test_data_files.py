@@ -1,0 +1,177 @@
+"""Image folders that would hang, loop or exhaust memory: a FIFO named like an image, an
+image that is a symlink to /dev/zero, a directory symlink back into the tree, an image
+whose header claims more pixels than PIL's bomb threshold, a file over the size bound.
+Each ends in one line, exit status 2, and no file written; a SIGALRM guard turns a hang
+(the failure these tests exist for) into a failed test instead of a stuck suite."""
+import os
+import shutil
+import signal
+import struct
+import zlib
+from contextlib import contextmanager
+
+import pytest
+from PIL import Image
+
+from lico_bench.data.folder import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from tests.reliability.common import cli_error, cli_ok
+
+GUARD_S = 60   # far above the ~1 s these commands take; only a hang reaches it
+
+
+@contextmanager
+def no_hang(seconds: int = GUARD_S):
+    def _fail(signum, frame):
+        raise AssertionError(f"the command hung (no answer after {seconds} s)")
+
+    old = signal.signal(signal.SIGALRM, _fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _folder(root):
+    """ROOT/test/{cls0,cls1}/ with 3 small PNGs each."""
+    for c in range(2):
+        for k in range(3):
+            p = root / "test" / f"cls{c}" / f"img{k}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16, 16), (40 * k, 100 * c, 7)).save(p)
+    return root
+
+
+def _show(root, out):
+    return ["dataset", "show", "imagefolder", "--split", "test", "--root", str(root), "-n", "6",
+            "--out", str(out)]
+
+
+def test_the_folder_itself_is_read(capsys, tmp_path):
+    """The control of this file: the untouched folder shows all 6 images."""
+    root = _folder(tmp_path / "data")
+    cli_ok(capsys, _show(root, tmp_path / "grid.png"))
+    assert (tmp_path / "grid.png").exists()
+
+
+def test_directory_symlink_loop(capsys, tmp_path):
+    """``ln -s .. test/cls0/loop``: before, 246 images instead of 6, cls1's labelled cls0."""
+    root = _folder(tmp_path / "data")
+    os.symlink("..", root / "test" / "cls0" / "loop")
+    with no_hang():
+        cli_error(capsys, _show(root, tmp_path / "grid.png"), "directory symlink",
+                  str(root / "test" / "cls0" / "loop"), "points back into the image tree",
+                  watch=[tmp_path])
+
+
+def test_fifo_named_like_an_image(capsys, tmp_path):
+    """A FIFO ``x.png`` in a class folder: before, reading it waited forever for a writer."""
+    root = _folder(tmp_path / "data")
+    fifo = root / "test" / "cls0" / "a.png"       # sorts first: the first image read
+    os.mkfifo(fifo)
+    with no_hang():
+        cli_error(capsys, _show(root, tmp_path / "grid.png"), f"image {fifo} is not a regular "
+                  "file", watch=[tmp_path])
+
+
+def test_image_symlinked_to_dev_zero(capsys, tmp_path):
+    """An image that is a symlink to /dev/zero: an endless stream of zeros."""
+    root = _folder(tmp_path / "data")
+    link = root / "test" / "cls0" / "a.png"
+    os.symlink("/dev/zero", link)
+    with no_hang():
+        cli_error(capsys, _show(root, tmp_path / "grid.png"), f"image {link} is not a regular "
+                  "file", watch=[tmp_path])
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose IHDR (valid CRCs) claims width x height, with an empty IDAT: PIL reads
+    the header lazily, so this costs bytes, not memory."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", b"") + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("factor", [1, 2])
+def test_image_over_the_pixel_bound(capsys, tmp_path, factor):
+    """A header claiming just over MAX_IMAGE_PIXELS (PIL only warns there: several lines of
+    stderr, then ~270 MB decoded) or over twice it (PIL's own error)."""
+    root = _folder(tmp_path / "data")
+    side = int((factor * MAX_IMAGE_PIXELS) ** 0.5) + 1
+    _png_header_only(root / "test" / "cls0" / "a.png", side, side)
+    cli_error(capsys, _show(root, tmp_path / "grid.png"), str(root / "test" / "cls0" / "a.png"),
+              f"more than {MAX_IMAGE_PIXELS}", watch=[tmp_path])
+
+
+def test_image_file_over_the_size_bound(capsys, tmp_path):
+    """A (sparse) .png of MAX_IMAGE_BYTES + 1 bytes: refused from its size, unread."""
+    root = _folder(tmp_path / "data")
+    big = root / "test" / "cls0" / "a.png"
+    with open(big, "wb") as f:
+        f.truncate(MAX_IMAGE_BYTES + 1)
+    cli_error(capsys, _show(root, tmp_path / "grid.png"), f"image {big} is "
+              f"{MAX_IMAGE_BYTES + 1} bytes, over the limit", watch=[tmp_path])
+
+
+def test_format_outside_the_listed_ones(capsys, tmp_path):
+    """An EPS file named .png: PIL would hand it to Ghostscript; only the formats the
+    extensions name are tried."""
+    root = _folder(tmp_path / "data")
+    eps = root / "test" / "cls0" / "a.png"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n")
+    cli_error(capsys, _show(root, tmp_path / "grid.png"), f"cannot read image {eps}",
+              "not a JPEG, PNG, PPM, BMP, TIFF or WEBP image", watch=[tmp_path])
+
+
+# ------------------------------------------------------------------ results and config files
+def test_rows_file_symlinked_to_dev_zero(capsys, reference_run, tmp_path):
+    """A rows file that is a symlink to /dev/zero: before, ``report`` read until killed."""
+    res = tmp_path / "res"
+    shutil.copytree(reference_run["dir"], res)
+    f = next((res / "rows").glob("*.jsonl"))
+    f.unlink()
+    os.symlink("/dev/zero", f)
+    with no_hang():
+        cli_error(capsys, ["report", str(res)], f"rows file {f} is not a regular file",
+                  watch=[tmp_path])
+
+
+def test_manifest_symlinked_to_dev_zero(capsys, reference_run, tmp_path):
+    res = tmp_path / "res"
+    shutil.copytree(reference_run["dir"], res)
+    (res / "manifest.json").unlink()
+    os.symlink("/dev/zero", res / "manifest.json")
+    with no_hang():
+        cli_error(capsys, ["report", str(res)], "no manifest.json", watch=[tmp_path])
+
+
+def _deep(kind: str, depth: int) -> str:
+    if kind == "json":
+        return '{"models": ' + "[" * depth + "]" * depth + "}"
+    if kind == "yaml":
+        return "models: " + "[" * depth + "]" * depth + "\n"
+    return "models = " + "[" * depth + "]" * depth + "\n"
+
+
+@pytest.mark.parametrize("kind,depth", [("json", 100_000), ("yaml", 5_000), ("toml", 5_000),
+                                        ("json", 40)])
+def test_config_nested_too_deep(capsys, tmp_path, kind, depth):
+    """A config nested 5 000 (YAML/TOML) or 100 000 (JSON) deep was a RecursionError
+    traceback; 40 deep parses but is past the declared bound of 32."""
+    cfg = tmp_path / f"deep.{kind}"
+    cfg.write_text(_deep(kind, depth))
+    cli_error(capsys, ["run", "--config", str(cfg), "--quiet"], f"config file {str(cfg)!r} nests",
+              watch=[tmp_path])
+
+
+def test_config_symlinked_to_dev_zero(capsys, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    os.symlink("/dev/zero", cfg)
+    with no_hang():
+        cli_error(capsys, ["run", "--config", str(cfg), "--quiet"], f"config file {str(cfg)!r}",
+                  watch=[tmp_path])
