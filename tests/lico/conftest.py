@@ -77,7 +77,7 @@ def clip_encoder(tiny_clip):
 # rounding of earlier layers reaches the output at that scale. A float64 twin of the same
 # computation (same weights, converted exactly) has the same bound with EPS64.
 
-def _eps(module):
+def weights_eps(module):
     """EPS64 for a module whose weights are float64, else EPS32."""
     from tests.tolerance import EPS32, EPS64
     return EPS64 if next(module.parameters()).dtype == torch.float64 else EPS32
@@ -106,7 +106,7 @@ def clip_tol(enc, seq, mask, extra_depth=0, computations=2):
     width = enc.token_dim
     depth = 11 * len(enc.transformer.resblocks) + 3 + extra_depth
     return f32_tol(max(4 * width, seq.shape[1]), magnitude, depth=depth,
-                   computations=computations, eps=_eps(enc))
+                   computations=computations, eps=weights_eps(enc))
 
 
 def minilm_tol(enc, ids, mask, computations=2):
@@ -139,7 +139,7 @@ def minilm_tol(enc, ids, mask, computations=2):
     magnitude = (out.LayerNorm.weight.detach().abs() / std * terms).max().item()
     depth = 2 + 11 * model.config.num_hidden_layers
     return f32_tol(max(model.config.intermediate_size, ids.shape[1]), magnitude, depth=depth,
-                   computations=computations, eps=_eps(enc))
+                   computations=computations, eps=weights_eps(enc))
 
 
 def assert_within(actual, expected, bound):
