@@ -8,7 +8,7 @@ import torch
 
 from lico_bench.lico import manifold_matching_loss, ot_cost, ot_loss, sinkhorn, sinkhorn_log
 from lico_bench.lico.losses import EXP_DOMAIN_MAX_RANGE
-from tests.tolerance import EPS32, EPS64, f32_tol, gamma
+from tests.tolerance import EPS32, EPS64, f32_tol
 
 
 def _kl_rows_by_hand(e, t, tau, sign=-1.0):
