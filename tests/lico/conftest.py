@@ -124,3 +124,84 @@ def tiny_clip(tmp_path_factory):
 def clip_encoder(tiny_clip):
     from lico_bench.lico import create_text_encoder
     return create_text_encoder("clip", tiny_clip[0])
+
+
+# ----------------------------------------------------------------------------- tolerances
+# Bounds for two computations of a text tower's outputs, from tests/tolerance.py: the
+# longest accumulation (n_terms), the accumulations in sequence (depth) and the magnitude of
+# the last accumulation's terms at the output's scale, taken from the actual activations.
+# First order: every LayerNorm rescales the error it receives with the activations, so the
+# rounding of earlier layers reaches the output at that scale. A float64 twin of the same
+# computation (same weights, converted exactly) has the same bound with EPS64.
+
+def weights_eps(module):
+    """EPS64 for a module whose weights are float64, else EPS32."""
+    from tests.tolerance import EPS32, EPS64
+    return EPS64 if next(module.parameters()).dtype == torch.float64 else EPS32
+
+
+def clip_tol(enc, seq, mask, extra_depth=0, computations=2):
+    """Bound on |a - b| for two computations of ``enc.encode_tokens(seq, mask)`` (tokens
+    [N, L, D] and sentences [N, D], float32 or float64 by the weights' dtype).
+
+    n_terms: c_proj's 4 * width hidden units, the longest accumulation (>= the attention
+    length L <= 40); depth: 11 per block (ln_1's mean and variance, in_proj, q k^T, the
+    softmax's sum, attention @ v, out_proj, ln_2's mean and variance, c_fc, c_proj) + 3
+    (ln_final's mean and variance, text_projection) + ``extra_depth`` accumulations after the
+    tower; magnitude: the largest sum_i |ln_final(x)_i| |P_ij|, the terms of the last
+    accumulation.
+    """
+    from tests.tolerance import f32_tol
+    seen = []
+    hook = enc.ln_final.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    try:
+        with torch.no_grad():
+            enc.encode_tokens(seq.to(next(enc.parameters()).dtype), mask)
+    finally:
+        hook.remove()
+    magnitude = (seen[0].abs() @ enc.text_projection.detach().abs()).max().item()
+    width = enc.token_dim
+    depth = 11 * len(enc.transformer.resblocks) + 3 + extra_depth
+    return f32_tol(max(4 * width, seq.shape[1]), magnitude, depth=depth,
+                   computations=computations, eps=weights_eps(enc))
+
+
+def minilm_tol(enc, ids, mask, computations=2):
+    """Bound on |a - b| for two computations of MiniLM's last hidden states [N, L, 384] for
+    ``ids`` (float32 or float64 by the weights' dtype).
+
+    n_terms: the 1536 intermediate units summed by each layer's output dense, the longest
+    accumulation (>= the length L); depth: 2 (the embeddings' LayerNorm) + 11 per layer
+    (query/key/value, q k^T, the softmax's sum, attention @ v, the attention's output
+    dense, its LayerNorm's mean and variance, intermediate, output dense, LayerNorm's mean
+    and variance); magnitude: the last output dense's terms and residual, sum_i |h_i W_ji| +
+    |b_j| + |residual_j|, times the last LayerNorm's gain |w_j| / std(x), the largest over
+    the positions and features.
+    """
+    from tests.tolerance import f32_tol
+    model = enc.model
+    out = model.encoder.layer[-1].output
+    seen = []
+    hook = out.register_forward_pre_hook(lambda m, args: seen.append([a.detach() for a in args]))
+    try:
+        with torch.no_grad():
+            enc.encode_tokens(enc.embed(ids), mask)
+    finally:
+        hook.remove()
+    h, res = seen[0]
+    w, b = out.dense.weight.detach(), out.dense.bias.detach()
+    terms = h.abs() @ w.abs().T + b.abs() + res.abs()
+    x = h @ w.T + b + res
+    std = (x.var(-1, unbiased=False, keepdim=True) + out.LayerNorm.eps).sqrt()
+    magnitude = (out.LayerNorm.weight.detach().abs() / std * terms).max().item()
+    depth = 2 + 11 * model.config.num_hidden_layers
+    return f32_tol(max(model.config.intermediate_size, ids.shape[1]), magnitude, depth=depth,
+                   computations=computations, eps=weights_eps(enc))
+
+
+def assert_within(actual, expected, bound):
+    """|actual - expected| <= bound elementwise (bound: a float or a tensor of the shape)."""
+    diff = (actual - expected).abs()
+    excess = diff - bound
+    assert (excess <= 0).all(), (f"greatest difference {diff.max().item():.3g}, "
+                                 f"{excess.max().item():.3g} over the bound")

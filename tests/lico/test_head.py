@@ -1,6 +1,7 @@
 """Prompt learner and LicoHead on the tiny CLIP tower: per-token and rolled text targets,
 label order, gradients reach the context and never the frozen encoder, what each LICO
 variant trains, checkpoint contents."""
+import copy
 import math
 
 import pytest
@@ -9,7 +10,9 @@ import torch
 from lico_bench.errors import UserError
 from lico_bench.lico import (LicoHead, MappingNet, PromptLearner, manifold_matching_loss,
                              ot_loss, prompt_text)
-from tests.tolerance import f32_tol
+from tests.tolerance import EPS32, f32_tol, gamma
+
+from .conftest import assert_within, clip_tol
 
 NAMES = ["ship", "cat", "dog", "a cat"]     # deliberately not alphabetical
 
@@ -17,6 +20,33 @@ NAMES = ["ship", "cat", "dog", "a cat"]     # deliberately not alphabetical
 def _head(enc, seed=0, **kw):
     return LicoHead(enc, NAMES, feat_hw=6, n_ctx=4, generator=torch.Generator().manual_seed(seed),
                     **kw)
+
+
+def _prompt_seqs(pl, names=NAMES):
+    """Every prompt ``pl`` encodes, written out: [(input embeddings [1, L, W], mask [1, L])],
+    one per class (per class and rolled copy for "rolled"), in ``pl``'s dtype."""
+    enc = pl.text_encoder
+    copies = pl.contexts() if pl.targets == "rolled" else pl.ctx[None]        # [M', n, W]
+    out = []
+    for name in names:
+        ids, mask = enc.tokenize([prompt_text(name)])
+        emb = enc.embed(ids).to(pl.ctx.dtype)
+        full_mask = torch.cat([torch.ones(1, pl.n_ctx, dtype=torch.long), mask], dim=1)
+        out += [(torch.cat([emb[:, :1], c[None], emb[:, 1:]], dim=1), full_mask) for c in copies]
+    return out
+
+
+def _pl_tol(pl, extra_depth=1):
+    """clip_tol over every prompt of ``pl``: the largest magnitude among its prompts;
+    extra_depth 1: the mean over a class name's tokens."""
+    return max(clip_tol(pl.text_encoder, seq, mask, extra_depth=extra_depth)
+               for seq, mask in _prompt_seqs(pl))
+
+
+def _twin(pl):
+    """The float64 twin of a prompt learner: the same encoder weights and context vectors,
+    converted exactly; its outputs are float64 computations rounded once to float32."""
+    return copy.deepcopy(pl).double()
 
 
 def test_token_targets_are_the_prompts_token_outputs(clip_encoder):
@@ -28,25 +58,48 @@ def test_token_targets_are_the_prompts_token_outputs(clip_encoder):
     t, s = pl()
     assert t.shape == (len(NAMES), 5, enc.width) and s.shape == (len(NAMES), enc.width)
     assert t.dtype == s.dtype == torch.float32
-    for k, name in enumerate(NAMES):
-        ids, mask = enc.tokenize([prompt_text(name)])
+    pl64 = _twin(pl)
+    t64, s64 = pl64()
+    for k, ((seq, full_mask), (seq64, _), name) in enumerate(zip(_prompt_seqs(pl),
+                                                                  _prompt_seqs(pl64), NAMES)):
         n_name = len(enc.tokenize([name])[0][0]) - 2          # "a cat" is 2 tokens
-        emb = enc.embed(ids)
-        seq = torch.cat([emb[:, :1], pl.ctx[None], emb[:, 1:]], dim=1)
-        full_mask = torch.cat([torch.ones(1, 4, dtype=torch.long), mask], dim=1)
+        # The batched prompts vs this prompt alone: two float32 runs of the tower (clip_tol:
+        # n_terms 4 * width = 512, depth 25 + 1 for the name's mean, magnitude from the
+        # activations, ~10) - a worst case of ~1.6e-2 on outputs of ~3, loose by design ...
+        tol = clip_tol(enc, seq, full_mask, extra_depth=1)
         tokens, sent = enc.encode_tokens(seq, full_mask)
-        torch.testing.assert_close(s[k], enc(seq, full_mask)[0], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(s[k], sent[0], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(t[k, :4], tokens[0, 1:5], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(t[k, 4], tokens[0, 5:5 + n_name].mean(0), rtol=1e-5, atol=1e-6)
-    # Distinct across a class's positions, and its name target distinct across classes.
+        torch.testing.assert_close(s[k], enc(seq, full_mask)[0], rtol=0, atol=tol)
+        torch.testing.assert_close(s[k], sent[0], rtol=0, atol=tol)
+        torch.testing.assert_close(t[k, :4], tokens[0, 1:5], rtol=0, atol=tol)
+        torch.testing.assert_close(t[k, 4], tokens[0, 5:5 + n_name].mean(0), rtol=0, atol=tol)
+        # ... so the same assembly is checked tightly on the float64 twin: the same bound
+        # with EPS64 (~3e-11), plus the one rounding of pl's outputs to float32 (EPS32 / 2
+        # relative). A target off by 1e-5 fails here.
+        tol64 = clip_tol(pl64.text_encoder, seq64, full_mask, extra_depth=1)
+        tokens64, sent64 = pl64.text_encoder.encode_tokens(seq64, full_mask)
+        torch.testing.assert_close(s64[k].double(), sent64[0], rtol=EPS32 / 2, atol=tol64)
+        torch.testing.assert_close(t64[k, :4].double(), tokens64[0, 1:5], rtol=EPS32 / 2,
+                                   atol=tol64)
+        # The name's mean runs on the float32-rounded tokens: each token rounded (u), a sum
+        # of n_name terms and a division, <= gamma(n_name + 2) * mean |token| in all.
+        name64 = tokens64[0, 5:5 + n_name]
+        assert_within(t64[k, 4].double(), name64.mean(0),
+                      tol64 + gamma(n_name + 2) * name64.abs().mean(0))
+    # Distinct across a class's positions, and its name target distinct across classes:
+    # farther apart than two computations of one vector can be (sqrt(D) * the bound).
+    apart = 2 * enc.width ** 0.5 * _pl_tol(pl)
     d = torch.cdist(t, t)                                             # [K, M, M]
-    assert (d + torch.eye(5) * 1e9).min() > 1e-4
+    assert (d + torch.eye(5) * 1e9).min() > apart
     dn = torch.cdist(t[:, 4], t[:, 4])
-    assert (dn + torch.eye(len(NAMES)) * 1e9).min() > 1e-4
+    assert (dn + torch.eye(len(NAMES)) * 1e9).min() > apart
     # CLIP's attention is causal: a context position never sees the name that follows it,
-    # so with CLIP the context targets are the same for every class (MiniLM: near-equal).
-    torch.testing.assert_close(t[:, :4], t[:1, :4].expand(len(NAMES), -1, -1), rtol=1e-5, atol=1e-6)
+    # so with CLIP the context targets are the same for every class (MiniLM: near-equal):
+    # rows of one batched float32 run (clip_tol), and of the float64 twin (EPS64 bound, plus
+    # each side's rounding to float32: EPS32 relative).
+    torch.testing.assert_close(t[:, :4], t[:1, :4].expand(len(NAMES), -1, -1), rtol=0,
+                               atol=_pl_tol(pl))
+    torch.testing.assert_close(t64[:, :4], t64[:1, :4].expand(len(NAMES), -1, -1), rtol=EPS32,
+                               atol=_pl_tol(pl64))
 
 
 def test_token_targets_on_minilm_differ_within_and_across_classes():
@@ -76,24 +129,38 @@ def test_rolled_targets_shapes_rolls_and_label_order(clip_encoder):
     pl = PromptLearner(enc, NAMES, n_ctx=4, generator=torch.Generator().manual_seed(0),
                        targets="rolled")
     assert pl.ctx.shape == (4, enc.token_dim) and pl.num_prompts == 4
-    assert abs(pl.ctx.std().item() - 0.02) < 0.005
+    # init N(0, 0.02^2): the sample std of n = 4 * 128 draws has standard error
+    # 0.02 / sqrt(2 (n - 1)) ~ 6e-4; within 5 of them (a statistical bound, not rounding).
+    n = pl.ctx.numel()
+    assert abs(pl.ctx.std().item() - 0.02) < 5 * 0.02 / math.sqrt(2 * (n - 1))
     ctxs = pl.contexts()
     for i in range(4):
         assert torch.equal(ctxs[i], torch.roll(pl.ctx, i, dims=0))
     t, s = pl()
     assert torch.equal(s, t[:, 0])                   # MM's sentence = the unrolled prompt
     assert t.shape == (len(NAMES), 4, enc.width) and t.dtype == torch.float32
-    # Row k, copy i is exactly "<sot> roll(ctx, i) <name k> . <eot>" through the encoder.
+    pl64 = _twin(pl)
+    t64, _ = pl64()
+    # Row k, copy i is exactly "<sot> roll(ctx, i) <name k> . <eot>" through the encoder:
+    # float32, batched vs alone (clip_tol: n_terms 512, depth 25, magnitude from the
+    # activations; loose), and tightly on the float64 twin (EPS64, plus pl's one rounding
+    # to float32).
     for k, name in enumerate(NAMES):
         ids, mask = enc.tokenize([prompt_text(name)])
-        emb = enc.embed(ids)
+        full_mask = torch.cat([torch.ones(1, 4, dtype=torch.long), mask], dim=1)
         for i in range(4):
-            seq = torch.cat([emb[:, :1], torch.roll(pl.ctx, i, 0)[None], emb[:, 1:]], dim=1)
-            full_mask = torch.cat([torch.ones(1, 4, dtype=torch.long), mask], dim=1)
-            torch.testing.assert_close(t[k, i], enc(seq, full_mask)[0], rtol=1e-5, atol=1e-6)
-    # The M copies are distinct vectors (the released code's copies were identical).
+            for one, out in ((pl, t), (pl64, t64)):
+                e = one.text_encoder
+                emb = e.embed(ids)
+                seq = torch.cat([emb[:, :1], torch.roll(one.ctx, i, 0)[None], emb[:, 1:]], dim=1)
+                want = e(seq, full_mask)[0]
+                torch.testing.assert_close(out[k, i].to(want.dtype), want,
+                                           rtol=0 if one is pl else EPS32 / 2,
+                                           atol=clip_tol(e, seq, full_mask))
+    # The M copies are distinct vectors (the released code's copies were identical):
+    # farther apart than two computations of one vector can be (sqrt(D) * the bound).
     d = torch.cdist(t.reshape(-1, enc.width), t.reshape(-1, enc.width))
-    assert (d + torch.eye(d.shape[0]) * 1e9).min() > 1e-4
+    assert (d + torch.eye(d.shape[0]) * 1e9).min() > 2 * enc.width ** 0.5 * _pl_tol(pl, 0)
 
 
 @pytest.mark.parametrize("targets", ["tokens", "rolled"])
@@ -101,8 +168,14 @@ def test_prompt_subset_equals_rows_of_full(clip_encoder, targets):
     pl = PromptLearner(clip_encoder, NAMES, n_ctx=3, generator=torch.Generator().manual_seed(1),
                        targets=targets)
     classes = torch.tensor([0, 2])          # shortest names: the padding gets trimmed
+    # Trimmed vs padded batch: two float32 runs (clip_tol over the prompts, + 1: the name's
+    # mean), and the float64 twin (EPS64 bound, plus each side's rounding to float32; classes
+    # 0 and 2 have one-token names, so the name's float32 mean is that token, exactly).
     for part, full in zip(pl(classes), pl()):
-        torch.testing.assert_close(part, full[classes], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(part, full[classes], rtol=0, atol=_pl_tol(pl))
+    pl64 = _twin(pl)
+    for part, full in zip(pl64(classes), pl64()):
+        torch.testing.assert_close(part, full[classes], rtol=EPS32, atol=_pl_tol(pl64))
 
 
 def test_prompt_too_long_is_user_error(clip_encoder):
@@ -137,14 +210,21 @@ def test_head_losses_are_lico_md_formulas(clip_encoder):
     feats = torch.randn(6, 5, 2, 3, generator=g)
     labels = torch.tensor([2, 0, 0, 3, 1, 2])
     parts = head.losses(feats, labels)
+    # Every class is in the batch, so losses() encodes the same prompts as prompt_learner()
+    # (no padding trimmed) and both sides below run the same operations on the same values
+    # and shapes in one process: bitwise equal (same seed, same numbers).
+    assert torch.equal(torch.unique(labels), torch.arange(len(NAMES)))
     with torch.no_grad():
         t, s = head.prompt_learner()
         mm = manifold_matching_loss(feats.mean((2, 3)), s[labels], head.logit_scale)
         ot = ot_loss(feats, head.mapping(t[labels]))              # t[labels]: [B, M, D]
-    assert parts["mm"].item() == pytest.approx(mm.item(), rel=1e-4, abs=1e-7)
-    assert parts["ot"].item() == pytest.approx(ot.item(), rel=1e-5)
-    assert head.combine(parts).item() == pytest.approx(10 * mm.item() + ot.item(), rel=1e-4)
-    assert head.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+    assert parts["mm"].item() == mm.item()
+    assert parts["ot"].item() == ot.item()
+    # combine: 2 float32 terms (alpha * mm, + ot) vs the float64 sum of the same values.
+    want = 10 * mm.item() + ot.item()
+    assert abs(head.combine(parts).item() - want) <= f32_tol(2, 10 * abs(mm.item()) + abs(ot.item()))
+    # ln(1/0.07) rounded once to float32
+    assert abs(head.logit_scale.item() - math.log(1 / 0.07)) <= EPS32 / 2 * math.log(1 / 0.07)
 
 
 def test_head_checks_feature_size(clip_encoder):
@@ -231,16 +311,23 @@ def test_variants_train_only_their_terms(clip_encoder):
     p_mm, f_mm, g_mm = _grads(mmonly, feats, labels)
     p_pap, f_pap, _ = _grads(paper, feats, labels)
     p_ot, f_ot, g_ot = _grads(otonly, feats, labels)
-    assert p_rel["ot"].item() == pytest.approx(p_pap["ot"].item(), rel=1e-6) and p_rel["ot"] > 0
+    # The heads share the encoder and (same seed) their initial weights; every class is in
+    # the batch. L_OT of released and paper, and the L_MM gradients of released and mmonly,
+    # are the same operations on the same values and shapes in one process: bitwise equal.
+    assert torch.equal(torch.unique(labels), torch.arange(len(NAMES)))
+    assert p_rel["ot"].item() == p_pap["ot"].item() and p_rel["ot"] > 0
     assert p_mm["ot"].item() == 0 and p_ot["mm"].item() == 0
-    torch.testing.assert_close(f_rel, f_mm, rtol=1e-6, atol=1e-9)
+    assert torch.equal(f_rel, f_mm)
     assert set(g_rel) == set(g_mm) == {"logit_scale", "prompt_learner.ctx"}
     for n in g_rel:
-        torch.testing.assert_close(g_rel[n], g_mm[n], rtol=1e-6, atol=1e-9)
-    assert not torch.allclose(f_pap, f_mm)                       # OT does add a gradient
+        assert torch.equal(g_rel[n], g_mm[n]), n
+    # paper's feats gradient is autograd's sum of the two terms' gradients: f_mm + f_ot in
+    # another order, 2 terms per element (magnitude |f_mm| + |f_ot|, elementwise).
+    bound = f32_tol(2, 1.0) * (f_mm.abs() + f_ot.abs())
+    assert ((f_pap - f_mm).abs() > bound).any()                  # OT does add a gradient
     assert set(g_ot) == {"prompt_learner.ctx", "mapping.net.0.weight", "mapping.net.0.bias",
                          "mapping.net.3.weight", "mapping.net.3.bias"}
-    torch.testing.assert_close(f_pap, f_mm + f_ot, rtol=1e-4, atol=1e-7)   # the terms add
+    assert_within(f_pap, f_mm + f_ot, bound)                     # the terms add
 
 
 

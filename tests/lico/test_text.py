@@ -1,5 +1,6 @@
 """Text encoders: the CLIP tower against an independent reference, CLIP's BPE tokenizer,
 one-line errors for bad checkpoints, and the packaged MiniLM offline."""
+import copy
 import json
 import math
 import socket
@@ -13,7 +14,10 @@ from lico_bench.errors import UserError
 from lico_bench.lico import ClipBPETokenizer, create_text_encoder
 from lico_bench.lico.text import _bytes_to_unicode
 
-from .conftest import MERGES, write_tiny_clip, write_torchscript_clip
+from tests.tolerance import f32_tol
+
+from .conftest import (MERGES, clip_tol, minilm_tol, weights_eps, write_tiny_clip,
+                       write_torchscript_clip)
 
 
 def _reference_encode_text(sd, ids, ctx_len, all_tokens=False):
@@ -83,23 +87,34 @@ def test_clip_tokenizer_openai_and_hf_files_agree(tmp_path, clip_encoder):
 def test_clip_forward_matches_reference(tiny_clip, clip_encoder):
     path, sd = tiny_clip
     ids, mask = clip_encoder.tokenize(["cat.", "a dog", "ship ship ship ."])
-    got = clip_encoder(clip_encoder.embed(ids), mask)
-    want = _reference_encode_text(sd, ids, ctx_len=40)
-    assert got.shape == (3, 48)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-    tokens, sent = clip_encoder.encode_tokens(clip_encoder.embed(ids), mask)
-    want_tokens = _reference_encode_text(sd, ids, ctx_len=40, all_tokens=True)
-    assert tokens.shape == (3, ids.shape[1], 48)
-    for i in range(3):                    # attended positions only (causal: padding after)
-        n = int(mask[i].sum())
-        torch.testing.assert_close(tokens[i, :n], want_tokens[i, :n], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(sent, got, rtol=0, atol=0)
+    # Two computations of the tower (ours vs the reference, padded to 40): clip_tol, n_terms
+    # 4 * width = 512 (>= the 40 attended), depth 25, magnitude from the activations - a
+    # worst case, loose in float32 (~1.5e-2 on outputs of ~3), tight in float64 (~3e-11),
+    # where the same comparison runs on exact float64 copies of the weights.
+    enc64 = copy.deepcopy(clip_encoder).double()
+    sd64 = {k: v.double() for k, v in sd.items()}
+    for enc, weights in ((clip_encoder, sd), (enc64, sd64)):
+        tol = clip_tol(enc, enc.embed(ids), mask)
+        got = enc(enc.embed(ids), mask)
+        want = _reference_encode_text(weights, ids, ctx_len=40)
+        assert got.shape == (3, 48)
+        torch.testing.assert_close(got, want, rtol=0, atol=tol)
+        tokens, sent = enc.encode_tokens(enc.embed(ids), mask)
+        want_tokens = _reference_encode_text(weights, ids, ctx_len=40, all_tokens=True)
+        assert tokens.shape == (3, ids.shape[1], 48)
+        for i in range(3):                    # attended positions only (causal: padding after)
+            n = int(mask[i].sum())
+            torch.testing.assert_close(tokens[i, :n], want_tokens[i, :n], rtol=0, atol=tol)
+        torch.testing.assert_close(sent, got, rtol=0, atol=0)
 
 
 def test_clip_gelu_variant_differs(tiny_clip, clip_encoder):
     gelu = create_text_encoder("clip_gelu", tiny_clip[0])
     assert gelu.name == "clip_gelu"
-    assert not torch.allclose(gelu.encode(["cat."]), clip_encoder.encode(["cat."]))
+    # farther apart than two computations of one output can be (clip_tol)
+    ids, mask = clip_encoder.tokenize(["cat."])
+    tol = max(clip_tol(e, e.embed(ids), mask) for e in (gelu, clip_encoder))
+    assert (gelu.encode(["cat."]) - clip_encoder.encode(["cat."])).abs().max() > tol
 
 
 def test_encoder_frozen_and_stays_eval(clip_encoder):
@@ -202,17 +217,31 @@ def test_minilm_offline_matches_sentence_transformers(minilm):
     want = torch.as_tensor(st.encode(texts, convert_to_numpy=True))  # mean pool + normalise
     got = minilm.encode(texts)
     assert got.shape == (3, 384) and minilm.width == minilm.token_dim == 384
-    torch.testing.assert_close(F.normalize(got, dim=-1), want, rtol=1e-4, atol=1e-5)
-    # Per-token outputs: sentence-transformers' token_embeddings (the last hidden states).
-    want_tok = st.encode(texts, output_value="token_embeddings", convert_to_numpy=False)
     ids, mask = minilm.tokenize(texts)
-    with torch.no_grad():
-        tokens, sent = minilm.encode_tokens(minilm.embed(ids), mask)
-    for i in range(3):
-        n = int(mask[i].sum())
-        assert want_tok[i].shape == (n, 384)
-        torch.testing.assert_close(tokens[i, :n], want_tok[i].float(), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(sent, got, rtol=0, atol=0)
+    # Two computations of the same BERT (ours vs sentence-transformers): minilm_tol, n_terms
+    # 1536, depth 68, magnitude from the activations - a worst case, loose in float32, tight
+    # in float64 (~3e-10), where the same comparisons run on exact float64 copies of both.
+    st64, enc64 = copy.deepcopy(st).double(), copy.deepcopy(minilm).double()
+    want64 = st64.encode(texts, convert_to_tensor=True)
+    for enc, model, w in ((minilm, st, want), (enc64, st64, want64)):
+        g = enc.encode(texts)
+        with torch.no_grad():
+            tokens, sent = enc.encode_tokens(enc.embed(ids), mask)
+        tok_tol = minilm_tol(enc, ids, mask)
+        # The mean over <= L tokens adds its own sum (magnitude max |token|); normalising
+        # turns an error d into <= d (1 + sqrt(D)) / |s| and adds a sum of D squares (<= 1).
+        d = tok_tol + f32_tol(ids.shape[1], tokens.abs().max().item(), eps=weights_eps(enc))
+        norm_tol = (d * (1 + 384 ** 0.5) / sent.norm(dim=-1).min().item()
+                    + f32_tol(384, 1.0, eps=weights_eps(enc)))
+        torch.testing.assert_close(F.normalize(g, dim=-1), w.to(g.dtype), rtol=0, atol=norm_tol)
+        # Per-token outputs: sentence-transformers' token_embeddings (the last hidden states).
+        want_tok = model.encode(texts, output_value="token_embeddings", convert_to_numpy=False)
+        for i in range(3):
+            n = int(mask[i].sum())
+            assert want_tok[i].shape == (n, 384)
+            torch.testing.assert_close(tokens[i, :n], want_tok[i].to(tokens.dtype), rtol=0,
+                                       atol=tok_tol)
+        torch.testing.assert_close(sent, g, rtol=0, atol=0)
 
 
 def test_minilm_frozen_eval_and_special_tokens(minilm):

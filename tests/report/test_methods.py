@@ -16,6 +16,10 @@ from lico_bench.report.methods import (alpha_bootstrap_ci, build_method_report, 
                                        method_order, pair_verdict, score_cube)
 from lico_bench.report.stats import crossed_bootstrap_ci
 
+from tests.tolerance import EPS64
+
+from .conftest import close64, tol64
+
 METHODS = ["gradcam", "gradcampp", "scorecam", "rise"]
 DIRS = {"insertion": True, "deletion": False, "overall": True}
 
@@ -64,9 +68,12 @@ def test_cell_ranks_by_hand():
 
 def test_kendall_tau_b_by_hand_and_against_scipy():
     # concordant pairs (0,1), (0,2); discordant (1,2): (2 - 1) / 3
-    assert kendall_tau_b(np.array([3.0, 2, 1]), np.array([3.0, 1, 2])) == pytest.approx(1 / 3)
+    # (tau-b from exact integer pair counts: a product, a sqrt and a division, 3 roundings of
+    # values <= 1 on each side)
+    assert close64(kendall_tau_b(np.array([3.0, 2, 1]), np.array([3.0, 1, 2])), 1 / 3, 3, 1.0)
     # a tie in x: 2 of 3 pairs untied in x, 3 in y, both untied pairs concordant: 2 / sqrt(6)
-    assert kendall_tau_b(np.array([1.0, 1, 2]), np.array([1.0, 2, 3])) == pytest.approx(2 / np.sqrt(6))
+    assert close64(kendall_tau_b(np.array([1.0, 1, 2]), np.array([1.0, 2, 3])), 2 / np.sqrt(6),
+                   3, 1.0)
     assert np.isnan(kendall_tau_b(np.array([1.0, 1, 1]), np.array([1.0, 2, 3])))
     assert np.isnan(kendall_tau_b(np.array([1.0, np.nan, 1]), np.array([1.0, 2, 3])))
     # vectorised over cells vs scipy.stats.kendalltau (tau-b) one cell at a time, with ties
@@ -78,7 +85,8 @@ def test_kendall_tau_b_by_hand_and_against_scipy():
         if len(np.unique(x[:, c])) < 2 or len(np.unique(y[:, c])) < 2:
             assert np.isnan(got[c])
         else:
-            assert got[c] == pytest.approx(stats.kendalltau(x[:, c], y[:, c]).statistic, abs=1e-12)
+            # exact pair counts on both sides, then <= 4 roundings (products, sqrt, division)
+            assert close64(got[c], stats.kendalltau(x[:, c], y[:, c]).statistic, 4, 1.0)
 
 
 def alpha_loop(ranks):
@@ -119,8 +127,10 @@ def test_krippendorff_alpha_by_hand_and_loop():
     # n = 4; delta^2_12 = (2 + 2 - (2 + 2)/2)^2 = 4; D_o = (2*4 + 2*4)/4 = 4;
     # D_e = (2*2*4 + 2*2*4)/12 = 8/3; alpha = 1 - 4/(8/3) = -0.5
     opposite = np.array([[1.0, 2.0], [2.0, 1.0]]).reshape(2, 1, 2)     # methods x seeds x images
-    assert krippendorff_alpha(opposite) == pytest.approx(-0.5)
-    assert alpha_loop(opposite) == pytest.approx(-0.5)
+    # vs the exact -0.5: sums of 4 coincidence terms, D_o / D_e = 1.5 and 1 - 1.5: depth 3,
+    # magnitude 1 + 1.5
+    assert close64(krippendorff_alpha(opposite), -0.5, 4, 2.5, depth=3, computations=1)
+    assert close64(alpha_loop(opposite), -0.5, 4, 2.5, depth=3, computations=1)
     # every image ranks the methods alike -> 1
     same = np.tile(np.array([1.0, 3.0, 2.0, 4.0])[:, None, None], (1, 2, 7))
     assert krippendorff_alpha(same) == 1.0
@@ -131,7 +141,16 @@ def test_krippendorff_alpha_by_hand_and_loop():
     x = rng.integers(0, 4, (4, 2, 25)).astype(float)
     x[:, 1, 3] = np.nan
     r = cell_ranks(x)
-    assert krippendorff_alpha(r) == pytest.approx(alpha_loop(r), abs=1e-12)
+    assert krippendorff_alpha(r) == pytest.approx(alpha_loop(r), abs=_alpha_tol(r, alpha_loop(r)))
+
+
+def _alpha_tol(r, alpha):
+    """Two float64 computations of Krippendorff's alpha on ranks ``r`` [units, raters...]:
+    the coincidences sum the pairs of every unit (n_terms = sum m_u (m_u - 1)), then n_c, the
+    cumulative sums of delta, D_o and D_e (depth 4) of non-negative terms, so each of D_o,
+    D_e is off by <= gamma * itself; alpha = 1 - D_o / D_e: magnitude 1 + 2 |D_o / D_e|."""
+    m = (~np.isnan(r.reshape(r.shape[0], -1))).sum(1)
+    return tol64(int((m * (m - 1)).sum()), 1 + 2 * abs(1 - alpha), depth=4)
 
 
 def test_alpha_bootstrap_ci_draws():
@@ -144,7 +163,10 @@ def test_alpha_bootstrap_ci_draws():
     images = g.integers(0, 30, (200, 30))
     seeds = g.integers(0, 2, (200, 2))
     vals = [alpha_loop(r[:, seeds[b]][:, :, images[b]]) for b in range(200)]
-    assert (lo, hi) == pytest.approx(tuple(np.quantile(vals, [0.025, 0.975])), abs=1e-12)
+    # each resample's alpha within _alpha_tol; a quantile is 1-Lipschitz in the values (max
+    # norm) and interpolates with 3 roundings of values <= 1
+    tol = max(_alpha_tol(r, v) for v in vals) + tol64(3, 1.0)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(vals, [0.025, 0.975])), abs=tol)
     assert lo < krippendorff_alpha(r) < hi
 
 
@@ -193,7 +215,9 @@ def test_method_better_on_every_image_ranks_first():
             assert other["mean"] >= 2
         # mean ranks of the four methods sum to 1 + 2 + 3 + 4 in every cell
         total = sum(pick(ms, "rank", method=m, metric=metric)["mean"] for m in METHODS)
-        assert total == pytest.approx(10.0)
+        # vs the exact 10: each mean rank sums exact half-integers and divides once, then 4
+        # terms of total 10 are added: depth 2
+        assert close64(total, 10.0, 4, 10.0, depth=2, computations=1)
         for m in METHODS[:3]:
             p = pick(ms, "method_pair", method=f"{m} - rise", metric=metric)
             assert p["verdict"] == "rise better"
@@ -207,15 +231,27 @@ def test_method_better_on_every_image_ranks_first():
         va = scores[a]["insertion"] - scores[a]["deletion"] if metric == "overall" else scores[a][metric]
         vb = scores[b]["insertion"] - scores[b]["deletion"] if metric == "overall" else scores[b][metric]
         d = va - vb
-        assert p["mean"] == pytest.approx(d.mean(), abs=1e-12)
-        assert p["mean_a"] - p["mean_b"] == pytest.approx(p["mean"], abs=1e-12)
+        # Float64 means of the S N = 60 cells (the summary may form the differences in another
+        # order: <= 3 subtractions, then per-seed means and their mean: depth 3); magnitude:
+        # the largest cell's |terms| (a mean's sum |x_i| / n is at most that).
+        parts = [scores[m][k] for m in (a, b)
+                 for k in (("insertion", "deletion") if metric == "overall" else (metric,))]
+        mag = np.sum(np.abs(parts), axis=0).max()
+        assert close64(p["mean"], d.mean(), 60 + 3, mag, depth=3)
+        assert close64(p["mean_a"] - p["mean_b"], p["mean"], 60 + 3, mag, depth=3)
         # 30 images: more than EXACT_MAX_N = 25, the normal approximation. rise = max + 0.05,
         # so an image where A is the max under both seeds has d = -0.05 exactly in the
         # intended values, but m - (m + 0.05) in float differs by image in the last bits:
-        # rounded to 1e-12 (a grid independent of the report's 1e-9 x max|d|) they tie again
+        # rounded to 1e-12 (a grid independent of the report's 1e-9 x max|d|) they tie again.
+        # z comes from integer rank sums (exact on both sides); then a sqrt, a division and
+        # erfc, each within a few ulps, amplified by erfc's conditioning (2 z^2 < 32 at
+        # |z| < 4): 64 float64 eps relative.
         ref = stats.wilcoxon(np.round(d.mean(axis=0), 12), method="asymptotic").pvalue
-        assert p["p_wilcoxon"] == pytest.approx(ref, rel=1e-9)
-        assert (p["ci_low"], p["ci_high"]) == pytest.approx(crossed_bootstrap_ci(d), abs=1e-12)
+        assert p["p_wilcoxon"] == pytest.approx(ref, rel=64 * EPS64)
+        # every resampled statistic is such a mean; the quantiles are 1-Lipschitz, plus the
+        # interpolation's 3 roundings
+        assert close64((p["ci_low"], p["ci_high"]), crossed_bootstrap_ci(d), 60 + 3 + 3, mag,
+                       depth=4)
         assert p["n"] == 30 and p["n_seeds"] == 2
     p = list(pairs["p_wilcoxon"])
     order = sorted(range(len(p)), key=lambda k: p[k])
@@ -223,7 +259,8 @@ def test_method_better_on_every_image_ranks_first():
     for j, k in enumerate(order):
         running = max(running, min(1.0, (len(p) - j) * p[k]))
         holm_loop[k] = running
-    assert list(pairs["p_holm"]) == pytest.approx(holm_loop, rel=1e-12)
+    # (m - j) p_(j) rounded once on both sides, then max / min: exact
+    assert list(pairs["p_holm"]) == holm_loop
 
 
 def test_identical_orderings_agree_and_alpha_is_one():
@@ -275,7 +312,9 @@ def test_random_scores_alpha_near_zero_and_no_agreement():
     taus = [stats.kendalltau([scores[m]["insertion"][0, i] for m in METHODS],
                              [-scores[m]["deletion"][0, i] for m in METHODS]).statistic
             for i in range(N)]
-    assert t["mean"] == pytest.approx(np.mean(taus), abs=1e-12)
+    # N = 400 taus (each within 4 roundings of a value <= 1, as above) averaged: n_terms
+    # 400, magnitude 1, depth 2
+    assert close64(t["mean"], np.mean(taus), N, 1.0, depth=2)
     # same seed, same numbers
     again = compute_method_summary(make_rows(scores), dirs, {"spec": {"methods": METHODS}})
     pd.testing.assert_frame_equal(ms, again)
@@ -293,12 +332,15 @@ def test_missing_cells_and_ties():
         r = pick(ms, "rank", method=m, metric="insertion")
         assert r["mean"] == mean and r["n"] == 3
     p = pick(ms, "method_pair", method="a - b", metric="insertion")
-    assert p["mean"] == pytest.approx(np.mean([0.8, 0.0, -0.8])) and p["n"] == 3
-    assert p["mean_a"] == pytest.approx(0.5) and p["mean_b"] == pytest.approx(0.5)
+    # means of 3 differences of values <= 0.9 (each a rounding) vs the decimal values
+    # (rounded themselves): n_terms 3, magnitude 3 * 1.8 / 3, depth 2
+    assert close64(p["mean"], np.mean([0.8, 0.0, -0.8]), 3, 1.8, depth=2) and p["n"] == 3
+    assert close64(p["mean_a"], 0.5, 3, 0.9, depth=2) and close64(p["mean_b"], 0.5, 3, 0.9, depth=2)
     assert pick(ms, "method_pair", method="a - c", metric="insertion")["n"] == 4
     # alpha by the loop on the same ranks (c tied in every cell)
     r = np.array([[1, 2, np.nan, 3], [3, 2, np.nan, 1], [2, 2, np.nan, 2]], float).reshape(3, 1, 4)
-    assert pick(ms, "alpha", metric="insertion")["mean"] == pytest.approx(alpha_loop(r), abs=1e-12)
+    assert pick(ms, "alpha", metric="insertion")["mean"] == pytest.approx(
+        alpha_loop(r), abs=_alpha_tol(r, alpha_loop(r)))
 
 
 def test_one_method_gives_nothing():

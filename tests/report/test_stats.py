@@ -10,6 +10,10 @@ from lico_bench.report.stats import (EXACT_MAX_N, add_verdicts, anchored_mean, b
                                      paired_wilcoxon_p, per_image_means, seed_means, seed_t_test,
                                      t_test, verdict, wilcoxon_p)
 
+from tests.tolerance import EPS64
+
+from .conftest import close64, signed_ranks_stable, tol64
+
 LICO, BASE, NONE = "LICO better", "baseline better", "no clear difference"
 
 
@@ -106,7 +110,8 @@ def test_crossed_mean_hand_computed():
     # an all-NaN seed carries no information and is dropped
     assert crossed_mean([[1.0, 3.0], [np.nan, np.nan]]) == 2.0
     assert np.isnan(crossed_mean([[np.nan, np.nan]]))
-    assert crossed_mean([0.2, 0.4]) == pytest.approx(0.3)          # 1-D = one seed
+    # 1-D = one seed; 0.2 + mean(0, 0.4 - 0.2) vs the decimal 0.3: a few roundings of <= 0.6
+    assert close64(crossed_mean([0.2, 0.4]), 0.3, 2, 0.6, depth=3)
 
 
 def test_crossed_bootstrap_matches_a_plain_loop_of_the_crossed_design():
@@ -116,9 +121,12 @@ def test_crossed_bootstrap_matches_a_plain_loop_of_the_crossed_design():
         for seed in (0, 11):
             ours = crossed_bootstrap_ci(xx, seed=seed, n_resamples=500)
             ref = crossed_ci_loop(xx, seed=seed, n_resamples=500)
-            assert ours == pytest.approx(ref, rel=1e-12, abs=1e-12)
-        assert crossed_mean(xx) == pytest.approx(
-            np.mean([np.mean(r[~np.isnan(r)]) for r in xx]), rel=1e-12)
+            # each resample: means over <= 9 images, then over 3 seeds, anchored (depth 4),
+            # magnitude the largest |cell|; the quantiles are 1-Lipschitz, plus their
+            # interpolation's 3 roundings (depth 5)
+            assert close64(ours, ref, 9, np.nanmax(np.abs(xx)), depth=5)
+        assert close64(crossed_mean(xx), np.mean([np.mean(r[~np.isnan(r)]) for r in xx]), 9,
+                       np.nanmax(np.abs(xx)), depth=4)
 
 
 def test_identical_seeds_give_the_one_seed_answer_exactly():
@@ -131,7 +139,9 @@ def test_identical_seeds_give_the_one_seed_answer_exactly():
         for S in (2, 3, 5, 7):
             X = np.tile(x, (S, 1))
             assert crossed_bootstrap_ci(X, seed=k, n_resamples=500) == bootstrap_ci(x, seed=k, n_resamples=500)
-            assert crossed_mean(X) == crossed_mean(x) == pytest.approx(np.nanmean(x), rel=1e-14)
+            assert crossed_mean(X) == crossed_mean(x)
+            # anchored vs plain mean of len(x) terms in [0, 1]: depth 3
+            assert close64(crossed_mean(x), np.nanmean(x), len(x), 1.0, depth=3)
             np.testing.assert_array_equal(per_image_means(X), x[~np.isnan(x)])
     # the nested design it replaces treats the copies as new images: sqrt(3) narrower
     x = rng.beta(2, 5, size=40)
@@ -176,7 +186,8 @@ def test_anchored_mean_is_the_mean_and_exact_on_equal_entries():
     assert (0.1 + 0.1 + 0.1) / 3 != 0.1                    # why it exists
     assert anchored_mean([0.1, 0.1, 0.1]) == 0.1
     a = np.random.default_rng(0).normal(size=(4, 7))
-    np.testing.assert_allclose(anchored_mean(a, axis=0), a.mean(axis=0), rtol=1e-13)
+    # 4 terms: a0 + mean(a - a0) (|a0| + 2 max|a| in all) vs the plain mean: depth 3
+    assert close64(anchored_mean(a, axis=0), a.mean(axis=0), 4, 3 * np.abs(a).max(), depth=3)
     assert anchored_mean([np.nan, 2.0, 4.0]) == 3.0
     assert np.isnan(anchored_mean([np.nan, np.nan]))
 
@@ -240,7 +251,7 @@ def test_wilcoxon_matches_scipy_and_handles_ties_at_zero():
     d = np.array([0.3, -0.1, 0.25, 0.4, 0.05, -0.02, 0.33, 0.12, 0.0, 0.21])
     assert wilcoxon_p(d) == stats.wilcoxon(d[d != 0]).pvalue
     # exact small-sample value: 5 positive differences, no ties -> p = 2 / 2^5
-    assert wilcoxon_p([0.1, 0.2, 0.3, 0.4, 0.5]) == pytest.approx(2 / 32)
+    assert wilcoxon_p([0.1, 0.2, 0.3, 0.4, 0.5]) == 2 / 32      # counts / 2^5: dyadic, exact
     assert wilcoxon_p([0.0, 0.0, 0.0]) == 1.0
     assert np.isnan(wilcoxon_p([np.nan, np.nan]))
 
@@ -249,16 +260,20 @@ def test_paired_test_is_over_images_averaged_over_seeds():
     rng = np.random.default_rng(3)
     d = rng.normal(0.05, 0.2, 30)[None, :] + rng.normal(0, 0.1, (3, 30))
     per_image = d.mean(axis=0)
-    # 30 non-zero differences without ties: above EXACT_MAX_N, the normal approximation
+    # 30 non-zero differences without ties: above EXACT_MAX_N, the normal approximation;
+    # the signed ranks are exact when the means' rounding (3 seeds, anchored: depth 3,
+    # magnitude the largest |cell|) cannot move them; then z, a sqrt, a division and erfc,
+    # each within a few ulps, amplified by erfc's conditioning (2 z^2 < 32 at |z| < 4).
+    assert signed_ranks_stable(per_image, tol64(3, np.abs(d).max(), depth=3))
     ref = stats.wilcoxon(per_image, method="asymptotic").pvalue
-    assert paired_wilcoxon_p(d) == pytest.approx(ref, rel=1e-12)
+    assert paired_wilcoxon_p(d) == pytest.approx(ref, rel=64 * EPS64)
     # hand-computed: 3 seeds x 6 images whose seed averages are all positive and distinct:
     # exact two-sided p = 2 / 2^6, n = 6, whatever the signs of single cells
     d = np.array([[0.3, -0.1, 0.5, 0.2, 0.9, 0.4],
                   [0.0, 0.4, -0.2, 0.2, -0.3, 0.1],
                   [0.3, 0.3, 0.3, 0.5, 0.3, 0.4]])
     assert (d.mean(axis=0) > 0).all()
-    assert paired_wilcoxon_p(d) == pytest.approx(2 / 64)
+    assert paired_wilcoxon_p(d) == 2 / 64                      # counts / 2^6: exact
     # copies of one seed are the one-seed test, not a test over 3 x n pairs
     x = rng.normal(0.1, 0.3, 25)
     assert paired_wilcoxon_p(np.tile(x, (3, 1))) == wilcoxon_p(x)
@@ -271,10 +286,14 @@ def test_paired_test_is_over_images_averaged_over_seeds():
 def test_holm_hand_computed():
     # sorted 0.005 0.01 0.03 0.04 -> x4 x3 x2 x1 = 0.02 0.03 0.06 0.04 -> running max
     # makes the last 0.06 (monotonicity step)
-    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    # (k p of a decimal p vs the decimal k p: both rounded, and the product: 3 roundings of
+    # a value <= 1, computations=1)
+    assert close64(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02], 3, 0.06,
+                   computations=1)
     # cap at 1: 0.6 x 2 = 1.2 -> 1, and 0.7 after it stays at the running max, capped
-    np.testing.assert_allclose(holm([0.6, np.nan, 0.001, 0.7]), [1.0, np.nan, 0.003, 1.0])
-    np.testing.assert_allclose(holm([0.01, 0.01]), [0.02, 0.02])           # ties
+    assert close64(holm([0.6, np.nan, 0.001, 0.7]), [1.0, np.nan, 0.003, 1.0], 3, 1.0,
+                   computations=1)
+    assert close64(holm([0.01, 0.01]), [0.02, 0.02], 3, 0.02, computations=1)      # ties
     assert holm([0.025, 0.5])[0] == 0.05                                   # exactly 2 x 0.025
     assert holm([0.3]) == [0.3] and holm([]).shape == (0,)
 
@@ -284,7 +303,7 @@ def test_holm_matches_a_loop_and_the_stepwise_procedure():
     for _ in range(50):
         p = rng.uniform(0, 0.2, rng.integers(1, 30)) ** 2
         adj = holm(p)
-        np.testing.assert_allclose(adj, holm_loop(list(p)), rtol=1e-15)
+        assert list(adj) == holm_loop(list(p))        # (m - j) p_(j) rounded once on both sides
         # Holm 1979: reject the k smallest while p_(j) < alpha / (m - j + 1) for every j <= k
         order, m, rejected = np.argsort(p), len(p), set()
         for j, k in enumerate(order):

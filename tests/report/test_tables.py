@@ -11,8 +11,11 @@ from scipy import stats
 from lico_bench.errors import UserError
 from lico_bench.report.figures import model_groups
 from lico_bench.report.stats import crossed_bootstrap_ci, holm
-from lico_bench.report.tables import (build_report, compute_summary, metric_directions,
-                                      pair_models, to_markdown)
+from lico_bench.report.tables import (build_report, compute_summary, load_manifest, load_rows,
+                                      metric_directions, pair_models, to_markdown)
+from tests.tolerance import EPS64
+
+from .conftest import close64, signed_ranks_stable, tol64
 
 LICO, BASE, NONE = "LICO better", "baseline better", "no clear difference"
 # image ids out of order, and rows shuffled below: the tables must align images by id
@@ -45,6 +48,13 @@ def plain_mean(x):
     """Mean over seeds of each seed's mean over its non-NaN images, as a loop."""
     means = [np.mean(row[~np.isnan(row)]) for row in x if (~np.isnan(row)).any()]
     return sum(means) / len(means)
+
+
+def mean_close(got, want, x):
+    """Two float64 computations of the crossed mean of ``x`` (seeds x images): per-seed means
+    of <= N terms, their mean over S, the anchored mean's shift and return (depth 4);
+    magnitude: the largest |cell| (a mean's sum |x_i| / n is at most that)."""
+    return close64(got, want, x.shape[1], np.nanmax(np.abs(x)), depth=4)
 
 
 def holm_loop(p):
@@ -114,7 +124,7 @@ def test_score_rows_three_seeds(three_seeds):
     for model, by_metric in mats.items():
         for metric, x in by_metric.items():
             r = row(summary, "score", model, "gradcam", metric)
-            assert r["mean"] == pytest.approx(plain_mean(x), rel=1e-12)
+            assert mean_close(r["mean"], plain_mean(x), x)
             assert (r["ci_low"], r["ci_high"]) == crossed_bootstrap_ci(x)
             assert r["ci_low"] < r["mean"] < r["ci_high"] or metric == "pointing_game"
             assert r["n"] == N and r["n_seeds"] == S
@@ -126,11 +136,11 @@ def test_score_rows_three_seeds(three_seeds):
 def test_accuracy_rows_three_seeds(three_seeds):
     _, _, acc, summary = three_seeds
     b = row(summary, "accuracy", "baseline_r18", "", "accuracy")
-    assert b["mean"] == pytest.approx((10 + 9 + 12) / 36)          # hand count
+    assert mean_close(b["mean"], (10 + 9 + 12) / 36, acc["baseline_r18"])   # hand count
     assert (b["ci_low"], b["ci_high"]) == crossed_bootstrap_ci(acc["baseline_r18"])
     lico = row(summary, "accuracy", "lico_r18", "", "accuracy")
     # the missing LICO row (seed 2) leaves 11 images there, one of them wrong
-    assert lico["mean"] == pytest.approx((12 / 12 + 12 / 12 + 10 / 11) / 3)
+    assert mean_close(lico["mean"], (12 / 12 + 12 / 12 + 10 / 11) / 3, acc["lico_r18"])
     assert b["n"] == lico["n"] == N and b["n_seeds"] == 3
 
 
@@ -143,19 +153,26 @@ def test_paired_rows_three_seeds(three_seeds):
         lico, base = mats["lico_r18"][metric], mats["baseline_r18"][metric]
         d = lico - base
         both = ~np.isnan(d)
-        assert r["mean"] == pytest.approx(plain_mean(d), rel=1e-12, abs=1e-15)
+        # (the cells' differences: one more rounding of |lico| + |base|)
+        mag = np.nanmax(np.abs(lico) + np.abs(base))
+        assert close64(r["mean"], plain_mean(d), N + 1, mag, depth=4)
         assert (r["ci_low"], r["ci_high"]) == crossed_bootstrap_ci(d)
         # baseline / LICO columns over the cells where both exist: they subtract to the mean
-        assert r["baseline"] == pytest.approx(plain_mean(np.where(both, base, np.nan)), rel=1e-12)
-        assert r["lico"] == pytest.approx(plain_mean(np.where(both, lico, np.nan)), rel=1e-12)
-        assert r["lico"] - r["baseline"] == pytest.approx(r["mean"], abs=1e-12)
+        assert mean_close(r["baseline"], plain_mean(np.where(both, base, np.nan)), base)
+        assert mean_close(r["lico"], plain_mean(np.where(both, lico, np.nan)), lico)
+        # three means (each within the bound above) and one subtraction
+        assert close64(r["lico"] - r["baseline"], r["mean"], N + 1, 3 * mag, depth=5)
         # the test is over the 12 images (differences averaged over the seeds), not 36 cells
         per_image = np.array([np.mean(c[~np.isnan(c)]) for c in d.T])
         nz = per_image[per_image != 0]
         ref = stats.wilcoxon(nz).pvalue if len(nz) else 1.0
-        assert r["p_wilcoxon"] == pytest.approx(ref, rel=1e-12)
+        # Wilcoxon's p is a function of the signs and positive rank sum: exact when rounding
+        # (means over S seeds of differences: n_terms S + 1, depth 2) cannot move them
+        assert signed_ranks_stable(nz, tol64(S + 1, mag, depth=2))
+        assert r["p_wilcoxon"] == ref
         assert r["n"] == N and r["n_seeds"] == S
-    assert list(paired["p_holm"]) == pytest.approx(holm_loop(list(paired["p_wilcoxon"])), rel=1e-12)
+    # (m - j) p_(j) rounded once on both sides, then max / min: exact
+    assert list(paired["p_holm"]) == holm_loop(list(paired["p_wilcoxon"]))
     verdicts = dict(zip(paired["metric"], paired["verdict"]))
     # deletion is lower-is-better: LICO's lower deletion is a negative difference = LICO better
     assert row(summary, "paired", "lico_r18 - baseline_r18", "gradcam", "deletion")["ci_high"] < 0
@@ -222,14 +239,15 @@ def _six_images(directions, n_extra_seeds=0):
 
 def test_verdict_needs_the_ci_and_the_holm_p():
     one = _six_images({"insertion": True})
-    assert one.loc["insertion", "p_wilcoxon"] == pytest.approx(2 / 64)
+    # the exact null distribution: counts / 2^6, dyadic, so computed exactly
+    assert one.loc["insertion", "p_wilcoxon"] == 2 / 64
     assert one.loc["insertion", "p_holm"] == one.loc["insertion", "p_wilcoxon"]      # m = 1
     assert one.loc["insertion", "ci_low"] > 0 and one.loc["insertion", "verdict"] == LICO
     assert _six_images({"deletion": False}).loc["deletion", "verdict"] == BASE
     # two comparisons in the table: Holm doubles the smaller p to 0.0625 >= 0.05, so neither
     # side is named although both CIs exclude 0 (the old CI-only rule named both)
     two = _six_images({"insertion": True, "deletion": False})
-    assert list(two["p_holm"]) == pytest.approx([2 * 2 / 64, 2 * 2 / 64])
+    assert list(two["p_holm"]) == [2 * 2 / 64, 2 * 2 / 64]          # dyadic: exact
     assert (two["ci_low"] > 0).all() and list(two["verdict"]) == [NONE, NONE]
     # two more copies of the seed add no information: the same answer, not n = 18
     three = _six_images({"insertion": True, "deletion": False}, n_extra_seeds=2)
@@ -278,7 +296,9 @@ def test_generic_metric_lower_is_better(tmp_path):
     assert dirs == {"insertion": True, "map_dependence": False}              # no deletion column
     s = compute_summary(rows, dirs, manifest)
     r = row(s, "paired", "lico_r18 - baseline_r18", "gradcam", "map_dependence")
-    assert r["mean"] == pytest.approx(-0.2) and r["verdict"] == LICO
+    # the cells (dep - 0.2) - dep: 2 roundings of <= 0.6 + 0.2 + 0.4 each, then the crossed
+    # mean of 2 x N of them (depth 4), vs the decimal -0.2 (rounded too)
+    assert close64(r["mean"], -0.2, N + 2, 1.2, depth=4) and r["verdict"] == LICO
     md = to_markdown(s, dirs, manifest)
     assert "Map dependence ↓" in md
 
@@ -377,7 +397,16 @@ def test_report_files_three_seeds(tmp_path):
     csv = pd.read_csv(res / "summary.csv")
     paired = csv[csv["kind"] == "paired"]
     assert len(paired) == 2 * 4                                     # methods x (3 metrics + overall)
-    assert list(paired["p_holm"]) == pytest.approx(list(holm(paired["p_wilcoxon"].to_numpy())), rel=1e-5)
+    # both columns printed with 6 significant digits (relative error <= 5e-6 each), and Holm's
+    # one product per value (EPS64)
+    assert list(paired["p_holm"]) == pytest.approx(list(holm(paired["p_wilcoxon"].to_numpy())),
+                                                   rel=2 * 5e-6 + EPS64)
+    # ... and exactly the 6 digits of the unrounded table's Holm p-values
+    rows = load_rows(res)
+    manifest = load_manifest(res)
+    mem = compute_summary(rows, metric_directions(manifest, rows), manifest)
+    mem = mem[mem["kind"] == "paired"]
+    assert list(paired["p_holm"]) == [float(f"{v:.6g}") for v in mem["p_holm"]]
     assert (paired["p_holm"] >= paired["p_wilcoxon"]).all() and (paired["n"] == N).all()
     ins = paired[paired["metric"] == "insertion"]
     assert (ins["verdict"] == LICO).all()
