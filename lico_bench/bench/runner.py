@@ -353,7 +353,8 @@ class Runner:
             parts = PartScenes(to_device(sp.masks, self.device), to_device(sp.removed, self.device))
         metric_maps = apply_metrics(metrics, model, images, safe_maps, targets, masks, status, rows,
                                     explainer=explainer, amp=amp, parts=parts,
-                                    both_masks=both if rel is not None else None)
+                                    both_masks=both if rel is not None else None,
+                                    image_ids=list(idx), seed=exp.seed)
         return rows, maps, metric_maps
 
     def _amp(self):

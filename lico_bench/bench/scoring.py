@@ -27,7 +27,8 @@ def map_status(maps: torch.Tensor) -> List[str]:
 def apply_metrics(metrics, model, images: torch.Tensor, maps: torch.Tensor,
                   targets: torch.Tensor, masks: Optional[torch.Tensor], status: List[str],
                   rows: List[dict], explainer: Callable, amp, parts=None,
-                  both_masks: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                  both_masks: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                  image_ids: Optional[List[int]] = None, seed: int = 0
                   ) -> Dict[str, torch.Tensor]:
     """Run each metric on ``maps`` and fill ``rows`` in place.
 
@@ -35,12 +36,16 @@ def apply_metrics(metrics, model, images: torch.Tensor, maps: torch.Tensor,
     int64; masks: [B, H, W] bool or None (for a cue dataset, the evidence the model uses);
     status: :func:`map_status` per map (a "nan" map's values are written as NaN); parts: a
     :class:`lico_bench.metrics.PartScenes` for metrics that need it; both_masks: (object,
-    cue) masks on a cue dataset, where every mask metric is also scored against each.
+    cue) masks on a cue dataset, where every mask metric is also scored against each;
+    image_ids: the images' dataset ids and seed: the experiment's seed, for metrics that draw
+    per-image randomness (``needs_image_ids``: the random orders of the gain over random).
     Returns {metric name: the maps it drew, [B, S, h, w]} (randomisation's stage maps).
     """
     metric_maps = {}
     for metric in metrics:
         kw = {"explain": explainer} if metric.needs_explainer else {}
+        if metric.needs_image_ids:
+            kw.update(image_ids=image_ids, seed=seed)
         with amp:
             res = metric(model, images, maps, targets, masks=masks, parts=parts, **kw)
             if both_masks is not None and metric.needs_masks:

@@ -12,7 +12,11 @@
 
 A metric that explains again (model-parameter randomisation) sets ``needs_explainer = True``
 and is called with ``explain=`` the run's explainer, ``explain(model, images, targets) ->
-maps``; it names further row columns ``<name>_<suffix>`` in ``extra_columns``.
+maps``; it names further row columns ``<name>_<suffix>`` in ``extra_columns``. A metric that
+draws random numbers per image (insertion/deletion's random orders) sets
+``needs_image_ids = True`` and is called with ``image_ids=`` (the images' ids in the
+dataset, [B]) and ``seed=`` (the experiment's seed), so an image's draw does not depend on
+its batch; called without them it uses the images' positions in the batch and seed 0.
 
 ``metric.options`` holds every option, defaults included, JSON-serialisable, so a run
 manifest records exactly what was computed.
@@ -28,7 +32,7 @@ adapters run with autocast off (Quantus converts to numpy, which has no bfloat16
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -100,6 +104,8 @@ class Metric:
     needs_parts: bool = False  # True: scored by compute_parts(..., parts) (metrics.parts)
     #: True: called with ``explain=`` (the run's explainer), to explain other models.
     needs_explainer: bool = False
+    #: True: called with ``image_ids=`` and ``seed=`` (per-image random draws).
+    needs_image_ids: bool = False
     #: {suffix: higher_is_better} of the further row columns ``<name>_<suffix>``.
     extra_columns: ClassVar[Dict[str, bool]] = {}
     defaults: ClassVar[Dict[str, Any]] = {}
@@ -137,13 +143,16 @@ class Metric:
     def __call__(self, model: Optional[nn.Module], images: torch.Tensor, maps: torch.Tensor,
                  targets: Optional[torch.Tensor] = None,
                  masks: Optional[torch.Tensor] = None, parts: Any = None,
-                 explain: Optional[Callable] = None) -> MetricResult:
+                 explain: Optional[Callable] = None,
+                 image_ids: Optional[Sequence[int]] = None, seed: int = 0) -> MetricResult:
         """model: eval-mode classifier; images: [B, C, H, W] float32 normalised;
         maps: [B, H, W] float at input resolution; targets: [B] int64 or None (predicted
         class); masks: [B, H, W] bool (the explained class's union mask) or None;
         parts: a :class:`lico_bench.metrics.parts.PartScenes` for a metric that
         ``needs_parts``, else ignored; explain: the explainer that made ``maps`` (for
-        metrics with ``needs_explainer``)."""
+        metrics with ``needs_explainer``); image_ids: the images' ids in the dataset ([B]
+        ints; None = 0..B-1) and seed: the experiment's seed, for metrics with
+        ``needs_image_ids`` (else ignored)."""
         if self.needs_masks and masks is None:
             raise UserError(f"metric {self.name!r} needs ground-truth masks; use a dataset with "
                             "masks (e.g. 'shapes') or drop this metric.")
@@ -154,6 +163,12 @@ class Metric:
                 raise UserError(f"metric {self.name!r} explains randomised models: pass the "
                                 "explainer that made the maps as explain=.")
             return self.compute(model, images, maps, targets, masks, explain=explain)
+        if self.needs_image_ids:
+            ids = list(range(images.shape[0])) if image_ids is None else [int(i) for i in image_ids]
+            if len(ids) != images.shape[0]:
+                raise UserError(f"metric {self.name!r}: {len(ids)} image ids for "
+                                f"{images.shape[0]} images.")
+            return self.compute(model, images, maps, targets, masks, image_ids=ids, seed=int(seed))
         return self.compute(model, images, maps, targets, masks)
 
     def compute(self, model, images, maps, targets, masks) -> MetricResult:

@@ -35,6 +35,37 @@ float32 maps: max |AUC difference| <= 0.0035 for insertion and <= 0.0012 for del
 (probabilities, AUC in [0, 1]); with the maps also computed in bf16: <= 0.008 and <= 0.006,
 mean shift <= 0.0008. The tests bound the same-maps difference by 0.005 on a tiny net
 (``tests/metrics/test_precision.py``).
+
+Scores freed from the model's confidence (METRICS.md, issue 25). A confident model scores a
+high insertion AUC whatever its map, so two further scores sit beside each AUC:
+
+- Gain over random. For each image, the same curve (same substrate, steps, score and
+  explained class) is computed for ``k`` pixel orders drawn uniformly at random
+  (:func:`random_ranks`: a CPU ``torch.Generator`` per image, seeded from the experiment's
+  seed and the image id, so an image's orders never depend on its batch, the batch size,
+  the device or the explanation method), and its AUCs averaged::
+
+      insertion gain = AUC_ins(map) - mean_j AUC_ins(random_j)
+      deletion gain  = mean_j AUC_del(random_j) - AUC_del(map)
+
+  Both are higher-is-better and 0 = no better than chance (a uniformly random map has
+  expected gain exactly 0: its order has the same distribution as each random order). The
+  random curves ride in the same forward batches as the map's (``random_ranks=`` of
+  :func:`causal_curves`): ``k`` random orders cost ``k`` times the map's perturbed forwards
+  and nothing else (the clean and substrate forwards are shared). Every method explained on
+  the same model and image sees the same random orders, so differences of gains between
+  methods equal differences of AUCs.
+- Normalised: ``AUC / p``, with ``p`` the explained class's probability on the unperturbed
+  image (the curve's last point for insertion, its first for deletion; ``score="softmax"``
+  only). Insertion: higher is better; deletion: lower is better.
+
+What each score is free of, exactly (tested on hand-made model families in
+``tests/metrics/test_confidence_free.py``): if the model's probability of the explained
+class is ``c * g(x)`` on every input (a confidence that scales), the normalised AUC does not
+depend on ``c`` and the gain is ``c`` times that of ``g`` (its sign, hence a verdict's side,
+does not move); if it is ``g(x) + d`` (a confidence that shifts every point alike), the gain
+does not depend on ``d``. No family but the trivial one leaves both unchanged, so the two
+scores answer the two readings of "more confident".
 """
 from __future__ import annotations
 
@@ -149,6 +180,38 @@ def pixel_rank(maps: torch.Tensor) -> torch.Tensor:
     return rank.scatter_(1, order, ar)
 
 
+def image_seed(seed: int, image_id: int) -> int:
+    """The seed of image ``image_id``'s random orders in an experiment of seed ``seed``.
+
+    numpy's ``SeedSequence([seed mod 2**64, image_id mod 2**64])`` hashed to 63 bits: a
+    well-mixed, platform-independent function of the pair (nearby pairs give unrelated
+    streams; no two pairs are related by an offset as ``seed * K + image_id`` would be).
+    """
+    import numpy as np
+
+    words = np.random.SeedSequence([int(seed) % 2 ** 64, int(image_id) % 2 ** 64]).generate_state(
+        2, np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+def random_ranks(image_ids: Sequence[int], seed: int, k: int, n_pixels: int) -> torch.Tensor:
+    """``k`` uniformly random pixel orders per image, as ranks: [B, k, n_pixels] int64, CPU.
+
+    Row ``[b, j]`` is ``torch.randperm(n_pixels)`` drawn from a CPU ``torch.Generator``
+    seeded with :func:`image_seed` (``seed``, ``image_ids[b]``), the ``j``-th draw of that
+    generator. The rank of a uniformly random order is itself uniformly random (the inverse
+    of a uniform permutation is uniform), so it is used as the rank directly. An image's
+    orders depend on (seed, image id, j) only: not on its batch, the batch size, the device,
+    the map or the method; the first ``k'`` of ``k`` orders are the orders of ``k'``.
+    """
+    out = torch.empty(len(image_ids), int(k), int(n_pixels), dtype=torch.long)
+    for b, i in enumerate(image_ids):          # drawing only: k randperms per image, no forwards
+        g = torch.Generator(device="cpu").manual_seed(image_seed(seed, int(i)))
+        for j in range(int(k)):
+            out[b, j] = torch.randperm(int(n_pixels), generator=g)
+    return out
+
+
 # --------------------------------------------------------------------------- checks
 
 def model_device(model: nn.Module, fallback: torch.device) -> torch.device:
@@ -224,6 +287,7 @@ def causal_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
                   insertion_substrate: str = "blur", deletion_substrate: str = "zero",
                   score: str = "softmax", batch_size: int = DEFAULT_BATCH_SIZE,
                   blur_size: int = 11, blur_sigma: float = 5.0, blur_kernel: str = "rise",
+                  random_ranks: Optional[torch.Tensor] = None,
                   ) -> Dict[str, torch.Tensor]:
     """Insertion and/or deletion curves of a batch, sharing forward batches.
 
@@ -235,7 +299,11 @@ def causal_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
     score: "softmax" (probability of the target, the reference) or "logit"
     batch_size: perturbed images per forward (bounds memory)
     blur_*: the insertion blur (:func:`gaussian_blur`), used where a substrate is "blur"
-    returns: {mode: [B, n+1] float32 on the model's device}, n = ceil(H*W / step)
+    random_ranks: [B, R, H*W] int64 (each row a permutation of 0..H*W-1, e.g. from
+        :func:`random_ranks`) or None: R further orders per image whose curves are computed
+        in the same forward batches as the map's (same substrate, steps, score and target)
+    returns: {mode: [B, n+1] float32 on the model's device}, n = ceil(H*W / step), and with
+        ``random_ranks`` also {mode + "_random": [B, R, n+1] float32}
 
     Point k of a curve is the score on ``where(rank < min(k*step, H*W), end, start)``, with
     (start, end) = (image, substrate) for deletion and (substrate, image) for insertion.
@@ -263,8 +331,20 @@ def causal_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
     n = num_steps(H, W, step)
     dev = model_device(model, images.device)
     targets = _check_targets(targets, B, dev)
+    R = 0
+    if random_ranks is not None:
+        if (not torch.is_tensor(random_ranks) or random_ranks.ndim != 3
+                or random_ranks.shape[0] != B or random_ranks.shape[2] != HW
+                or random_ranks.is_floating_point() or random_ranks.dtype == torch.bool):
+            raise UserError(f"random_ranks must be an integer tensor [B, R, H*W] = [{B}, R, {HW}], "
+                            f"got {getattr(random_ranks, 'dtype', type(random_ranks).__name__)} "
+                            f"{list(random_ranks.shape) if torch.is_tensor(random_ranks) else ''}.")
+        R = random_ranks.shape[1]
     if B == 0:
-        return {m: torch.zeros(0, n + 1, device=dev) for m in modes}
+        out = {m: torch.zeros(0, n + 1, device=dev) for m in modes}
+        if random_ranks is not None:
+            out.update({f"{m}_random": torch.zeros(0, R, n + 1, device=dev) for m in modes})
+        return out
 
     x = images.to(dev)
     mp = maps.to(dev)
@@ -286,19 +366,25 @@ def causal_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
             zero_idx = sum(t.shape[0] for t in bank)
             bank.append(torch.zeros(1, C, H, W, dtype=x.dtype, device=dev))
         bank = torch.cat(bank)                                     # [Nb, C, H, W]
+        # One row of ranks per curve: curve c = b * O + o, order o = 0 the map's, o >= 1
+        # the random ones; O = 1 + R curves per image.
+        O = 1 + R
         rank = pixel_rank(mp)                                      # [B, HW]
+        if R:
+            rank = torch.cat([rank[:, None], random_ranks.to(dev, torch.long)], 1).view(B * O, HW)
         kk = torch.arange(n + 1, device=dev)
         changed = torch.clamp(kk * step, max=HW)                   # [n+1] pixels changed at k
 
         ar = torch.arange(B, device=dev)
+        cimg = torch.arange(B * O, device=dev) // O                # [B*O] image of each curve
         # Items whose image is a whole bank image: clean images (also the prediction
         # forward) and the shared zero image. They come first so targets exist in time.
         known = [ar] + ([torch.full((1,), zero_idx, device=dev)] if zero_idx is not None else [])
         known = torch.cat(known)
         n_known = known.numel()
 
-        # Perturbed items: (mode m, image b, step k) whose input is not a known image.
-        it_b, it_k, it_s, it_e, it_dst = [], [], [], [], []
+        # Perturbed items: (mode m, curve c, step k) whose input is not a known image.
+        it_c, it_b, it_k, it_s, it_e, it_dst = [], [], [], [], [], []
         for mi, m in enumerate(modes):
             sub_idx = ar + blur0 if subs[m] == "blur" else torch.full_like(ar, zero_idx)
             start, end = (ar, sub_idx) if m == "deletion" else (sub_idx, ar)
@@ -307,17 +393,20 @@ def causal_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
             k_lo = 1 if (m == "deletion" or subs[m] == "zero") else 0
             k_hi = n if (m == "insertion" or subs[m] == "zero") else n + 1
             ks_t = torch.arange(k_lo, k_hi, dtype=torch.long, device=dev)
-            bb = ar.repeat_interleave(ks_t.numel())
-            kt = ks_t.repeat(B)
+            cc = torch.arange(B * O, device=dev).repeat_interleave(ks_t.numel())
+            bb = cimg[cc]
+            kt = ks_t.repeat(B * O)
+            it_c.append(cc)
             it_b.append(bb)
             it_k.append(kt)
             it_s.append(start[bb])
             it_e.append(end[bb])
-            it_dst.append((mi * B + bb) * (n + 1) + kt)             # flat index into curves
-        it_b, it_k, it_s, it_e, it_dst = (torch.cat(t) for t in (it_b, it_k, it_s, it_e, it_dst))
+            it_dst.append((mi * B * O + cc) * (n + 1) + kt)         # flat index into curves
+        it_c, it_b, it_k, it_s, it_e, it_dst = (torch.cat(t) for t in
+                                                (it_c, it_b, it_k, it_s, it_e, it_dst))
         n_items = it_b.numel()
 
-        curves = torch.empty(len(modes) * B * (n + 1), dtype=torch.float32, device=dev)
+        curves = torch.empty(len(modes) * B * O * (n + 1), dtype=torch.float32, device=dev)
         known_logits: List[torch.Tensor] = []
         clean = zero = None
         total = n_known + n_items
@@ -331,8 +420,8 @@ def causal_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
                 parts.append(bank[known[i0:i0 + kn]])
             p0, p1 = max(i0, n_known) - n_known, i1 - n_known
             if p1 > p0:
-                b, k = it_b[p0:p1], it_k[p0:p1]
-                reveal = (rank[b] < changed[k][:, None]).view(-1, 1, H, W)   # [c, 1, H, W]
+                c, k = it_c[p0:p1], it_k[p0:p1]
+                reveal = (rank[c] < changed[k][:, None]).view(-1, 1, H, W)   # [c, 1, H, W]
                 parts.append(torch.where(reveal, bank[it_e[p0:p1]], bank[it_s[p0:p1]]))
             logits = model(parts[0] if len(parts) == 1 else torch.cat(parts))
             if kn:
@@ -348,19 +437,22 @@ def causal_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
                 s = class_scores(logits[kn:], targets[it_b[p0:p1]], score)
                 curves[it_dst[p0:p1]] = s
 
-        curves = curves.view(len(modes), B, n + 1)
+        curves = curves.view(len(modes), B * O, n + 1)
         out = {}
         for mi, m in enumerate(modes):
             c = curves[mi]
             if m == "deletion":
-                c[:, 0] = clean
+                c[:, 0] = clean[cimg]
                 if subs[m] == "zero":
-                    c[:, n] = zero
+                    c[:, n] = zero[cimg]
             else:
-                c[:, n] = clean
+                c[:, n] = clean[cimg]
                 if subs[m] == "zero":
-                    c[:, 0] = zero
-            out[m] = c
+                    c[:, 0] = zero[cimg]
+            c = c.view(B, O, n + 1)
+            out[m] = c[:, 0]
+            if random_ranks is not None:
+                out[f"{m}_random"] = c[:, 1:]
         return out
 
 

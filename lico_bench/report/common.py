@@ -20,7 +20,11 @@ NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (i
         "randomisation_cascading": "Rand. cascading (Spearman)",
         "randomisation_cascading_ssim": "Rand. cascading (SSIM)",
         "randomisation_independent": "Rand. independent (Spearman)",
-        "randomisation_independent_ssim": "Rand. independent (SSIM)"}
+        "randomisation_independent_ssim": "Rand. independent (SSIM)",
+        # scores freed from the model's confidence (lico_bench.metrics.causal)
+        "insertion_gain": "Insertion gain vs random", "deletion_gain": "Deletion gain vs random",
+        "insertion_norm": "Insertion / p(clean)", "deletion_norm": "Deletion / p(clean)",
+        "road_morf_gain": "ROAD MoRF gain vs random", "road_lerf_gain": "ROAD LeRF gain vs random"}
 BASELINE = "baseline"
 
 
@@ -81,7 +85,8 @@ def metric_directions(manifest: dict, rows: pd.DataFrame) -> Dict[str, bool]:
              if m in rows.columns}
     if "insertion" in found and "deletion" in found:
         found["overall"] = True
-    order = ["insertion", "deletion", "overall", "pointing_game", "energy_pointing_game"]
+    order = ["insertion", "insertion_gain", "insertion_norm", "deletion", "deletion_gain",
+             "deletion_norm", "overall", "pointing_game", "energy_pointing_game"]
     names = sorted(found, key=lambda m: (order.index(m) if m in order else len(order), m))
     return {m: found[m] for m in names}
 

@@ -65,7 +65,9 @@ def test_run_writes_rows_maps_manifest_and_tables(checkpoints, tmp_path):
     assert [r["image_id"] for r in recs] == list(range(12))
     r = recs[0]
     for k in ("label", "pred", "prob", "target", "insertion", "deletion", "pointing_game",
-              "energy_pointing_game", "curve_insertion", "curve_deletion", "map_status"):
+              "energy_pointing_game", "curve_insertion", "curve_deletion", "map_status",
+              "insertion_gain", "insertion_norm", "deletion_gain", "deletion_norm",
+              "curve_insertion_gain", "curve_deletion_gain"):
         assert k in r
     assert len(r["curve_insertion"]) == 33 and r["target"] == r["pred"]
     man = json.loads((out / "manifest.json").read_text())
@@ -79,9 +81,10 @@ def test_run_writes_rows_maps_manifest_and_tables(checkpoints, tmp_path):
     summ = pd.read_csv(out / "summary.csv")
     assert set(summ["kind"]) == {"score", "accuracy", "paired"}
     scores = summ[summ["kind"] == "score"]
-    assert len(scores) == 2 * 2 * 6  # models x methods x (4 metrics + overall + map dependence)
+    # models x methods x (4 metrics + their 4 confidence-free columns + overall + map dependence)
+    assert len(scores) == 2 * 2 * 10
     paired = summ[summ["kind"] == "paired"]
-    assert len(paired) == 2 * 6 and paired["p_wilcoxon"].between(0, 1).all()
+    assert len(paired) == 2 * 10 and paired["p_wilcoxon"].between(0, 1).all()
     ins = pd.DataFrame([json.loads(l) for l in (out / "rows" / "shapes__lico_tiny__gradcam__seed0.jsonl").read_text().splitlines()])
     row = scores[(scores.model == "lico_tiny") & (scores.method == "gradcam") & (scores.metric == "insertion")].iloc[0]
     # summary.csv writes %.6g: half a unit in the 6th significant digit, <= 5e-6 relative

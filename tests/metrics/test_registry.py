@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lico_bench.errors import UserError
+from lico_bench.metrics.builtin import DEFAULT_RANDOM_ORDERS
 from lico_bench.metrics import (Metric, MetricResult, auc, causal_curves, create_metric,
                                 list_metrics, overall, pointing_game, register_metric)
 
@@ -28,7 +29,8 @@ def test_names_and_flags():
 def test_options_record_every_default():
     m = create_metric("insertion", step=16)
     assert m.options == {"step": 16, "substrate": "blur", "score": "softmax", "batch_size": 128,
-                         "blur_size": 11, "blur_sigma": 5.0, "blur_kernel": "rise"}
+                         "blur_size": 11, "blur_sigma": 5.0, "blur_kernel": "rise",
+                         "random_orders": DEFAULT_RANDOM_ORDERS}
     assert create_metric("deletion").options["substrate"] == "zero"
     assert create_metric("pointing_game").options == {"tolerance": None}
 
@@ -39,6 +41,9 @@ def test_options_record_every_default():
     ("insertion", {"step": 0}, "step"),
     ("deletion", {"substrate": "noise"}, "substrate"),
     ("insertion", {"score": "prob"}, "score"),
+    ("insertion", {"random_orders": -1}, "random_orders"),
+    ("deletion", {"random_orders": 1025}, "random_orders"),
+    ("road", {"random_orders": 4}, "no option 'random_orders'"),
     ("pointing_game", {"tolerance": -2}, "tolerance"),
     ("insertion", {"blur_sigma": float("nan")}, "blur_sigma of metric .insertion. must be a finite number"),
 ])
