@@ -1,6 +1,7 @@
 """Tiny models for the explainer tests: fast on two CPU cores, with a ``cfg.cam_layer``."""
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import pytest
@@ -9,6 +10,8 @@ import torch.nn as nn
 
 from lico_bench.models import ModelCfg
 from lico_bench.models.backbones import Classifier
+
+from ..tolerance import EPS64, f32_tol
 
 ALL_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
                   "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
@@ -68,3 +71,105 @@ def model():
 @pytest.fixture
 def images():
     return torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+# --------------------------------------------------------------------------------------
+# float64 references and the float tolerances of the comparisons (tests/tolerance.py)
+#
+# Two float32 computations of a whole CAM map differ by a worst-case bound of a few percent
+# of the map (the forward's |terms| are large next to the map), too loose to catch a 1e-3
+# error. So the comparisons run the model (and the peer library) in float64: the float64
+# forwards differ by ~1e-16 of their |terms| (f64_tol), and what is left is the float32
+# arithmetic each explainer does on purpose after the forward (casts, softmax, upsampling),
+# whose terms and magnitudes are few and known at each call site.
+
+
+def double(model: nn.Module) -> nn.Module:
+    """A float64 copy of ``model`` (its ``cfg`` kept)."""
+    return copy.deepcopy(model).double()
+
+
+def abs_network(model: nn.Module) -> nn.Module:
+    """The float64 network with every weight, bias and BatchNorm affine term replaced by its
+    absolute value (BatchNorm's running mean by -|mean|, so x - mean -> x + |mean|).
+
+    On |x| every intermediate value is >= 0 and each accumulation's sum of |terms| is at
+    most this network's value there (ReLU, max/average pooling and residual sums do not
+    increase it): the magnitude of f32_tol at every layer (first order, tests/tolerance.py).
+    """
+    net = double(model)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
+                for name in ("weight", "bias"):
+                    p = getattr(m, name, None)
+                    if p is not None:
+                        p.abs_()
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.abs_().neg_()
+    return net
+
+
+def accumulations(model: nn.Module):
+    """(n_terms, depth) of the model's forward: the longest accumulation (a convolution
+    window or dot product plus its bias, a BatchNorm's 3 operations) and an upper bound on
+    the accumulations in sequence (every conv, linear and BatchNorm, plus the global
+    average pool)."""
+    n, depth = 3, 1
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            n = max(n, m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1] + 1)
+            depth += 1
+        elif isinstance(m, nn.Linear):
+            n, depth = max(n, m.in_features + 1), depth + 1
+        elif isinstance(m, nn.BatchNorm2d):
+            depth += 1
+    return n, depth
+
+
+def forward_magnitudes(model: nn.Module, images: torch.Tensor, layer: str):
+    """The |weights| network on |images|: (A_bar [B, C, h, w] at ``layer``, logits z_bar
+    [B, K]), float64 - the sums of |terms| of a float forward at the CAM layer and the logits."""
+    net = abs_network(model)
+    store = []
+    h = net.get_submodule(layer).register_forward_hook(lambda m, i, o: store.append(o))
+    try:
+        with torch.no_grad():
+            z = net(images.detach().abs().double().cpu())
+    finally:
+        h.remove()
+    n_gap = store[0].shape[-2] * store[0].shape[-1] + 1     # the head's global average pool
+    return store[0], z, n_gap
+
+
+def f64_tol(n_terms: int, magnitude: float, depth: int = 1, computations: int = 2) -> float:
+    """f32_tol at float64 eps: two float64 computations of one value."""
+    return f32_tol(n_terms, magnitude, depth=depth, computations=computations, eps=EPS64)
+
+
+def cam_f64_tol(model: nn.Module, images: torch.Tensor, layer: str, w: torch.Tensor) -> float:
+    """Bound on |L - L'| of two float64 computations of a CAM map L = ReLU(Σ_k w_k A_k)
+    (feature or input resolution) with channel weights ``w`` [B, C].
+
+    First order: A carries the forward's error, 2 gamma_n per accumulation at A's |terms|
+    (the |weights| network A_bar), w a relative error of the same order (gradients through
+    the head's average pool and fc, or scores of masked forwards), and the weights' mean,
+    the weighted sum and the upsampling add three accumulations: f32_tol at float64 eps,
+    n = the longest accumulation (conv window, the C-term sum, the h·w mean), depth = the
+    forward's + 3, magnitude max_ij Σ_k |w_k| A_bar_k(ij).
+    """
+    a_bar, _, n_gap = forward_magnitudes(model, images, layer)
+    n, depth = accumulations(model)
+    mag = float((w.detach().abs().double().cpu()[:, :, None, None] * a_bar).sum(1).max())
+    return f64_tol(max(n, n_gap, a_bar.shape[1]), mag, depth=depth + 3)
+
+
+def head_f64_tol(acts: torch.Tensor, w: torch.Tensor) -> float:
+    """Bound on |L - L'| of two float64 computations of L = ReLU(Σ_k w_k A_k) from the same
+    activations A [B, C, h, w] and gradients (bitwise the same float64 forward, asserted
+    where it is used): the channel weights (at most 4 operations in sequence, one of them
+    the h·w-term mean or sum of Grad-CAM(++)), then the C-term weighted sum, at the
+    magnitude max_ij Σ_k |w_k| |A_k(ij)| (f32_tol at float64 eps, depth 4 + 1)."""
+    mag = float((w.detach().abs().double()[:, :, None, None] * acts.detach().abs().double()).sum(1).max())
+    h, wd = acts.shape[-2:]
+    return f64_tol(max(h * wd, acts.shape[1]) + 1, mag, depth=5)
