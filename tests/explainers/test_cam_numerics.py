@@ -27,46 +27,14 @@ from lico_bench.explainers.base import upsample
 from lico_bench.models import ModelCfg, create_model
 from lico_bench.models.backbones import Classifier
 
-from ..tolerance import EPS32, f32_tol, softmax_tol
+from ..tolerance import f32_tol, softmax_tol
 from .conftest import (accumulations, cam_f64_tol, double, f64_tol, forward_magnitudes,
-                       head_f64_tol, tiny_net)
-
-
-def pg_minmax(x: torch.Tensor) -> torch.Tensor:
-    """pytorch-grad-cam's scale_cam_image normalisation, per map: [B, h, w]."""
-    x = x - x.amin(dim=(1, 2), keepdim=True)
-    return x / (1e-7 + x.amax(dim=(1, 2), keepdim=True))
+                       head_f64_tol, pg_minmax, pg_pipeline_tol, tiny_net)
 
 
 def pg_equivalent(low_res: torch.Tensor, size) -> torch.Tensor:
     """Our raw feature-resolution map taken through pytorch-grad-cam's output pipeline."""
     return pg_minmax(upsample(pg_minmax(low_res), size))
-
-
-U32 = EPS32 / 2   # float32 unit roundoff
-
-
-def pg_pipeline_tol(low: torch.Tensor, d_raw: float, size) -> float:
-    """Bound on |a - b| of two runs of pytorch-grad-cam's output pipeline (min-max
-    normalisation, bilinear resize, min-max again; at most one of them in float32 before
-    the resize) on raw maps within ``d_raw`` of ``low`` [B, h, w].
-
-    Normalisation 1, (x - min) / (1e-7 + range1): numerator and denominator each move by
-    <= 2 d_raw, so the normalised value (<= 1) by <= 4 d_raw / range1; plus its rounding,
-    <= 3 float32 operations on one side and one cast to float32 on the other (4u). The
-    resize is a convex combination (2 taps per axis, two passes) of values in [0, 1]: the
-    difference carries over, plus f32_tol(2, 1, depth 2) for both computations.
-    Normalisation 2 the same with range2 (the range of the resized map, measured here in
-    float64) and 3 float32 operations on each side (6u).
-    """
-    lo = low.double()
-    assert (lo.amax(dim=(1, 2)) > lo.amin(dim=(1, 2))).all(), "a constant map compares nothing"
-    range1 = float((lo.amax(dim=(1, 2)) - lo.amin(dim=(1, 2))).min())
-    up = upsample(pg_minmax(lo), size)
-    range2 = float((up.amax(dim=(1, 2)) - up.amin(dim=(1, 2))).min())
-    d1 = 4 * d_raw / range1 + 4 * U32
-    d2 = d1 + f32_tol(2, 1.0, depth=2)
-    return 4 * d2 / range2 + 6 * U32
 
 
 # --------------------------------------------------------------------------------------
