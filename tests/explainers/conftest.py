@@ -207,3 +207,34 @@ def pg_pipeline_tol(low: torch.Tensor, d_raw: float, size) -> float:
     d1 = 4 * d_raw / range1 + 4 * U32
     d2 = d1 + f32_tol(2, 1.0, depth=2)
     return 4 * d2 / range2 + 6 * U32
+
+
+def prob_rel_tol(logit_tol: float, n_classes: int) -> float:
+    """Relative bound on a softmax probability p_k whose logits move by <= ``logit_tol``:
+    p'_k / p_k in [exp(-2 d), exp(2 d)] (tests/tolerance.py, softmax_tol), and the softmax's
+    own rounding is relative too (one exp, a sum of n positive terms, one division):
+    |p'_k - p_k| <= (expm1(2 d) + 2 gamma_{n+2}) p_k. Relative bounds keep Score-CAM's and
+    RISE's maps, sums of probabilities times non-negative activations or masks, within a
+    relative ~1e-5 (an absolute bound per weight times Σ_k A_k is ~1e-3 of the map)."""
+    import math
+
+    from ..tolerance import gamma
+    return math.expm1(2 * float(logit_tol)) + 2 * gamma(n_classes + 2)
+
+
+class LogitRecorder:
+    """Records max |logit| over every forward of ``model`` inside the ``with`` block: the
+    magnitude at which a float64 logit is rounded to float32 (u |z|), measured on the
+    actual logits rather than bounded by the |weights| network's (~100x larger) ones."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.max = model, 0.0
+
+    def __enter__(self):
+        def hook(m, i, o):
+            self.max = max(self.max, float(o.detach().abs().max()))
+        self.handle = self.model.register_forward_hook(hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
