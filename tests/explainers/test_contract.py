@@ -15,9 +15,10 @@ import torch.nn as nn
 from lico_bench.errors import UserError
 from lico_bench.explainers import create_explainer, list_explainers, normalize_maps
 
-from ..tolerance import f32_tol, softmax_tol
-from .conftest import (U32, Exploding, abs_network, accumulations, cam_f64_tol, double, f64_tol,
-                       forward_magnitudes, leftover_hooks, pg_pipeline_tol, tiny_net)
+from ..tolerance import f32_tol
+from .conftest import (U32, Exploding, LogitRecorder, abs_network, accumulations, cam_f64_tol,
+                       double, f64_tol, forward_magnitudes, leftover_hooks, pg_pipeline_tol,
+                       prob_rel_tol, tiny_net)
 
 # Options that keep the tests fast (default values are exercised elsewhere).
 FAST = {"scorecam": {"batch_size": 8}, "rise": {"N": 48, "batch_size": 16}}
@@ -72,32 +73,39 @@ def contract_tol(name, options, model, images, targets) -> float:
     if name in CAMS:
         core = {k: v for k, v in options.items() if name == "scorecam"}
         e = create_explainer(CAMS[name], **core)
-        acts, grads, t = e.feature_maps(model, images, targets)
-        w = e.weights(model, images, t, acts, grads).detach()
+        with LogitRecorder(model) as rec:
+            acts, grads, t = e.feature_maps(model, images, targets)
+            w = e.weights(model, images, t, acts, grads).detach()
         # max |map| at feature resolution (captum's LayerGradCam: without the ReLU)
         m = float((w[:, :, None, None] * acts).sum(1).abs().max())
         # the map at feature resolution in float64, rounded to float32, upsampled in float32
         # (2 taps per axis, two passes, convex: |terms| <= m)
         d = cam_f64_tol(model, images, layer, w) + f32_tol(1, m) + f32_tol(2, m, depth=2)
         if name == "scorecam":
-            # float64 logits rounded to float32 (u |z| each) and a float32 softmax over K
-            # classes (official) or C channels (grad-cam variant); baseline_subtract: two
-            # probabilities per weight. Σ_k dw A_k at the map.
+            # float64 logits rounded to float32 (u |z| each, z the largest recorded) and a
+            # float32 softmax over K classes (official) or C channels (grad-cam variant):
+            # each probability within rho·p (prob_rel_tol); a weight w = p (or p - base with
+            # baseline_subtract, or the channel softmax) within rho·(|w| + 2 base). Σ_k dw A_k.
             grad_cam = options.get("variant") == "grad-cam"
-            d_w = ((2 if options.get("baseline_subtract") else 1)
-                   * softmax_tol(f32_tol(1, z_max) + d_z64, acts.shape[1] if grad_cam else K))
-            d += d_w * float(acts.abs().sum(1).max())
+            rho = prob_rel_tol(f32_tol(1, rec.max) + d_z64, acts.shape[1] if grad_cam else K)
+            base = torch.zeros(len(t), 1, dtype=torch.float64)
+            if options.get("baseline_subtract"):
+                with torch.no_grad():
+                    base = torch.softmax(model(torch.zeros_like(images[:1])), 1)[0, t][:, None]
+            d_w = rho * (w.double().abs() + 2 * base)
+            d += float((d_w[:, :, None, None] * acts.double()).sum(1).max())
         return d
     if name == "rise":
-        # the same float32 masks; float64 logits rounded to float32 and a float32 softmax
-        # over K (softmax_tol); Σ_n p_n m_n in float32 over N non-negative terms, at the
-        # map itself (f32_tol(N, max S)), and one division
+        # the same float32 masks; float64 logits rounded to float32 (u |z|, recorded) and a
+        # float32 softmax over K: each probability within rho·p (prob_rel_tol), so the map,
+        # Σ_n p_n m_n / (N p) >= 0, within rho·S; the sum in float32 over N non-negative
+        # terms at the map itself (f32_tol(N, max S)), and one division
         rise = create_explainer(name, **options)
         N = rise.resolved_options(model, images.shape[-2:])["N"]
-        masks = torch.cat(list(rise.masks(*images.shape[-2:])))
-        d_p = softmax_tol(f32_tol(1, z_max) + d_z64, K)
-        s_max = float(masks.sum(0).max()) / (N * rise.p)        # probabilities <= 1
-        return d_p * s_max + f32_tol(N, s_max) + f32_tol(1, s_max)
+        with LogitRecorder(model) as rec:
+            s_max = float(rise(model, images, targets).abs().max())
+        rho = prob_rel_tol(f32_tol(1, rec.max) + d_z64, K)
+        return rho * s_max + f32_tol(N, s_max) + f32_tol(1, s_max)
     if name == "captum:IntegratedGradients":
         # attr_c = x_c · (Gauss-Legendre mean over 8 steps of d logit / dx_c) in float64:
         # bounded by |x_c| G_c, G the input gradient of the |weights| network (all its ReLUs
