@@ -11,6 +11,7 @@ import torch.nn as nn
 from lico_bench.models import ModelCfg
 from lico_bench.models.backbones import Classifier
 
+from lico_bench.explainers import create_explainer
 from lico_bench.explainers.base import upsample
 
 from ..tolerance import EPS32, EPS64, f32_tol
@@ -238,3 +239,107 @@ class LogitRecorder:
 
     def __exit__(self, *exc):
         self.handle.remove()
+
+
+CAMS = {"gradcam": "gradcam", "gradcampp": "gradcampp", "scorecam": "scorecam",
+        "captum:LayerGradCam": "gradcam"}     # captum's LayerGradCam: Grad-CAM's weights
+
+
+def contract_tol(name, options, model, images, targets) -> float:
+    """Bound on |a - b| of two computations of the maps of explainer ``name`` on the
+    float64 ``model`` and ``images`` (batched vs one image, CUDA vs CPU, channels-last vs
+    contiguous): the float64
+    forwards differ by f64_tol at the |weights| network (tiny_net: 73-term conv windows,
+    depth 3), and what is left is each explainer's own float32 arithmetic after them.
+    """
+    layer = model.cfg.cam_layer
+    _, z_bar, _ = forward_magnitudes(model, images, layer)
+    n, depth = accumulations(model)
+    z_max = float(z_bar.max())
+    K = model.fc.out_features
+    # float64 logits of two computations (+2 accumulations: masking, or the head twice)
+    d_z64 = f64_tol(n, z_max, depth + 2)
+    if name in CAMS:
+        core = {k: v for k, v in options.items() if name == "scorecam"}
+        e = create_explainer(CAMS[name], **core)
+        with LogitRecorder(model) as rec:
+            acts, grads, t = e.feature_maps(model, images, targets)
+            w = e.weights(model, images, t, acts, grads).detach()
+        # max |map| at feature resolution (captum's LayerGradCam: without the ReLU)
+        m = float((w[:, :, None, None] * acts).sum(1).abs().max())
+        # the map at feature resolution in float64, rounded to float32, upsampled in float32
+        # (2 taps per axis, two passes, convex: |terms| <= m)
+        d = cam_f64_tol(model, images, layer, w) + f32_tol(1, m) + f32_tol(2, m, depth=2)
+        if name == "scorecam":
+            # float64 logits rounded to float32 (u |z| each, z the largest recorded) and a
+            # float32 softmax over K classes (official) or C channels (grad-cam variant):
+            # each probability within rho·p (prob_rel_tol); a weight w = p (or p - base with
+            # baseline_subtract, or the channel softmax) within rho·(|w| + 2 base). Σ_k dw A_k.
+            grad_cam = options.get("variant") == "grad-cam"
+            rho = prob_rel_tol(f32_tol(1, rec.max) + d_z64, acts.shape[1] if grad_cam else K)
+            base = torch.zeros(len(t), 1, dtype=torch.float64)
+            if options.get("baseline_subtract"):
+                with torch.no_grad():
+                    base = torch.softmax(model(torch.zeros_like(images[:1])), 1)[0, t][:, None]
+            d_w = rho * (w.double().abs() + 2 * base)
+            d += float((d_w[:, :, None, None] * acts.double()).sum(1).max())
+        return d
+    if name == "rise":
+        # the same float32 masks; float64 logits rounded to float32 (u |z|, recorded) and a
+        # float32 softmax over K: each probability within rho·p (prob_rel_tol), so the map,
+        # Σ_n p_n m_n / (N p) >= 0, within rho·S; the sum in float32 over N non-negative
+        # terms at the map itself (f32_tol(N, max S)), and one division
+        rise = create_explainer(name, **options)
+        N = rise.resolved_options(model, images.shape[-2:])["N"]
+        with LogitRecorder(model) as rec:
+            s_max = float(rise(model, images, targets).abs().max())
+        rho = prob_rel_tol(f32_tol(1, rec.max) + d_z64, K)
+        return rho * s_max + f32_tol(N, s_max) + f32_tol(1, s_max)
+    if name == "captum:IntegratedGradients":
+        # attr_c = x_c · (Gauss-Legendre mean over 8 steps of d logit / dx_c) in float64:
+        # bounded by |x_c| G_c, G the input gradient of the |weights| network (all its ReLUs
+        # pass on |x|: the product of |W|^T); a forward and a backward per step (depth
+        # 2·forward + 1; backward windows of out_channels·9 terms). Then cast to float32
+        # and summed over 3 channels in float32.
+        net = abs_network(model)
+        xa = images.detach().abs().double().clone().requires_grad_(True)
+        net(xa).max(1).values.sum().backward()
+        a_max = float((xa.detach() * xa.grad).sum(1).max())
+        n_bw = max(n, max(c.out_channels * 9 for c in net.modules() if isinstance(c, nn.Conv2d)))
+        return f64_tol(n_bw, a_max, 2 * depth + 1) + f32_tol(1, a_max) + f32_tol(3, a_max)
+    # pytorch-grad-cam: raw map (float64 A, float32 weights), then its pipeline
+    if name in ("gradcam:GradCAM", "gradcam:GradCAMPlusPlus"):
+        e = create_explainer("gradcam" if name == "gradcam:GradCAM" else "gradcampp")
+        acts, grads, t = e.feature_maps(model, images, targets)
+        w = e.weights(model, images, t, acts, grads).detach()
+        d_raw = cam_f64_tol(model, images, layer, w)
+        low = e.low_res(model, images, t).detach()
+    else:
+        assert name == "gradcam:AblationCAM"
+        # w_k = (o - n_k) / o from float32-rounded logits o (the target's) and n_k (the
+        # target's with channel k ablated, -1e7 - min A), subtraction and division in
+        # float32: dw_k <= |n_k| do / o^2 + dn / |o| + u |w_k| (subtraction) + u |w_k|
+        # (division), do, dn = u |.| + the float64 forwards' (at the ablated network's
+        # logits, |n_k| + z_bar); two computations
+        from pytorch_grad_cam import AblationCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        acts = create_explainer("gradcam").feature_maps(model, images, targets)[0]
+        with torch.no_grad():
+            o = model(images).gather(1, targets[:, None]).double().cpu()           # [B, 1]
+        cam = AblationCAM(model=model, target_layers=[model.get_submodule(layer)],
+                          batch_size=options.get("batch_size", 32))
+        try:
+            w = torch.from_numpy(cam.get_cam_weights(
+                images, model.get_submodule(layer), [ClassifierOutputTarget(int(i)) for i in targets],
+                acts.numpy(), None)).double()
+        finally:
+            cam.activations_and_grads.release()
+        nk = o * (1 - w)
+        d_o = U32 * o.abs() + f64_tol(n, z_max, depth + 1)
+        d_n = U32 * nk.abs() + f64_tol(n, float(nk.abs().max()) + z_max, depth + 1)
+        d_w = 2 * (nk.abs() * d_o / o ** 2 + d_n / o.abs() + 2 * U32 * w.abs())
+        low = torch.relu((w[:, :, None, None] * acts).sum(1)).float()
+        d_raw = (float((d_w[:, :, None, None] * acts.abs()).sum(1).max())
+                 + cam_f64_tol(model, images, layer, w))
+    return pg_pipeline_tol(low, d_raw, images.shape[-2:])
