@@ -173,7 +173,8 @@ def head_f64_tol(acts: torch.Tensor, w: torch.Tensor) -> float:
     where it is used): the channel weights (at most 4 operations in sequence, one of them
     the h·w-term mean or sum of Grad-CAM(++)), then the C-term weighted sum, at the
     magnitude max_ij Σ_k |w_k| |A_k(ij)| (f32_tol at float64 eps, depth 4 + 1)."""
-    mag = float((w.detach().abs().double()[:, :, None, None] * acts.detach().abs().double()).sum(1).max())
+    wa = w.detach().abs().double()[:, :, None, None] * acts.detach().abs().double()
+    mag = float(wa.sum(1).max())
     h, wd = acts.shape[-2:]
     return f64_tol(max(h * wd, acts.shape[1]) + 1, mag, depth=5)
 
@@ -330,9 +331,9 @@ def contract_tol(name, options, model, images, targets) -> float:
         cam = AblationCAM(model=model, target_layers=[model.get_submodule(layer)],
                           batch_size=options.get("batch_size", 32))
         try:
+            tg = [ClassifierOutputTarget(int(i)) for i in targets]
             w = torch.from_numpy(cam.get_cam_weights(
-                images, model.get_submodule(layer), [ClassifierOutputTarget(int(i)) for i in targets],
-                acts.numpy(), None)).double()
+                images, model.get_submodule(layer), tg, acts.numpy(), None)).double()
         finally:
             cam.activations_and_grads.release()
         nk = o * (1 - w)

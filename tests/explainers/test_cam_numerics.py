@@ -1,6 +1,9 @@
 """CAM numerics: hand-computed maps, and agreement with captum and pytorch-grad-cam.
 
-Where the definitions agree, the maps must be equal to 1e-5:
+Where the definitions agree, the maps must be equal within a bound derived from the
+computation: the comparisons run the model in float64 (ours and the peer library's
+forwards; captum's and pytorch-grad-cam's recorded A and gradients are asserted bitwise
+equal to ours), so only the float32 steps of each side remain (conftest.py):
 
 * captum LayerGradCam(relu_attributions=True) + LayerAttribution.interpolate('bilinear') is
   Grad-CAM by the same definition, raw: compared directly at input resolution.
@@ -218,7 +221,8 @@ def test_cam_equals_pytorch_grad_cam(name, cls_name, which, r18, r18_images):
     import pytorch_grad_cam
 
     if which == "tiny":
-        model, images = tiny_net(), torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+        g = torch.Generator().manual_seed(4)
+        model, images = tiny_net(), torch.randn(3, 3, 16, 16, generator=g)
         targets = torch.tensor([1, 2, 3])
     else:                                   # classes whose Grad-CAM maps are not all zero
         model, images, targets = r18, r18_images, torch.tensor([3, 1])
@@ -266,8 +270,8 @@ def test_scorecam_gradcam_variant_equals_pytorch_grad_cam():
         acts, _, _ = ours.feature_maps(model, images, targets)
         pg = PGScoreCAM(model=model, target_layers=[model.features.block])
         try:
-            pg_w = pg.get_cam_weights(images, None, [ClassifierOutputTarget(int(t)) for t in targets],
-                                      acts.numpy(), None)
+            tg = [ClassifierOutputTarget(int(t)) for t in targets]
+            pg_w = pg.get_cam_weights(images, None, tg, acts.numpy(), None)
         finally:
             pg.activations_and_grads.release()
         w = ours.weights(model, images, targets, acts, None).detach()
@@ -291,7 +295,8 @@ def test_scorecam_gradcam_variant_equals_pytorch_grad_cam():
     low = ours.low_res(model, images, targets).detach()
     pg_out, _ = _pg_run(PGScoreCAM, model, images, targets, batch_size=5)
     d_raw = (float((d_w[:, :, None, None] * acts).sum(1).max())
-             + f32_tol(1, float(low.max()), computations=1) + cam_f64_tol(model, images, model.cfg.cam_layer, w))
+             + f32_tol(1, float(low.max()), computations=1)
+             + cam_f64_tol(model, images, model.cfg.cam_layer, w))
     tol = pg_pipeline_tol(low, d_raw, (16, 16))
     assert (pg_equivalent(low, (16, 16)) - pg_out).abs().max() <= tol
 
