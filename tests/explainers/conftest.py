@@ -249,9 +249,9 @@ CAMS = {"gradcam": "gradcam", "gradcampp": "gradcampp", "scorecam": "scorecam",
 def contract_tol(name, options, model, images, targets) -> float:
     """Bound on |a - b| of two computations of the maps of explainer ``name`` on the
     float64 ``model`` and ``images`` (batched vs one image, CUDA vs CPU, channels-last vs
-    contiguous): the float64
-    forwards differ by f64_tol at the |weights| network (tiny_net: 73-term conv windows,
-    depth 3), and what is left is each explainer's own float32 arithmetic after them.
+    contiguous): the float64 forwards differ by f64_tol at the |weights| network
+    (accumulations(): tiny_net 73-term conv windows, depth 4; baseline_tiny 145 terms,
+    depth 6), and what is left is each explainer's own float32 arithmetic after them.
     """
     layer = model.cfg.cam_layer
     _, z_bar, _ = forward_magnitudes(model, images, layer)
