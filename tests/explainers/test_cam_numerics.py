@@ -1,6 +1,9 @@
 """CAM numerics: hand-computed maps, and agreement with captum and pytorch-grad-cam.
 
-Where the definitions agree, the maps must be equal to 1e-5:
+Where the definitions agree, the maps must be equal within a bound derived from the
+computation: the comparisons run the model in float64 (ours and the peer library's
+forwards; captum's and pytorch-grad-cam's recorded A and gradients are asserted bitwise
+equal to ours), so only the float32 steps of each side remain (conftest.py):
 
 * captum LayerGradCam(relu_attributions=True) + LayerAttribution.interpolate('bilinear') is
   Grad-CAM by the same definition, raw: compared directly at input resolution.
@@ -28,13 +31,9 @@ from lico_bench.models import ModelCfg, create_model
 from lico_bench.models.backbones import Classifier
 
 from ..tolerance import f32_tol
-from .conftest import tiny_net
-
-
-def pg_minmax(x: torch.Tensor) -> torch.Tensor:
-    """pytorch-grad-cam's scale_cam_image normalisation, per map: [B, h, w]."""
-    x = x - x.amin(dim=(1, 2), keepdim=True)
-    return x / (1e-7 + x.amax(dim=(1, 2), keepdim=True))
+from .conftest import (LogitRecorder, accumulations, cam_f64_tol, double, f64_tol,
+                       forward_magnitudes, head_f64_tol, pg_minmax, pg_pipeline_tol,
+                       prob_rel_tol, tiny_net)
 
 
 def pg_equivalent(low_res: torch.Tensor, size) -> torch.Tensor:
@@ -140,19 +139,40 @@ def r18_images():
 
 
 def test_gradcam_equals_captum_layergradcam(r18, r18_images):
+    from captum._utils.gradient import compute_layer_gradients_and_eval
     from captum.attr import LayerAttribution, LayerGradCam
 
-    targets = torch.tensor([2, 7])
-    ours = create_explainer("gradcam")(r18, r18_images, targets)
-    attr = LayerGradCam(r18, r18.features.layer4).attribute(
-        r18_images.clone(), target=targets, relu_attributions=True)          # [B, 1, 4, 4]
-    ref = LayerAttribution.interpolate(attr, (32, 32), "bilinear")[:, 0]
-    assert ours.abs().max() > 0
-    torch.testing.assert_close(ours, ref.detach(), rtol=1e-5, atol=1e-5 * float(ref.detach().abs().max()))
-    # the captum adapter, reduced and upsampled by our rule, gives the same map
+    # float64 model and images: only our own float32 steps remain (module docstring)
+    model, images = double(r18), r18_images.double()
+    targets = torch.tensor([3, 7])          # classes whose maps are not all zero here
+    explainer = create_explainer("gradcam")
+    ours = explainer(model, images, targets)
+    attr = LayerGradCam(model, model.features.layer4).attribute(
+        images.clone(), target=targets, relu_attributions=True)          # [B, 1, 4, 4]
+    ref = LayerAttribution.interpolate(attr, (32, 32), "bilinear")[:, 0].detach()  # float64
+    assert ours.dtype == torch.float32 and ref.dtype == torch.float64
+    assert (ref.amax(dim=(1, 2)) > 0).all()
+    # captum's forward is ours: the same float64 forward on the same input gives bitwise the
+    # same A and d logit / dA (what LayerGradCam computes its map from)
+    acts, grads, _ = explainer.feature_maps(model, images, targets)
+    c_grads, c_acts = compute_layer_gradients_and_eval(
+        model, model.features.layer4, images.clone().requires_grad_(True), target_ind=targets)
+    assert torch.equal(c_acts[0], acts) and torch.equal(c_grads[0], grads)
+    # ours: the float64 map at feature resolution rounded once to float32 (low_res), then a
+    # float32 bilinear upsampling (2 taps per axis, two passes, weights summing to 1, |terms|
+    # <= m); captum's: float64 throughout, upsampled in float64. Plus the two float64 heads
+    # from the same A and gradients (head_f64_tol: 16-term means, 512-term channel sums).
+    m = float(ref.abs().max())
+    w = explainer.weights(model, images, targets, acts, grads)
+    tol = (f32_tol(1, m, computations=1) + f32_tol(2, m, depth=2, computations=1)
+           + head_f64_tol(acts, w))
+    assert (ours.double() - ref).abs().max() <= tol
+    # the captum adapter, reduced and upsampled by our rule, gives the same map: captum's
+    # float64 map (its own run of the same forward) cast to float32 (a one-channel sum adds
+    # nothing) and upsampled in float32, against the same float64 ref: the same bound
     via_adapter = create_explainer("captum:LayerGradCam", attribute={"relu_attributions": True})(
-        r18, r18_images, targets)
-    torch.testing.assert_close(via_adapter, ref.detach(), rtol=1e-5, atol=1e-7)
+        model, images, targets)
+    assert (via_adapter.double() - ref).abs().max() <= tol
 
 
 # --------------------------------------------------------------------------------------
@@ -168,8 +188,9 @@ def test_bilinear_upsampling_equals_cv2_resize():
         assert np.abs(upsample(a, (size, size))[0].numpy() - ref).max() <= f32_tol(2, 1.0, depth=2)
 
 
-def _pg_run(cam_cls, model, images, targets, **attrs):
-    """pytorch-grad-cam's output and its raw feature-resolution CAM (hooks released)."""
+def _pg_run(cam_cls, model, images, targets, recorded=False, **attrs):
+    """pytorch-grad-cam's output and its raw feature-resolution CAM (hooks released); with
+    ``recorded``, also the activations and gradients it recorded (torch tensors)."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     layer = model.get_submodule(model.cfg.cam_layer)
@@ -179,9 +200,10 @@ def _pg_run(cam_cls, model, images, targets, **attrs):
     try:
         tg = [ClassifierOutputTarget(int(t)) for t in targets]
         out = cam(input_tensor=images.clone(), targets=tg)
-        acts = cam.activations_and_grads.activations[0].numpy()
-        grads = (cam.activations_and_grads.gradients[0].numpy()
-                 if cam.activations_and_grads.gradients else None)
+        t_acts = cam.activations_and_grads.activations[0]
+        t_grads = (cam.activations_and_grads.gradients[0]
+                   if cam.activations_and_grads.gradients else None)
+        acts, grads = t_acts.numpy(), None if t_grads is None else t_grads.numpy()
         raw = None
         if grads is not None:  # get_cam_image recomputes the weights: gradient methods only
             raw = np.maximum(cam.get_cam_image(images, layer, tg, acts, grads), 0)
@@ -189,7 +211,8 @@ def _pg_run(cam_cls, model, images, targets, **attrs):
         cam.activations_and_grads.release()
     for p in model.parameters():  # pytorch-grad-cam's loss.backward() fills .grad
         p.grad = None
-    return torch.from_numpy(out), None if raw is None else torch.from_numpy(raw)
+    result = torch.from_numpy(out), None if raw is None else torch.from_numpy(raw)
+    return (*result, (t_acts, t_grads)) if recorded else result
 
 
 @pytest.mark.parametrize("name,cls_name", [("gradcam", "GradCAM"), ("gradcampp", "GradCAMPlusPlus")])
@@ -197,18 +220,36 @@ def _pg_run(cam_cls, model, images, targets, **attrs):
 def test_cam_equals_pytorch_grad_cam(name, cls_name, which, r18, r18_images):
     import pytorch_grad_cam
 
-    model, images = (tiny_net(), torch.randn(3, 3, 16, 16)) if which == "tiny" else (r18, r18_images)
-    targets = torch.arange(images.shape[0]) + 1
+    if which == "tiny":
+        g = torch.Generator().manual_seed(4)
+        model, images = tiny_net(), torch.randn(3, 3, 16, 16, generator=g)
+        targets = torch.tensor([1, 2, 3])
+    else:                                   # classes whose Grad-CAM maps are not all zero
+        model, images, targets = r18, r18_images, torch.tensor([3, 1])
+    # float64 forwards (ours and pytorch-grad-cam's, which keeps the dtype in numpy up to
+    # its np.float32 before the resize): only the float32 steps written below remain
+    model, images = double(model), images.double()
     explainer = create_explainer(name)
-    low = explainer.low_res(model, images, targets)
-    pg_out, pg_raw = _pg_run(getattr(pytorch_grad_cam, cls_name), model, images, targets)
-    assert low.abs().max() > 0
-    # raw, at feature resolution
-    torch.testing.assert_close(low, pg_raw, rtol=1e-5, atol=1e-5 * float(pg_raw.max()))
-    # final output: theirs vs ours through the same normalisation
-    torch.testing.assert_close(pg_equivalent(low, images.shape[-2:]), pg_out, rtol=1e-5, atol=1e-5)
-    # the adapter returns exactly pytorch-grad-cam's output
-    torch.testing.assert_close(create_explainer(f"gradcam:{cls_name}")(model, images, targets), pg_out)
+    low = explainer.low_res(model, images, targets)                   # float32
+    pg_out, pg_raw, (pg_acts, pg_grads) = _pg_run(
+        getattr(pytorch_grad_cam, cls_name), model, images, targets, recorded=True)
+    assert (low.amax(dim=(1, 2)) > 0).all() and pg_raw.dtype == torch.float64
+    # its recorded A and gradients are ours: the same float64 forward, bitwise
+    acts, grads, _ = explainer.feature_maps(model, images, targets)
+    assert torch.equal(pg_acts, acts) and torch.equal(pg_grads, grads)
+    # raw, at feature resolution: our float64 map rounded once to float32 against theirs in
+    # float64, plus the two float64 heads on the same A and gradients (head_f64_tol)
+    m = float(pg_raw.abs().max())
+    d_raw = f32_tol(1, m, computations=1) + head_f64_tol(
+        acts, explainer.weights(model, images, targets, acts, grads))
+    assert (low.double() - pg_raw).abs().max() <= d_raw
+    # final output: theirs vs ours through the same normalisation (pg_pipeline_tol)
+    tol = pg_pipeline_tol(low, d_raw, images.shape[-2:])
+    assert (pg_equivalent(low, images.shape[-2:]) - pg_out).abs().max() <= tol
+    # the adapter is pytorch-grad-cam's own code on the same float64 forward (bitwise the
+    # same A and gradients, above) and the same input: exactly its output
+    adapter = create_explainer(f"gradcam:{cls_name}")(model, images, targets)
+    assert torch.equal(adapter, pg_out)
 
 
 def test_scorecam_gradcam_variant_equals_pytorch_grad_cam():
@@ -218,23 +259,46 @@ def test_scorecam_gradcam_variant_equals_pytorch_grad_cam():
     # (A constant channel c != 0 differs: nn.UpsamplingBilinear2d (align_corners=True) turns
     # it into a map with float-rounding ripples of ~1e-7·c, which pytorch-grad-cam's
     # normalisation (eps 1e-8) blows up to a [0, 1] noise mask; ours is 0 as defined.)
-    model, images = tiny_net(constant=(0.0, 0.0)), torch.randn(3, 3, 16, 16)
+    model = double(tiny_net(constant=(0.0, 0.0)))
+    images = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(6)).double()
     targets = torch.tensor([4, 0, 2])
     ours = create_explainer("scorecam", variant="grad-cam", mask_align_corners=True, batch_size=7)
-    low = ours.low_res(model, images, targets)
-    pg_out, _ = _pg_run(PGScoreCAM, model, images, targets, batch_size=5)
-    torch.testing.assert_close(pg_equivalent(low, (16, 16)), pg_out, rtol=1e-5, atol=1e-5)
-    # the weights themselves (raw), from pytorch-grad-cam's get_cam_weights
+    # the weights themselves, from pytorch-grad-cam's get_cam_weights on our activations
+    # (float64 masks and forwards there; scores collected into a float32 tensor)
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    acts, _, _ = ours.feature_maps(model, images, targets)
-    pg = PGScoreCAM(model=model, target_layers=[model.features.block])
-    try:
-        pg_w = pg.get_cam_weights(images, None, [ClassifierOutputTarget(int(t)) for t in targets],
-                                  acts.numpy(), None)
-    finally:
-        pg.activations_and_grads.release()
-    w = ours.weights(model, images, targets, acts, None)
-    torch.testing.assert_close(w, torch.from_numpy(pg_w), rtol=1e-5, atol=1e-7)
+    with LogitRecorder(model) as rec:
+        acts, _, _ = ours.feature_maps(model, images, targets)
+        pg = PGScoreCAM(model=model, target_layers=[model.features.block])
+        try:
+            tg = [ClassifierOutputTarget(int(t)) for t in targets]
+            pg_w = pg.get_cam_weights(images, None, tg, acts.numpy(), None)
+        finally:
+            pg.activations_and_grads.release()
+        w = ours.weights(model, images, targets, acts, None).detach()
+    pg_w = torch.from_numpy(pg_w)
+    # Both: float64 logits rounded once to float32 (u |z| each, z the largest of the masked
+    # forwards, recorded) and softmaxed over C = 16 channels in float32. The masked inputs
+    # (float64 masks, batches of 7 vs 5) are within float64 rounding of each other and
+    # bounded by |x| (masks in [0, 1]): the float64 logits within f64_tol at the |weights|
+    # network's |z| (tiny_net: 73-term conv windows, depth of the forward + 2 for the mask).
+    # Each weight, a softmax probability, within rho·w of the other (prob_rel_tol).
+    _, z_bar, _ = forward_magnitudes(model, images, model.cfg.cam_layer)
+    n, depth = accumulations(model)
+    d_z = f32_tol(1, rec.max) + f64_tol(n, float(z_bar.max()), depth + 2)
+    rho = prob_rel_tol(d_z, acts.shape[1])
+    d_w = rho * w.double()
+    assert ((w.double() - pg_w.double()).abs() <= d_w).all()
+    # the final output: our raw map (float64 sum with our float32 weights, rounded to
+    # float32) and theirs (its own weights, within d_w of ours): Σ_k d_w A_k, plus the
+    # rounding u·max and the float64 sums (cam_f64_tol: the |weights| network's A); then
+    # the pipeline (pg_pipeline_tol)
+    low = ours.low_res(model, images, targets).detach()
+    pg_out, _ = _pg_run(PGScoreCAM, model, images, targets, batch_size=5)
+    d_raw = (float((d_w[:, :, None, None] * acts).sum(1).max())
+             + f32_tol(1, float(low.max()), computations=1)
+             + cam_f64_tol(model, images, model.cfg.cam_layer, w))
+    tol = pg_pipeline_tol(low, d_raw, (16, 16))
+    assert (pg_equivalent(low, (16, 16)) - pg_out).abs().max() <= tol
 
 
 @pytest.mark.parametrize("name", ["gradcam", "gradcampp", "scorecam"])
