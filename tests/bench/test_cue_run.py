@@ -103,15 +103,16 @@ def test_cue_run_rows_reliance_and_report(cue_checkpoint, tmp_path):
     assert "Part rank corr." in md
 
 
-def test_a_model_that_follows_the_cue_is_scored_against_the_cue_mask(cue_checkpoint, tmp_path):
+def test_a_model_that_follows_the_cue_is_scored_against_the_cue_mask(cue_checkpoint, tmp_path,
+                                                                     monkeypatch):
     # The reliance record decides: one saying "follows" (as measured for a shortcut model)
-    # makes the run score against the cue mask.
+    # makes the run score against the cue mask. (The measurement is replaced: a run writes
+    # only into a new folder or its own, so the record cannot be placed there beforehand.)
     out = tmp_path / "r"
-    rec = {"model": "baseline_tiny", "seed": 0, "checkpoint": cue_checkpoint, "follows": True,
-           "follows_cue": 0.97, "accuracy_agree": 1.0, "accuracy_swap": 0.03,
-           "accuracy_absent": 0.5, "n_swap": 1000, "chance": 0.1, "follow_at_least": 0.5}
-    (out / "reliance").mkdir(parents=True)
-    (out / "reliance" / "baseline_tiny__seed0.json").write_text(json.dumps(rec))
+    measured = {"follows": True, "follows_cue": 0.97, "accuracy_agree": 1.0,
+                "accuracy_swap": 0.03, "accuracy_absent": 0.5, "n_swap": 1000, "chance": 0.1,
+                "follow_at_least": 0.5}
+    monkeypatch.setattr(cue, "measure_reliance", lambda *a, **k: dict(measured))
     run(_spec(cue_checkpoint, out, metrics=["pointing_game", "energy_pointing_game"]),
         log=lambda *a: None, progress=False)
     rows = pd.read_json(next((out / "rows").glob("*.jsonl")), lines=True)
