@@ -21,6 +21,8 @@ Six kinds of figure, each written as vector PDF and 200-dpi PNG (atomically) und
   the methods (mean per image; in brackets, between the mean-rank orderings).
 * ``training``: loss terms (CE, MM, OT) and accuracy per epoch, from the training log of
   every checkpoint in the manifest, copied by the runner into ``logs/``.
+* ``epochs``: each metric against the training epoch, per trained model with its band over
+  seeds, when the run explains kept epochs (``M@eN``; :mod:`lico_bench.report.epochs`).
 * ``randomisation_*``: the model-parameter randomisation figures, when the rows hold that
   metric (:mod:`lico_bench.report.sanity_figures`).
 
@@ -41,6 +43,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..errors import UserError
 from .curve_figures import plot_curves, plot_paired
+from .epochs import epoch_table, has_kept_epochs, plot_epochs
 from .figure_files import LOGS, find_training_logs, read_curves
 from .figure_style import (BASELINE_COLOUR, DOUBLE_COLUMN_IN, LICO_COLOUR, MAP_CMAP,  # noqa: F401
                            OTHER_COLOURS, PNG_DPI, SINGLE_COLUMN_IN, STYLE, _plt, _save, model_groups)
@@ -126,6 +129,10 @@ def build_figures(results_dir: str | Path, out: Optional[str | Path] = None,
             result["training"] = _save(fig, out, "training", formats)
             if missing:
                 notes.append(f"training: no training log for {', '.join(missing)}")
+        if directions and has_kept_epochs(models):   # run --model M@eN: issue 25
+            fig = plot_epochs(epoch_table(rows, directions, manifest, results))
+            if fig is not None:
+                result["epochs"] = _save(fig, out, "epochs", formats)
     if notes:
         result["notes"] = notes
     return result

@@ -13,6 +13,9 @@ Writes ``summary.csv`` (long format, every number), ``summary.md`` (GitHub/termi
   per-seed mean differences, Holm over the table's seed-level tests
   (:func:`lico_bench.report.stats.seed_t_test`).
 
+With kept epochs (``run --model M@eN``) summary.md also has "## Along training" and the
+results directory epochs.csv: every metric against the epoch (:mod:`lico_bench.report.epochs`).
+
 Seeds and images are crossed (every seed's model explains the same test images), so each
 number is computed on a seeds x images matrix (:mod:`lico_bench.report.stats`): the mean over
 seeds of the per-seed means over images, a CI that resamples seeds and images (the same image
@@ -275,21 +278,26 @@ def build_report(results: str | Path) -> Dict[str, Path]:
     (:func:`lico_bench.report.methods.build_method_report`; keys ``methods_csv``, ...).
     """
     from .cue import cue_section
+    from .epochs import epoch_table, epochs_csv, epochs_section
 
     results = Path(results)
     manifest = load_manifest(results)
     rows = load_rows(results, manifest)
     directions = metric_directions(manifest, rows)
     summary = compute_summary(rows, directions, manifest)
+    along = epoch_table(rows, directions, manifest, results)   # kept epochs: issue 25
     agree = read_agreement(results)
     agree_summary = agreement_summary(agree, manifest) if agree is not None else None
     buf = io.StringIO()
     pd.concat([summary, agree_summary]).to_csv(buf, index=False, float_format="%.6g")
     paths = {"csv": write_text(results / "summary.csv", buf.getvalue()),
              "md": write_text(results / "summary.md", to_markdown(summary, directions, manifest)
+                              + epochs_section(along, summary)
                               + agreement_section(agree_summary, agree)
                               + cue_section(results, rows, manifest.get("spec", {}).get("split", "test"))),
              "tex": write_text(results / "summary.tex", to_latex(summary, directions, manifest))}
+    if not along.empty:
+        paths["epochs_csv"] = write_text(results / "epochs.csv", epochs_csv(along))
     from .methods import build_method_report
 
     paths.update(build_method_report(results, rows=rows, manifest=manifest))

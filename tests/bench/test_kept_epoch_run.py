@@ -65,6 +65,19 @@ def test_run_explains_a_kept_epoch(tmp_path, capsys):
     # its training log: the epochs up to the kept one
     assert [r.split(",")[0] for r in (out / "logs" / "baseline_tiny@e1@seed0.csv").read_text().splitlines()[1:]] == ["1"]
     assert len((out / "logs" / "baseline_tiny@seed0.csv").read_text().splitlines()) == 3
+    # the report regroups the two by epoch: 1 (kept) and 2 (the final weights' log)
+    from lico_bench.report.tables import build_report
+    paths = build_report(out)
+    along = [line.split(",") for line in paths["epochs_csv"].read_text().splitlines()]
+    head = along[0]
+    got = {(r[head.index("epoch")], r[head.index("metric")]): float(r[head.index("mean")])
+           for r in along[1:]}
+    for name, epoch in (("baseline_tiny@e1", "1"), ("baseline_tiny", "2")):
+        rows = [json.loads(line) for line in
+                (out / "rows" / f"shapes__{name}__gradcam__seed0.jsonl").read_text().splitlines()]
+        # 6 values in {0, 1}: the mean is k/6, printed with 6 significant digits
+        assert got[(epoch, "pointing_game")] == float(f"{sum(r['pointing_game'] for r in rows) / 6:.6g}")
+    assert "## Along training" in (out / "summary.md").read_text()
     capsys.readouterr()
 
     # a kept epoch that is not there: one line, exit 2, no results directory, nothing trained
