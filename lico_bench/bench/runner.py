@@ -143,10 +143,12 @@ class Runner:
                 from ..train import make_config, train
 
                 self.log(f"no checkpoint for {model} on {self.spec.dataset} (seed {seed}): training "
-                         f"one with the default recipe -> {path}")
-                cfg = make_config(None, model=model, dataset=self.spec.dataset, root=self.spec.root,
-                                  image_size=self.spec.image_size, seed=seed, out=self.spec.runs,
-                                  device=self.spec.device, **self.spec.train_options)
+                         f"one with the {self.spec.train_options.get('preset', 'default')} recipe "
+                         f"-> {path}")
+                opts = dict(self.spec.train_options)
+                cfg = make_config(opts.pop("preset", None), model=model, dataset=self.spec.dataset,
+                                  root=self.spec.root, image_size=self.spec.image_size, seed=seed,
+                                  out=self.spec.runs, device=self.spec.device, **opts)
                 # a run interrupted while training continues from its last finished epoch
                 from ..train import run_dir
 
@@ -210,11 +212,16 @@ class Runner:
         manifest = self._manifest(explainers, metrics, info, command)
         if spec.grid:
             manifest["grid"] = info.extra["grid"]
-        # Every checkpoint already there is loaded (and checked) before anything is written:
-        # a wrong or damaged one is an error that leaves the results directory as it was.
+        # Every checkpoint already there that an unfinished experiment needs is loaded (and
+        # checked) before anything is written: a wrong or damaged one is an error that leaves
+        # the results directory as it was. A finished experiment needs none: a grid continued
+        # in another session may hold its finished part's rows without their checkpoints.
+        needed = {(e.model, e.seed) for e in experiments
+                  if not (self.out / "rows" / f"{e.key}.jsonl").exists()}
         for seed in spec.seeds:
             for name in spec.models:
-                if (name in spec.checkpoints or not spec.train or "@" in name
+                if (name, seed) in needed and (
+                        name in spec.checkpoints or not spec.train or "@" in name
                         or self.checkpoint_for(name, seed).exists()):
                     self._load_model(name, seed, info.num_classes)   # kept epochs: never trained here
         manifest_.check_out_folder(self.out)

@@ -15,7 +15,7 @@ MASK_METRICS = ("pointing_game", "energy_pointing_game")
 GRID_METRICS = ("pointing_game", "energy_pointing_game", "grid_score")
 # TrainConfig fields a run sets itself when it trains a missing checkpoint.
 RUN_DECIDES = frozenset({"model", "dataset", "root", "image_size", "seed", "out", "device",
-                         "preset", "download"})
+                         "download"})
 
 
 class Experiment(NamedTuple):
@@ -82,6 +82,8 @@ class RunSpec:
                        "runs each cell through the features alone (lico_bench.bench.grid)")
     # TrainConfig fields for a checkpoint the run has to train (e.g. {"n_train": 256}); the
     # run itself decides the model, dataset, root, image size, seed, runs dir and device.
+    # "preset" picks the recipe the other fields override (default: the dataset's; e.g.
+    # {"preset": "paper", "epochs": 20, "keep_epochs": [1, 2, 5, 10]}: issue 25's grid).
     train_options: Dict[str, Any] = option(
         default_factory=dict, help="training option for a checkpoint the run trains, e.g. n_train=256")
 
@@ -145,6 +147,11 @@ class RunSpec:
         hints = typing.get_type_hints(TrainConfig, include_extras=True)   # with the ranges
         for k, v in self.train_options.items():
             self.train_options[k] = check_value(hints[k], v, f"--train-option {k}")
+        from ..train.config import PRESETS
+
+        if self.train_options.get("preset", next(iter(PRESETS))) not in PRESETS:
+            raise UserError(f"--train-option preset={self.train_options['preset']!r} is not a "
+                            f"recipe; choose one of {', '.join(PRESETS)}.")
 
 
 def check_option_targets(given: Dict[str, Any], names: List[str], kind: str) -> None:

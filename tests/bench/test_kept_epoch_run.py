@@ -91,3 +91,33 @@ def test_run_explains_a_kept_epoch(tmp_path, capsys):
     args3 = [a if a != "baseline_tiny@e1" else "baseline_tiny@2" for a in args]
     assert main(args3 + ["--out", str(out2)]) == 2
     assert "MODEL@eN" in capsys.readouterr().err and not out2.exists()
+
+
+def test_run_trains_with_a_preset_then_continues_without_checkpoints(tmp_path, capsys):
+    """Issue 25's grid through `run` alone: the checkpoints a run trains follow
+    --train-option preset=paper (plus overrides); a finished experiment needs no checkpoint,
+    so a grid continued elsewhere from its committed rows does not retrain its finished part."""
+    runs, out = tmp_path / "runs", tmp_path / "res"
+    args = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--seeds", "0", "1",
+            "--n-images", "4", "--batch-size", "4", "--metrics", "pointing_game",
+            "--runs", str(runs), "--device", "cpu", "--quiet", "--save-maps", "0",
+            "--train-option", "preset=paper", "--train-option", "epochs=1",
+            "--train-option", "n_train=32", "--train-option", "batch_size=16",
+            "--out", str(out)]
+    assert main(args) == 0
+    ck = torch.load(runs / "shapes" / "baseline_tiny" / "seed1" / "model.pt", weights_only=True)
+    cfg = ck["extra"]["train_cfg"]
+    assert (cfg["preset"], cfg["optimizer"], cfg["nesterov"], cfg["ema"], cfg["epochs"],
+            cfg["n_train"]) == ("paper", "sgd", True, 0.999, 1, 32)
+    rows = {f.name: f.read_bytes() for f in (out / "rows").iterdir()}
+    for s in (0, 1):   # the checkpoints are gone (another machine): nothing to train
+        (runs / "shapes" / "baseline_tiny" / f"seed{s}" / "model.pt").unlink()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "2 of 2 experiments already complete" in capsys.readouterr().out
+    assert not (runs / "shapes" / "baseline_tiny" / "seed0" / "model.pt").exists()
+    assert {f.name: f.read_bytes() for f in (out / "rows").iterdir()} == rows
+    bad = [a if a != "preset=paper" else "preset=nosuch" for a in args]
+    assert main(bad[:-1] + [str(tmp_path / "res3")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "preset='nosuch' is not a recipe" in err
