@@ -2,10 +2,14 @@
 # Issue 25's committed answer at the paper's geometry: WRN-28-2 at 32 px (8x8 map), the
 # `paper` recipe for E epochs (E from experiments/paper_echoice.sh + echoice_table.py),
 # kept epochs 1 2 5 10 for the along-training run. Every checkpoint is trained by `run`
-# itself (--train-option preset=paper ...), in the order seed, model, method, so an
-# interrupted grid continues where it stopped: run this script again (a finished experiment
-# is skipped and needs no checkpoint; an interrupted training resumes from last.pt).
-#   PAPER_E=20 bash experiments/paper_grid.sh [part ...]     parts: headline slow epochs variants
+# itself (--train-option preset=paper ...). Seed by seed: for seed s every part's results
+# directory grows from seeds 0..s-1 to 0..s (`run` accepts seeds appended), so the grid can
+# be trained and committed seed by seed across sessions; run the script again to continue
+# (a finished experiment is skipped and needs no checkpoint; an interrupted training resumes
+# from last.pt). The along-training part needs seed s's kept epochs, so it runs right after
+# the headline has trained seed s.
+#   PAPER_E=10 bash experiments/paper_grid.sh [part ...]   parts: headline epochs slow variants
+#   (SEEDS="0 1 2" limits the seeds; slow stops after 5 seeds, variants after 3)
 # Run it from a clean worktree pinned at one commit (the manifests record git_commit).
 # Results: results/paper_headline (Grad-CAM, Grad-CAM++; seeds 0-9), results/paper_slow
 # (Score-CAM, RISE; seeds 0-4), results/paper_epochs (Grad-CAM at epochs 1 2 5 10 E; seeds
@@ -30,19 +34,28 @@ part() {  # name, then run arguments
   $PY -m lico_bench.cli run "${common[@]}" "$@" --out "$RESULTS/$name" || exit $?
   echo "$(date -u +%FT%TZ) $name done in $((SECONDS - t0)) s"
 }
-for p in ${@:-headline slow epochs variants}; do
-  case $p in
-    headline) part paper_headline "${pair[@]}" --method gradcam --method gradcampp \
-                --seeds 0 1 2 3 4 5 6 7 8 9 ;;
-    slow)     part paper_slow "${pair[@]}" --method scorecam --method rise --seeds 0 1 2 3 4 ;;
-    epochs)   ms=(); for m in baseline_wrn28_2 lico_wrn28_2; do
-                for k in ${KEEP//[\[\],]/ }; do ms+=(--model "$m@e$k"); done; ms+=(--model "$m"); done
-              part paper_epochs "${ms[@]}" --method gradcam --no-train \
-                --metrics insertion,deletion,pointing_game,energy_pointing_game \
-                --seeds 0 1 2 3 4 5 6 7 8 9 ;;
-    variants) part paper_variants --model baseline_wrn28_2 --model lico_released_wrn28_2 \
-                --model lico_otonly_wrn28_2 --model lico_rolled_wrn28_2 --method gradcam \
-                --method gradcampp --method scorecam --method rise --seeds 0 1 2 ;;
-    *) echo "unknown part $p (headline slow epochs variants)" >&2; exit 2 ;;
-  esac
+SEEDS=${SEEDS:-0 1 2 3 4 5 6 7 8 9}
+PARTS=${@:-headline epochs slow variants}
+sofar=()
+for s in $SEEDS; do   # seed by seed: each results directory grows by one seed per pass
+  sofar+=("$s")
+  for p in $PARTS; do
+    case $p in
+      headline) part paper_headline "${pair[@]}" --method gradcam --method gradcampp \
+                  --seeds "${sofar[@]}" ;;
+      epochs)   ms=(); for m in baseline_wrn28_2 lico_wrn28_2; do
+                  for k in ${KEEP//[\[\],]/ }; do ms+=(--model "$m@e$k"); done
+                  ms+=(--model "$m"); done
+                part paper_epochs "${ms[@]}" --method gradcam --no-train \
+                  --metrics insertion,deletion,pointing_game,energy_pointing_game \
+                  --seeds "${sofar[@]}" ;;
+      slow)     [ "${#sofar[@]}" -le 5 ] && part paper_slow "${pair[@]}" --method scorecam \
+                  --method rise --seeds "${sofar[@]}" ;;
+      variants) [ "${#sofar[@]}" -le 3 ] && part paper_variants --model baseline_wrn28_2 \
+                  --model lico_released_wrn28_2 --model lico_otonly_wrn28_2 \
+                  --model lico_rolled_wrn28_2 --method gradcam --method gradcampp \
+                  --method scorecam --method rise --seeds "${sofar[@]}" ;;
+      *) echo "unknown part $p (headline epochs slow variants)" >&2; exit 2 ;;
+    esac
+  done
 done

@@ -4,8 +4,8 @@ from the pooled maps the run keeps; no forward pass.
 Files (in the results directory)::
 
     pooled/<experiment>.pt   the experiment's pooled maps, [n_images, h, w] float32 (the same
-                             maps map dependence uses), written when its rows are merged,
-                             in runs with two or more seeds
+                             maps map dependence uses), written when its rows are merged
+                             (also with one seed: a run may grow by seeds)
     agreement.jsonl          one row per model x method x image, for every model and method
                              run with >= 2 seeds: {"dataset", "model", "method", "image_id",
                              "target_agree", "seeds", "n_pairs", "agreement_spearman",

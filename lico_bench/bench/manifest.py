@@ -282,14 +282,21 @@ def differences(old: Dict[str, Any], new: Dict[str, Any]) -> list:
     """What makes the rows of manifest ``old`` incomparable with those of run ``new``:
     the :data:`IDENTITY` spec options that differ (precision from the manifest's resolved
     one), and "method/metric options" when the explainers or metrics describe themselves
-    differently. Empty: the same run (device, paths, versions may differ)."""
+    differently. Empty: the same run (device, paths, versions may differ), or the same run
+    with seeds appended (``--seeds 0 1`` then ``--seeds 0 1 2``: the new seeds' experiments
+    run, the finished ones are kept)."""
     from .spec import RunSpec
 
     # options added later: a manifest written before them ran with their defaults
     added = {k: getattr(RunSpec(), k) for k in ("grid", "grid_threshold", "grid_seed", "grid_variant")}
     old_spec = {**added, **old.get("spec", {}), "precision": old.get("precision", "fp32")}
     new_spec = {**added, **new["spec"], "precision": new["precision"]}
-    diff = [k for k in IDENTITY if old_spec.get(k) != new_spec.get(k)]
+    # More seeds appended to the old list: the same run grown (its rows stay comparable; a
+    # grid trained seed by seed across sessions, issue 25). Fewer or reordered seeds: not.
+    o, n = old_spec.get("seeds"), new_spec.get("seeds")
+    grown = isinstance(o, list) and isinstance(n, list) and len(n) > len(o) and n[:len(o)] == o
+    diff = [k for k in IDENTITY if old_spec.get(k) != new_spec.get(k)
+            and not (k == "seeds" and grown)]
     if old.get("grid") != new.get("grid"):   # the composites (lico_bench.bench.grid)
         diff.append("grid composites")
     if old.get("methods") != new["methods"] or old.get("metrics") != new["metrics"]:

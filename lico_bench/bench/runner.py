@@ -309,8 +309,9 @@ class Runner:
             dep = dependence.map_dependence(pooled, torch.tensor([r["target"] for r in rows]))
             for r, v in zip(rows, dep.tolist()):
                 r[dependence.NAME] = v
-            if len(spec.seeds) > 1:   # for the cross-seed agreement; before the rows
-                torch_save(pooled, agreement.pooled_path(self.out, exp.key))
+            # for the cross-seed agreement (also with one seed: a run may grow by seeds);
+            # before the rows
+            torch_save(pooled, agreement.pooled_path(self.out, exp.key))
             write_rows(self.out / "rows" / f"{exp.key}.jsonl",
                        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), spec.n_images)
             shutil.rmtree(parts, ignore_errors=True)

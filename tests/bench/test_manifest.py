@@ -41,6 +41,11 @@ def test_differences_name_what_makes_rows_incomparable():
     other["methods"]["rise"]["options"]["N"] = 8
     other["precision"] = "bf16"
     assert man.differences(base, other) == ["n_images", "precision", "method/metric options"]
+    # seeds appended: the same run grown; fewer, reordered or replaced seeds: another run
+    seeds = lambda v: {**base, "spec": {**base["spec"], "seeds": v}}  # noqa: E731
+    assert man.differences(seeds([0, 1]), seeds([0, 1, 2])) == []
+    for later in ([0], [1, 0, 2], [0, 2], [0, 1]):
+        assert man.differences(seeds([0, 1]), seeds(later)) == ([] if later == [0, 1] else ["seeds"])
     # a manifest written before precision was recorded ran in fp32
     assert man.differences({k: v for k, v in base.items() if k != "precision"}, base) == []
 
