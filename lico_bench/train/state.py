@@ -60,7 +60,8 @@ def kept_epochs(out: str | Path, dataset: str, model: str, seed: int) -> List[in
 def seed_for(seed: int, epoch: int, stream: int) -> int:
     """The seed of one random stream of epoch ``epoch`` (-1: before training) of a run:
     streams 0 dropout (rank 0; 10 + r for rank r) or weight init, 1 data order or the LICO
-    head's init, 2 augmentation, 3 BatchNorm recalibration. A resumed run therefore draws
+    head's init, 2 augmentation, 3 BatchNorm recalibration, 4 a peer family's draws (sgt's
+    masking; at -1, guided_share's annotated images). A resumed run therefore draws
     the same numbers as an uninterrupted one."""
     return (seed * 1_000_003 + epoch * 101 + stream) % (2**63)
 
