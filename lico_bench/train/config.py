@@ -224,6 +224,13 @@ def make_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
         if cfg.alpha == 0 and cfg.beta == 0:
             raise UserError(f"alpha = beta = 0 trains {cfg.model} as a plain baseline; "
                             f"train a baseline_* model instead.")
+    from ..config import check_field_value, field_hints
+    from ..guidance.families import FAMILIES
+
+    hints = field_hints(TrainConfig)
+    for fam in FAMILIES.values():   # typed with their ranges, from a flag, a file or Python
+        for k in fam.fields:
+            setattr(cfg, k, check_field_value(hints[k], getattr(cfg, k), f"--{k.replace('_', '-')}"))
     if not cfg.max_loss >= 0:
         raise UserError(f"max_loss must be >= 0 (0 = off), got {cfg.max_loss}.")
     return cfg
