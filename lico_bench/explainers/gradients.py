@@ -21,13 +21,28 @@ Maps are raw, at input resolution, float32 ``[B, H, W]``, like every explainer's
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Dict
 
 from ..options import Range, typed_options
 from .adapters import CaptumAdapter
 
 
-class GradientSaliency(CaptumAdapter):
+class _FixedCaptum(CaptumAdapter):
+    """A captum method with its settings fixed: ``options`` holds only the options of the
+    subclass's ``__init__``; :meth:`resolved_options` adds the captum class and every
+    keyword passed to its ``attribute`` (baseline, steps), which the manifest records."""
+
+    def _public(self, **options: Any) -> None:
+        self.options = dict(options)
+
+    def resolved_options(self, model, image_size) -> Dict[str, Any]:
+        kw = self.attribute_kwargs(1, *image_size)
+        kw.pop("perturbations_per_eval", None)
+        return {**self.options, "captum": self.method, "reduce": self.reduce,
+                "attribute": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
+
+
+class GradientSaliency(_FixedCaptum):
     """``saliency``: |gradient of the target logit| summed over channels (module docstring).
 
     Options: ``batch_size`` (images per backward pass, as :class:`CaptumAdapter`).
@@ -40,9 +55,10 @@ class GradientSaliency(CaptumAdapter):
         super().__init__(method="Saliency", reduce="sum", batch_size=batch_size,
                          attribute={"abs": True})
         self.name = "saliency"
+        self._public(batch_size=batch_size)
 
 
-class InputXGradient(CaptumAdapter):
+class InputXGradient(_FixedCaptum):
     """``inputxgrad``: input times the gradient of the target logit, signed, summed over
     channels (module docstring). Options: ``batch_size``."""
 
@@ -52,9 +68,10 @@ class InputXGradient(CaptumAdapter):
     def __init__(self, batch_size: Annotated[int, Range(1)] = 64):
         super().__init__(method="InputXGradient", reduce="sum", batch_size=batch_size)
         self.name = "inputxgrad"
+        self._public(batch_size=batch_size)
 
 
-class IntegratedGradients(CaptumAdapter):
+class IntegratedGradients(_FixedCaptum):
     """``intgrad``: integrated gradients from the all-zero (dataset-mean) baseline with
     ``n_steps`` points of the Gauss-Legendre rule, signed, summed over channels (module
     docstring). Options: ``n_steps`` (default 50), ``batch_size`` (interpolated images per
@@ -69,3 +86,4 @@ class IntegratedGradients(CaptumAdapter):
                          attribute={"n_steps": n_steps, "method": "gausslegendre",
                                     "baselines": 0.0})
         self.name = "intgrad"
+        self._public(n_steps=n_steps, batch_size=batch_size)
