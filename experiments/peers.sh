@@ -1,0 +1,57 @@
+#!/bin/bash
+# Issue 26, the committed comparison: does the benchmark see an improvement when there is one?
+# baseline_r18, lico_r18 and LICO's peers -- guided_r18 (model guidance, Energy loss on
+# Grad-CAM; positive control for CAM maps), rrr_r18 (right for the right reasons; positive
+# control for input-gradient maps), sgt_r18 (saliency-guided training; annotation-free, as
+# LICO is) -- ResNet-18 on `shapes` 32 px with the `quick` recipe (the paper-geometry issue's
+# WRN-28-2 `paper` recipe has not landed: its epoch count is still being measured), every
+# family with its paper's defaults (lico-bench train --help), seeds 0-4; Grad-CAM,
+# Grad-CAM++, Score-CAM, RISE and the input-gradient methods (saliency, inputxgrad, intgrad)
+# on the first 100 test images; all default metrics, image- and seed-level verdicts (5 seeds).
+#
+# Resumable: run it again. A trained checkpoint (model.pt) is not retrained, an interrupted
+# training continues from its last epoch (train --resume), `run` skips finished experiments
+# and recomputes only a damaged one. Run it from a clean worktree pinned at one commit (the
+# manifest records the git sha; PEERS_ALLOW_DIRTY=1 overrides the check). Not run by the
+# session that wrote it.
+#
+# Cost, estimated from measured step costs (issue 26 note; one core, OMP_NUM_THREADS=1, CPU
+# seconds, not wall): see the comment block "ESTIMATE" below.
+set -u
+cd "$(dirname "$0")/.."   # the worktree root
+if [ -n "$(git status --porcelain --untracked-files=no)" ] && [ "${PEERS_ALLOW_DIRTY:-0}" != 1 ]; then
+  echo "experiments/peers.sh: the worktree has uncommitted changes; commit them or run from a clean worktree (PEERS_ALLOW_DIRTY=1 to run anyway)." >&2
+  exit 2
+fi
+PY=${PY:-/work/main/.venv/bin/python}
+export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+RUNS=${PEERS_RUNS:-$PWD/runs/peers}
+OUT=${PEERS_OUT:-$PWD/results/shapes_peers}
+MODELS=${PEERS_MODELS:-"baseline_r18 lico_r18 guided_r18 rrr_r18 sgt_r18"}
+SEEDS=${PEERS_SEEDS:-"0 1 2 3 4"}
+METHODS="gradcam gradcampp scorecam rise saliency inputxgrad intgrad"
+
+# 1. Training, one checkpoint at a time, so that an interruption loses one epoch at most.
+for s in $SEEDS; do
+  for m in $MODELS; do
+    if [ -f "$RUNS/shapes/$m/seed$s/model.pt" ]; then
+      echo "$m seed $s already trained"
+      continue
+    fi
+    echo "$(date -u +%FT%TZ) train $m seed $s"
+    $PY -m lico_bench.cli train --model "$m" --dataset shapes --preset quick --seed "$s" \
+        --out "$RUNS" --device cpu --quiet --resume || exit $?
+  done
+done
+
+# 2. The grid: every model x method x seed on the same 100 test images, then the tables.
+margs=""; for m in $MODELS; do margs="$margs --model $m"; done
+xargs_=""; for x in $METHODS; do xargs_="$xargs_ --method $x"; done
+echo "$(date -u +%FT%TZ) run start"
+$PY -m lico_bench.cli run $margs $xargs_ --dataset shapes --seeds $SEEDS --n-images 100 \
+    --runs "$RUNS" --no-train --out "$OUT" --device cpu --quiet || exit $?
+echo "$(date -u +%FT%TZ) run done"
+$PY -m lico_bench.cli figures "$OUT" || exit $?
+echo "$(date -u +%FT%TZ) figures done: $OUT/summary.md"
+
+# ESTIMATE (filled in from measurements; see the issue-26 helper's report):
