@@ -189,3 +189,23 @@ def test_train_mode_accuracy_leaves_the_model_untouched():
     train_mode_accuracy(m, _Halves(64, 0), torch.device("cpu"))
     assert not m.training
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_a_state_written_before_the_peer_options_still_resumes(tmp_path):
+    from lico_bench.io import torch_save
+    from lico_bench.train.state import read_state
+
+    cfg = _cfg(tmp_path, "baseline_tiny", epochs=1)
+    path = train(cfg, progress=False, log=lambda *a: None)
+    last = path.parent / "last.pt"
+    state = read_state(last)
+    for k in ("guided_lambda", "guided_share", "rrr_lambda", "sgt_k", "sgt_lambda", "sgt_rank"):
+        del state["train_cfg"][k]                 # as a last.pt of the code before them
+    torch_save(state, last)
+    train(_cfg(tmp_path, "baseline_tiny", epochs=2), resume=True, progress=False, log=lambda *a: None)
+    rows = list(csv.DictReader(open(path.parent / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    # an option changed from its default is still a different run
+    with pytest.raises(UserError, match="other options"):
+        train(_cfg(tmp_path, "baseline_tiny", epochs=3, rrr_lambda=5.0), resume=True,
+              progress=False, log=lambda *a: None)
