@@ -46,6 +46,18 @@ class GradientSaliency(_FixedCaptum):
     """``saliency``: |gradient of the target logit| summed over channels (module docstring).
 
     Options: ``batch_size`` (images per backward pass, as :class:`CaptumAdapter`).
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> from lico_bench.explainers import create_explainer
+        >>> maps = create_explainer("saliency")(model, images, torch.tensor([0, 1]))
+        >>> maps.shape, maps.dtype
+        (torch.Size([2, 32, 32]), torch.float32)
     """
 
     name = "saliency"
@@ -60,7 +72,20 @@ class GradientSaliency(_FixedCaptum):
 
 class InputXGradient(_FixedCaptum):
     """``inputxgrad``: input times the gradient of the target logit, signed, summed over
-    channels (module docstring). Options: ``batch_size``."""
+    channels (module docstring). Options: ``batch_size``.
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> from lico_bench.explainers import create_explainer
+        >>> maps = create_explainer("inputxgrad")(model, images, torch.tensor([0, 1]))
+        >>> maps.shape, maps.dtype
+        (torch.Size([2, 32, 32]), torch.float32)
+    """
 
     name = "inputxgrad"
 
@@ -75,7 +100,20 @@ class IntegratedGradients(_FixedCaptum):
     """``intgrad``: integrated gradients from the all-zero (dataset-mean) baseline with
     ``n_steps`` points of the Gauss-Legendre rule, signed, summed over channels (module
     docstring). Options: ``n_steps`` (default 50), ``batch_size`` (interpolated images per
-    forward, captum's ``internal_batch_size``)."""
+    forward, captum's ``internal_batch_size``).
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
+        >>> from lico_bench.explainers import create_explainer
+        >>> maps = create_explainer("intgrad", n_steps=8)(model, images, torch.tensor([0, 1]))
+        >>> maps.shape, maps.dtype
+        (torch.Size([2, 32, 32]), torch.float32)
+    """
 
     name = "intgrad"
 
