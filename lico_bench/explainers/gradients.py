@@ -47,17 +47,15 @@ class GradientSaliency(_FixedCaptum):
 
     Options: ``batch_size`` (images per backward pass, as :class:`CaptumAdapter`).
 
-    Example::
+    Example (a toy classifier; any eval-mode model and normalised images)::
 
         >>> import torch
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
-        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
         >>> from lico_bench.explainers import create_explainer
-        >>> maps = create_explainer("saliency")(model, images, torch.tensor([0, 1]))
-        >>> maps.shape, maps.dtype
-        (torch.Size([2, 32, 32]), torch.float32)
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 10, 3), torch.nn.AdaptiveMaxPool2d(1),
+        ...                           torch.nn.Flatten()).eval()
+        >>> maps = create_explainer("saliency")(net, torch.randn(2, 3, 16, 16), torch.tensor([0, 1]))
+        >>> maps.shape, bool((maps >= 0).all())            # |gradient|: never negative
+        (torch.Size([2, 16, 16]), True)
     """
 
     name = "saliency"
@@ -74,17 +72,15 @@ class InputXGradient(_FixedCaptum):
     """``inputxgrad``: input times the gradient of the target logit, signed, summed over
     channels (module docstring). Options: ``batch_size``.
 
-    Example::
+    Example (a linear model: the map is x * w of the target, summed over channels)::
 
         >>> import torch
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
-        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
         >>> from lico_bench.explainers import create_explainer
-        >>> maps = create_explainer("inputxgrad")(model, images, torch.tensor([0, 1]))
-        >>> maps.shape, maps.dtype
-        (torch.Size([2, 32, 32]), torch.float32)
+        >>> lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2)).eval()
+        >>> x = torch.randn(1, 3, 4, 4)
+        >>> m = create_explainer("inputxgrad")(lin, x, torch.tensor([1]))
+        >>> torch.equal(m, (x * lin[1].weight[1].view(1, 3, 4, 4)).sum(1))   # exactly
+        True
     """
 
     name = "inputxgrad"
@@ -102,17 +98,17 @@ class IntegratedGradients(_FixedCaptum):
     docstring). Options: ``n_steps`` (default 50), ``batch_size`` (interpolated images per
     forward, captum's ``internal_batch_size``).
 
-    Example::
+    Example (8 steps for speed; the default is 50)::
 
         >>> import torch
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
-        >>> images = torch.randn(2, 3, 32, 32)              # normalised as the model expects
         >>> from lico_bench.explainers import create_explainer
-        >>> maps = create_explainer("intgrad", n_steps=8)(model, images, torch.tensor([0, 1]))
-        >>> maps.shape, maps.dtype
-        (torch.Size([2, 32, 32]), torch.float32)
+        >>> ig = create_explainer("intgrad", n_steps=8)
+        >>> ig.resolved_options(None, (32, 32))["attribute"]["baselines"]   # the mean colour
+        0.0
+        >>> cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 5), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+        >>> ig(cnn, torch.randn(3, 3, 20, 20), torch.tensor([0, 5, 2])).shape
+        torch.Size([3, 20, 20])
     """
 
     name = "intgrad"
