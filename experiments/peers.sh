@@ -15,8 +15,13 @@
 # manifest records the git sha; PEERS_ALLOW_DIRTY=1 overrides the check). Not run by the
 # session that wrote it.
 #
-# Cost, estimated from measured step costs (issue 26 note; one core, OMP_NUM_THREADS=1, CPU
-# seconds, not wall): see the comment block "ESTIMATE" below.
+# Cost, estimated from measured step costs (CPU seconds of one core, OMP_NUM_THREADS=1; the
+# measurements and their commands are in the comment block "ESTIMATE" at the end): about
+# 2.6 CPU-hours of training (25 checkpoints) and at most 19 CPU-hours of explaining and
+# scoring (17 500 model x seed x method x image rows), ~22 CPU-hours in all, i.e. about a day
+# of wall time in one process on a free core. The grid's images can be sharded over
+# processes: `torchrun --standalone --nproc_per_node N -m lico_bench.cli run ...` with the
+# same arguments (README, "Bigger").
 set -u
 cd "$(dirname "$0")/.."   # the worktree root
 if [ -n "$(git status --porcelain --untracked-files=no)" ] && [ "${PEERS_ALLOW_DIRTY:-0}" != 1 ]; then
@@ -54,4 +59,19 @@ echo "$(date -u +%FT%TZ) run done"
 $PY -m lico_bench.cli figures "$OUT" || exit $?
 echo "$(date -u +%FT%TZ) figures done: $OUT/summary.md"
 
-# ESTIMATE (filled in from measurements; see the issue-26 helper's report):
+# ESTIMATE. Training step (ResNet-18, 32 px, batch 64, the papers' defaults), relative to
+# the baseline's, from `python benchmarks/bench_train.py --peers --batch-size 64 --steps 6`
+# (medians of steps alternating between the kinds in one process, commit of this script's
+# branch, a 2-core machine at load ~10): guided 0.95, rrr 5.22, sgt 2.11 (2.67 in the
+# authors' order of work); lico ~1.1 (README / bench_train's goal). CPU seconds measured
+# with time.process_time for a 20-step quick recipe (n_train 640, 2 epochs, the two epochs'
+# evaluation, BatchNorm recalibration and, for peers, the train-mode accuracy): baseline
+# 58.8, guided 76.9, sgt 127.8 -> a baseline step ~1.6 CPU s, an epoch's evaluation ~14 s
+# (+8 s for the peers' train-mode accuracy). The quick recipe's 100 steps then take ~190
+# (baseline), ~205 (lico), ~195 (guided), ~380-460 (sgt), ~870 (rrr) CPU s per seed:
+# ~1900 s per seed, ~9400 s (2.6 h) for 5 seeds.
+# Explaining + all default metrics (insertion/deletion with 4 random orders, pointing
+# games, map dependence), CPU s per image, from `lico_bench.bench.run` with 2 test images
+# per method on an r18 checkpoint (per-run overhead included, so an upper bound): gradcam
+# 3.1, gradcampp 2.7, scorecam 6.6, rise 6.2, saliency 2.8, inputxgrad 2.6, intgrad 3.6 ->
+# 27.5 s per image for the 7 methods; x 100 images x 5 models x 5 seeds = 68 800 s (19 h).
