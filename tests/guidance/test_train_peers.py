@@ -97,10 +97,11 @@ def test_guided_share_is_a_seeded_subset(tmp_path):
     assert torch.equal(use, a)
 
 
+@pytest.mark.slow   # 12-14 s each on an idle 2-core machine, 34-40 s at load 10 (the report's bootstrap)
 @pytest.mark.parametrize("family", ["guided", "rrr", "sgt"])
 def test_tiny_train_and_run_per_family(tmp_path, family):
     model = f"{family}_tiny"
-    path = train(_cfg(tmp_path, model), progress=False, log=lambda *a: None)
+    path = train(_cfg(tmp_path, model, n_train=64), progress=False, log=lambda *a: None)
     m = load_checkpoint(path)
     assert m.cfg.family == family and m.cfg.name == model
     assert m.cfg.guidance_settings == _cfg(tmp_path, model).guidance_settings()
@@ -112,9 +113,11 @@ def test_tiny_train_and_run_per_family(tmp_path, family):
         # on the same 1000 test images by more than 3 binomial SDs at p = 0.5 (0.047)
         assert float(r["test_acc"]) >= float(r["test_acc_trainmode"]) - 0.047, r
 
-    spec = RunSpec(models=["baseline_tiny", model], methods=["gradcam", "saliency"], n_images=6,
-                   batch_size=3, runs=str(tmp_path / "runs"), out=str(tmp_path / "res"),
-                   device="cpu", train_options={"n_train": 128, "epochs": 1, "batch_size": 32})
+    spec = RunSpec(models=["baseline_tiny", model], methods=["gradcam", "saliency"], n_images=4,
+                   batch_size=2, runs=str(tmp_path / "runs"), out=str(tmp_path / "res"),
+                   device="cpu", train_options={"n_train": 64, "epochs": 1, "batch_size": 32},
+                   metric_options={"insertion": {"random_orders": 1},
+                                   "deletion": {"random_orders": 1}})
     out = run(spec, log=lambda *a: None, progress=False)
     summary = pd.read_csv(out / "summary.csv")
     paired = summary[summary["kind"] == "paired"]
