@@ -11,6 +11,15 @@ LICO step's extra time goes. ``--variant rolled`` measures the earlier reading (
 The time ratios come from one process that alternates baseline and LICO steps (a change of
 machine load hits both alike); peak memory (CPU: max RSS; CUDA: max allocated) and the
 breakdown of a step come from each model alone in its own subprocess.
+
+``--peers`` measures LICO's peers instead (lico_bench.guidance: guided, rrr, sgt): each
+family's training step (the trainer's own ``TrainNet`` + ``training_loss`` + SGD step, masks
+included) against the baseline's, alternating step by step in one process, and, for
+saliency-guided training, the step as the authors' code takes it (an extra eval-mode
+forward + backward for the saliency, then the clean and the masked forward in train mode),
+which ours replaces by reusing the clean forward's graph:
+
+    python benchmarks/bench_train.py --peers [--batch-size 64] [--steps 6] [--arch r18]
 """
 from __future__ import annotations
 
@@ -153,6 +162,82 @@ def _pair(bs: int, steps: int, size: int, device: str, variant: str, arch: str =
     return {k: _median(v) for k, v in t.items()}
 
 
+def _peer_setup(kind: str, bs: int, size: int, device: str, arch: str = "r18"):
+    """step() -> seconds of one training step of ``kind`` ("baseline", "guided", "rrr",
+    "sgt", or "sgt_authors": the authors' order of work) on one fixed batch with its masks."""
+    import torch
+
+    from lico_bench import create_dataset, create_model
+    from lico_bench.guidance import GuidanceLoss, sgt_kl, sgt_masked_input
+    from lico_bench.train.config import TrainConfig
+    from lico_bench.train.loop import TrainNet, training_loss
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    ds = create_dataset("shapes", "val", n=bs, image_size=size)
+    b = ds.get_batch(range(bs))
+    x, y, masks = b.images.to(dev), b.labels.to(dev), b.masks.to(dev)
+    x = x.contiguous(memory_format=torch.channels_last)
+    family = kind.split("_")[0]
+    model = create_model(f"{'baseline' if family == 'baseline' else family}_{arch}", 10,
+                         image_size=size, dataset_info=ds.info).to(dev)
+    model = model.to(memory_format=torch.channels_last)
+    defaults = TrainConfig()
+    guidance = None
+    if family != "baseline":
+        from lico_bench.guidance import FAMILIES
+
+        guidance = GuidanceLoss(family, {k: getattr(defaults, k) for k in FAMILIES[family].fields})
+    net = TrainNet(model, None, guidance=guidance)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    gen = torch.Generator().manual_seed(0)
+
+    def step() -> float:
+        sync()
+        t0 = time.perf_counter()
+        model.train()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            if kind == "sgt_authors":
+                # their interpretable.train: saliency in eval mode (forward + backward to
+                # the input), masking, then model(data) and model(masked) in train mode
+                model.eval()
+                xg = x.detach().requires_grad_(True)
+                z = model(xg).float().gather(1, y[:, None]).sum()
+                grad = torch.autograd.grad(z, xg)[0]
+                model.train()
+                xm, _ = sgt_masked_input(x, grad, defaults.sgt_k, gen, defaults.sgt_rank)
+                logits = model(x)
+                parts = {"guide": sgt_kl(logits, model(xm))}
+                loss, _ = training_loss(logits, y, guidance, parts)
+            elif guidance is None:
+                logits, parts = net(x, y)
+                loss, _ = training_loss(logits, y, None, parts)
+            else:
+                logits, parts = net(x, y, masks, None, gen)
+                loss, _ = training_loss(logits, y, guidance, parts)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync()
+        return time.perf_counter() - t0
+
+    return step
+
+
+def _peers(bs: int, steps: int, size: int, device: str, arch: str) -> dict:
+    """Median step time of each kind, alternating kinds step by step in one process."""
+    kinds = ["baseline", "guided", "rrr", "sgt", "sgt_authors"]
+    fns = {k: _peer_setup(k, bs, size, device, arch) for k in kinds}
+    for f in fns.values():
+        f()                     # warm-up
+    t = {k: [] for k in kinds}
+    for _ in range(steps):
+        for k in kinds:
+            t[k].append(fns[k]())
+    return {k: _median(v) for k, v in t.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=64)
@@ -165,7 +250,24 @@ def main() -> None:
     ap.add_argument("--arch", default="r18", help="backbone of baseline_<arch>/lico_<arch>: "
                     "r18, r50, wrn28_2, wrn28_8")
     ap.add_argument("--worker", choices=["baseline", "lico", "pair"])
+    ap.add_argument("--peers", action="store_true",
+                    help="measure LICO's peers (guided, rrr, sgt) against the baseline instead")
     a = ap.parse_args()
+    if a.peers:
+        import torch
+
+        p = _peers(a.batch_size, a.steps, a.image_size, a.device, a.arch)
+        print(f"bench_train --peers: {a.arch}, shapes {a.image_size}px, batch {a.batch_size}, "
+              f"{a.steps} steps, device {a.device}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
+        print("  (training step incl. SGD update; medians of steps alternating between the "
+              "kinds in one process; the papers' defaults)")
+        for k in ("baseline", "guided", "rrr", "sgt", "sgt_authors"):
+            print(f"  {k:12s} {p[k]:.3f}s   x{p[k] / p['baseline']:.2f} of the baseline")
+        print(f"  sgt (ours) / sgt (the authors' order of work): {p['sgt'] / p['sgt_authors']:.2f}")
+        print(f"reproduce: python benchmarks/bench_train.py --peers --batch-size {a.batch_size} "
+              f"--steps {a.steps} --image-size {a.image_size} --arch {a.arch} --device {a.device}")
+        return
     if a.worker == "pair":
         print(json.dumps(_pair(a.batch_size, a.steps, a.image_size, a.device, a.variant, a.arch)))
         return

@@ -50,6 +50,10 @@ def cmd_info(args) -> int:
     from .lico.variants import VARIANTS, model_name
 
     lines += [f"  {model_name(v.name, 'r18'):<18} {v.summary}" for v in VARIANTS.values()]
+    from .guidance import FAMILIES
+
+    lines.append("LICO's peers (<family>_<arch>; each paired with baseline_<arch>):")
+    lines += [f"  {f.name + '_r18':<18} {f.summary}" for f in FAMILIES.values()]
     try:
         from .explainers import list_explainers
 

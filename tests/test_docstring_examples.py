@@ -12,7 +12,7 @@ import lico_bench.explainers as explainers
 import lico_bench.metrics as metrics
 
 MODULES = ["lico_bench.explainers.base", "lico_bench.explainers.cam", "lico_bench.explainers.rise",
-           "lico_bench.explainers.adapters", "lico_bench.metrics.base", "lico_bench.metrics.builtin",
+           "lico_bench.explainers.adapters", "lico_bench.explainers.gradients", "lico_bench.metrics.base", "lico_bench.metrics.builtin",
            "lico_bench.metrics.quantus_adapters"]
 
 

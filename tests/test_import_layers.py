@@ -8,7 +8,7 @@ The layers, lowest first, from DESIGN.md ("What the package does, as one flow", 
 0. shared helpers and types: errors, io, registry, options, config, precision, results,
    lock, and the torchrun helpers (distributed: "used by train/ and bench/, so they sit
    below both");
-1. data/ and lico/ (pure functions and small modules);
+1. data/, lico/ and guidance/ (pure functions and small modules);
 2. models/ (their configs name LICO's variants);
 3. explainers/ and metrics/ (torch and the shared types; a model only as an argument);
 4. train/;
@@ -32,7 +32,7 @@ SHARED = ("errors", "io", "registry", "options", "config", "precision", "results
           "distributed")
 LAYERS = [
     [f"lico_bench.{m}" for m in SHARED],
-    ["lico_bench.data", "lico_bench.lico"],
+    ["lico_bench.data", "lico_bench.lico", "lico_bench.guidance"],
     ["lico_bench.models"],
     ["lico_bench.explainers", "lico_bench.metrics"],
     ["lico_bench.train"],

@@ -1,4 +1,5 @@
-"""A tiny registered architecture (``baseline_tiny`` / ``lico_tiny``) so that trainer and
+"""A tiny registered architecture (``baseline_tiny``, ``lico_tiny``, and the peers
+``guided_tiny``, ``rrr_tiny``, ``sgt_tiny``) so that trainer and
 runner tests run in seconds on a CPU. Import this module to register it."""
 from collections import OrderedDict
 
@@ -21,6 +22,6 @@ def _tiny_factory(family):
     return factory
 
 
-for _fam in ("baseline", "lico"):
+for _fam in ("baseline", "lico", "guided", "rrr", "sgt"):
     if f"{_fam}_tiny" not in list_models():
         register_model(f"{_fam}_tiny", _tiny_factory(_fam))

@@ -12,7 +12,9 @@ holds every option with its value for the run manifest; ``None`` values are chos
 time from the model (CAM layer = ``model.cfg.cam_layer``) or the image size (RISE N and s),
 and ``explainer.resolved_options(model, (H, W))`` says what they become.
 
-Core methods (``list_explainers()``): ``gradcam``, ``gradcampp``, ``scorecam``, ``rise``.
+Core methods (``list_explainers()``): ``gradcam``, ``gradcampp``, ``scorecam``, ``rise``, and
+the input-gradient methods ``saliency``, ``inputxgrad``, ``intgrad`` (captum's, with their
+settings fixed: :mod:`.gradients`).
 Adapters, not listed, reached by prefix (see :mod:`.adapters`):
 
 * ``gradcam:<Name>``: any CAM class of pytorch-grad-cam (EigenCAM, LayerCAM, XGradCAM,
@@ -32,6 +34,7 @@ from ..registry import Registry
 from .adapters import CaptumAdapter, PytorchGradCamAdapter
 from .base import Explainer, normalize_maps
 from .cam import BaseCAM, GradCAM, GradCAMPlusPlus, ScoreCAM
+from .gradients import GradientSaliency, InputXGradient, IntegratedGradients
 from .rise import RISE
 
 _EXPLAINERS: Registry[Callable[..., Explainer]] = Registry("explainer")
@@ -90,8 +93,12 @@ register_explainer("gradcam", GradCAM)
 register_explainer("gradcampp", GradCAMPlusPlus)
 register_explainer("scorecam", ScoreCAM)
 register_explainer("rise", RISE)
+register_explainer("saliency", GradientSaliency)
+register_explainer("inputxgrad", InputXGradient)
+register_explainer("intgrad", IntegratedGradients)
 
 __all__ = ["ADAPTER_PREFIXES", "BaseCAM", "CaptumAdapter", "Explainer", "GradCAM",
-           "GradCAMPlusPlus", "PytorchGradCamAdapter", "RISE", "ScoreCAM", "create_explainer",
+           "GradCAMPlusPlus", "GradientSaliency", "InputXGradient", "IntegratedGradients",
+           "PytorchGradCamAdapter", "RISE", "ScoreCAM", "create_explainer",
            "create_explainer_for_seed",
            "list_explainers", "normalize_maps", "register_explainer"]

@@ -183,6 +183,7 @@ class CaptumAdapter(Explainer):
                          attribute=dict(attribute or {}))
         self.cls = classes[method]
         self.layer, self.reduce, self.batch_size = layer, reduce, batch_size
+        self.method, self.attribute = method, dict(attribute or {})
         self._init_params = inspect.signature(self.cls.__init__).parameters
         self._attr_params = inspect.signature(self.cls.attribute).parameters
 
@@ -194,7 +195,7 @@ class CaptumAdapter(Explainer):
         """Keyword arguments passed to ``.attribute`` for a batch of ``batch`` images."""
         kw: Dict[str, Any] = {}
         params = self._attr_params
-        if self.options["method"] == "Occlusion":
+        if self.method == "Occlusion":
             w, t = scaled(15, height), scaled(8, height)
             kw["sliding_window_shapes"] = (3, w, scaled(15, width))
             kw["strides"] = (3, t, scaled(8, width))
@@ -202,7 +203,7 @@ class CaptumAdapter(Explainer):
             kw["internal_batch_size"] = self.batch_size
         if "perturbations_per_eval" in params:
             kw["perturbations_per_eval"] = max(1, self.batch_size // batch)
-        for k, v in self.options["attribute"].items():
+        for k, v in self.attribute.items():
             kw[k] = tuple(v) if isinstance(v, list) else v
         return kw
 
@@ -240,6 +241,6 @@ class CaptumAdapter(Explainer):
         if attr.ndim == 4:
             attr = attr.abs().sum(dim=1) if self.reduce == "abs_sum" else attr.sum(dim=1)
         elif attr.ndim != 3:
-            raise UserError(f"captum:{self.options['method']} returned attributions of shape "
+            raise UserError(f"captum:{self.method} returned attributions of shape "
                             f"{tuple(attr.shape)}, not an image map; use an image method.")
         return upsample(attr, (H, W))

@@ -1,8 +1,9 @@
 """Model registry, :class:`ModelCfg` and checkpoints.
 
-``baseline_<arch>``, ``lico_<arch>`` and LICO's variants ``lico_<variant>_<arch>`` (see
-:mod:`lico_bench.lico.variants`) build the *same* classifier: LICO changes only how it is
-trained (its text branch lives in :mod:`lico_bench.lico` and is never part of the inference
+``baseline_<arch>``, ``lico_<arch>``, LICO's variants ``lico_<variant>_<arch>`` (see
+:mod:`lico_bench.lico.variants`) and LICO's peers ``guided_<arch>``, ``rrr_<arch>``,
+``sgt_<arch>`` (see :mod:`lico_bench.guidance`) build the *same* classifier: they change
+only how it is trained (its text branch lives in :mod:`lico_bench.lico` and is never part of the inference
 model). A :class:`ModelCfg` is attached as ``model.cfg`` and travels inside every
 checkpoint, so a checkpoint rebuilds its model without being told what it is.
 """
@@ -22,6 +23,8 @@ from ..io import safe_torch_load, torch_save
 from ..registry import Registry
 from .backbones import Classifier, resnet, wide_resnet
 
+from ..guidance.families import FAMILIES
+from ..guidance.families import model_name as family_model_name
 from ..lico.variants import VARIANTS, model_name
 
 # 2: ModelCfg gained ``variant`` and ``lico_settings``. A format-1 lico checkpoint was
@@ -42,23 +45,30 @@ class ModelCfg:
     class_names: Tuple[str, ...] = ()
     cam_layer: str = "features"    # dotted module path of the default CAM target layer
     dataset: str = ""
-    family: str = "baseline"       # "baseline" or "lico": how it was (to be) trained
+    family: str = "baseline"       # "baseline", "lico" or a peer (guided, rrr, sgt): how trained
     text_encoder: Optional[str] = None  # LICO only: the frozen text encoder used in training
     variant: Optional[str] = None  # LICO only: "paper", "rolled", ... (lico/variants.py)
     # LICO only, filled by the trainer: the settings it trained with (text_targets, ot_grad,
     # alpha, beta, n_ctx), which --alpha etc. may have changed from the variant's.
     lico_settings: Dict[str, Any] = field(default_factory=dict)
+    # Peers only (guided, rrr, sgt), filled by the trainer: the family's hyper-parameters it
+    # trained with (guided_lambda, guided_share; rrr_lambda; sgt_k, sgt_lambda, sgt_rank).
+    guidance_settings: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
         d["mean"], d["std"], d["class_names"] = list(self.mean), list(self.std), list(self.class_names)
         d["lico_settings"] = dict(self.lico_settings)
+        d["guidance_settings"] = dict(self.guidance_settings)
         return d
 
     def describe(self) -> Dict[str, Any]:
-        """What the tables need to know of a model: family, arch, variant, LICO settings."""
+        """What the tables need to know of a model: family, arch, variant, LICO or peer
+        settings."""
         return {"family": self.family, "arch": self.arch, "variant": self.variant,
-                **({"lico_settings": dict(self.lico_settings)} if self.lico_settings else {})}
+                **({"lico_settings": dict(self.lico_settings)} if self.lico_settings else {}),
+                **({"guidance_settings": dict(self.guidance_settings)}
+                   if self.guidance_settings else {})}
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ModelCfg":
@@ -92,7 +102,8 @@ def register_model(name: str, factory: Optional[Callable[..., Classifier]] = Non
 
 def _make_factory(family: str, short: str, variant: Optional[str] = None):
     arch = _SHORT[short]
-    name = f"baseline_{short}" if family == "baseline" else model_name(variant, short)
+    name = (f"baseline_{short}" if family == "baseline" else model_name(variant, short)
+            if family == "lico" else family_model_name(family, short))
 
     def factory(num_classes: int, image_size: int = 32, **cfg_fields) -> Classifier:
         build, cam_layer = _ARCHS[arch]
@@ -103,7 +114,8 @@ def _make_factory(family: str, short: str, variant: Optional[str] = None):
         return model
 
     factory.__doc__ = (f"baseline {arch} classifier." if family == "baseline" else
-                       f"LICO ({variant}: {VARIANTS[variant].summary}) {arch} classifier.")
+                       f"LICO ({variant}: {VARIANTS[variant].summary}) {arch} classifier."
+                       if family == "lico" else f"{FAMILIES[family].summary}; {arch} classifier.")
     return factory
 
 
@@ -111,6 +123,8 @@ for _short in _SHORT:
     register_model(f"baseline_{_short}", _make_factory("baseline", _short))
     for _variant in VARIANTS:
         register_model(model_name(_variant, _short), _make_factory("lico", _short, _variant))
+    for _family in FAMILIES:
+        register_model(family_model_name(_family, _short), _make_factory(_family, _short))
 
 
 def list_models() -> List[str]:
@@ -126,6 +140,9 @@ def describe_model(name: str) -> Dict[str, Any]:
         for variant in VARIANTS:
             if name == model_name(variant, short):
                 return {"family": "lico", "arch": arch, "variant": variant}
+        for family in FAMILIES:
+            if name == family_model_name(family, short):
+                return {"family": family, "arch": arch, "variant": None}
     return {"family": None, "arch": None, "variant": None}   # registered by a plugin
 
 

@@ -99,10 +99,11 @@ def _by_name(model: str, baselines: Iterable[str]) -> Optional[str]:
 
 
 def pair_models(models: Iterable[str], manifest: Optional[dict] = None) -> List[Tuple[str, str]]:
-    """[(lico model, its baseline), ...] among ``models`` (those present in the rows), sorted.
+    """[(trained model, its baseline), ...] among ``models`` (those present in the rows), sorted.
 
     With ``manifest["models"]`` (``{name: {"family", "arch", "variant"}}``): every model of
-    family "lico" is paired with the model of family "baseline" and the same arch (several
+    a family other than "baseline" ("lico", or one of LICO's peers "guided", "rrr", "sgt";
+    a plugin's model without a family is left out) is paired with the model of family "baseline" and the same arch (several
     such baselines: the one the name rule below picks, else the first by name). A model the
     manifest does not describe, or any model of results written before the manifest had
     "models", falls back to the names: a model M not starting with "baseline" pairs with the
@@ -117,7 +118,7 @@ def pair_models(models: Iterable[str], manifest: Optional[dict] = None) -> List[
     pairs = []
     for m in present:
         if m in info:
-            if info[m].get("family") != "lico":
+            if info[m].get("family") in (None, "baseline"):
                 continue
             cands = [b for b in present if info.get(b, {}).get("family") == "baseline"
                      and info[b].get("arch") == info[m].get("arch")

@@ -66,6 +66,18 @@ def apply_augment(x: torch.Tensor, kind: str, p: Dict[str, torch.Tensor], pad: i
     return x
 
 
+def apply_augment_masks(masks: torch.Tensor, kind: str, p: Dict[str, torch.Tensor],
+                        pad: int = 4) -> torch.Tensor:
+    """The same geometric augmentation as :func:`apply_augment` with the same numbers ``p``,
+    on object masks: masks [B, H, W] bool -> [B, H, W] bool. Crop and flip move pixels
+    exactly (reflect padding reflects the mask as it reflects the image); the resized crop
+    interpolates bilinearly and keeps what is above one half."""
+    if kind == "none":
+        return masks
+    m = masks[:, None].to(torch.float32).expand(-1, 3, -1, -1)
+    return apply_augment(m, kind, p, pad)[:, 0] > 0.5
+
+
 def augment_batch(x: torch.Tensor, kind: str, g: torch.Generator, pad: int = 4) -> torch.Tensor:
     """:func:`apply_augment` with numbers drawn from ``g``. x: [B, 3, H, W] -> same shape."""
     if kind == "none":

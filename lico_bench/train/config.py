@@ -66,6 +66,29 @@ class TrainConfig:
     n_ctx: Annotated[int, Range(1)] = option(12, help="LICO: context tokens")
     text_encoder: str = option("minilm", help="LICO: minilm (default) or clip")
     text_checkpoint: Optional[str] = option(None, help="LICO: local CLIP checkpoint file")
+    # LICO's peers (lico_bench/guidance); ignored for other models. Defaults: the papers'.
+    # Model guidance, Rao et al. ICCV 2023: L = CE + lambda * sum_i L_loc,i over the batch's
+    # annotated images, Energy loss on the true class's Grad-CAM (their train.py default
+    # --localization_loss_lambda 1.0, --annotated_fraction 1.0; their paper: 1 % of the
+    # annotations already guides).
+    guided_lambda: Annotated[float, Range(0, lo_open=True)] = option(
+        1.0, help="guided: weight of the Energy loss, summed over the batch's annotated images")
+    guided_share: Annotated[float, Range(0, 1, lo_open=True)] = option(
+        1.0, help="guided: share of the training images whose mask is used (seeded)")
+    # Right for the right reasons, Ross et al. IJCAI 2017, Eq. 1: lambda_1 = 1000, their
+    # code's default (tensorflow_perceptron.py l2_grads, the Decoy-MNIST runs).
+    rrr_lambda: Annotated[float, Range(0, lo_open=True)] = option(
+        1000.0, help="rrr: weight of the squared input gradients outside the mask")
+    # Saliency-guided training, Ismail et al. NeurIPS 2021: k = 50 % of the pixels with
+    # random masking (their README's command, the MNIST setting), KL weight 1 (their code
+    # adds the KL term unweighted).
+    sgt_k: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = option(
+        0.5, help="sgt: share of the pixels masked (lowest gradient score)")
+    sgt_lambda: Annotated[float, Range(0, lo_open=True)] = option(
+        1.0, help="sgt: weight of KL(original || masked)")
+    sgt_rank: Literal["abs", "signed"] = option(
+        "abs", help="sgt: rank pixels by |channel-mean gradient| (abs) or its signed value "
+                    "(their code without --abs)")
     # Divergence guard: a loss above this (or not finite) stops training, keeping last.pt of
     # the last good epoch. Cross-entropy starts near ln K (2.3 for 10 classes, 6.9 for
     # 1000); LICO adds alpha*L_MM, a KL divergence between softmaxes of distances <= 2 at
@@ -94,6 +117,20 @@ class TrainConfig:
     @property
     def is_lico(self) -> bool:
         return self.model.startswith("lico_")
+
+    @property
+    def guidance_family(self) -> Optional[str]:
+        """The peer family this run trains ("guided", "rrr", "sgt"), None for others."""
+        from ..guidance.families import family_of
+
+        return family_of(self.model)
+
+    def guidance_settings(self) -> Dict[str, Any]:
+        """The peer family's settings this run trains with (ModelCfg.guidance_settings)."""
+        from ..guidance.families import FAMILIES
+
+        fam = self.guidance_family
+        return {} if fam is None else {k: getattr(self, k) for k in FAMILIES[fam].fields}
 
     def lico_settings(self) -> Dict[str, Any]:
         """The LICO settings this run trains with (recorded in the checkpoint's ModelCfg)."""
@@ -187,6 +224,13 @@ def make_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
         if cfg.alpha == 0 and cfg.beta == 0:
             raise UserError(f"alpha = beta = 0 trains {cfg.model} as a plain baseline; "
                             f"train a baseline_* model instead.")
+    from ..config import check_field_value, field_hints
+    from ..guidance.families import FAMILIES
+
+    hints = field_hints(TrainConfig)
+    for fam in FAMILIES.values():   # typed with their ranges, from a flag, a file or Python
+        for k in fam.fields:
+            setattr(cfg, k, check_field_value(hints[k], getattr(cfg, k), f"--{k.replace('_', '-')}"))
     if not cfg.max_loss >= 0:
         raise UserError(f"max_loss must be >= 0 (0 = off), got {cfg.max_loss}.")
     return cfg

@@ -2,7 +2,9 @@
 and the loss, assembled in :func:`training_loss` alone.
 
 Loss (LICO.md): ``CE`` for a baseline, ``CE + alpha*L_MM + beta*L_OT`` for a LICO model; the
-LICO head owns alpha and beta (:meth:`lico_bench.lico.LicoHead.combine`).
+LICO head owns alpha and beta (:meth:`lico_bench.lico.LicoHead.combine`). LICO's peers
+(guided, rrr, sgt): ``CE + lambda * guide``, the family's term and weight owned by
+:class:`lico_bench.guidance.GuidanceLoss`.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from ..data import Batch
 from ..errors import UserError
 from ..precision import to_device
 from .. import distributed as dist_
-from .augment import apply_augment, augment_params
+from .augment import apply_augment, apply_augment_masks, augment_params
 from .config import TrainConfig
 from .state import seed_for
 
@@ -84,19 +86,51 @@ def evaluate(model: nn.Module, ds, device: torch.device, batch_size: int = 250,
     return float(counts[0] / counts[1].clamp_min(1))
 
 
+@torch.no_grad()
+def train_mode_accuracy(model: nn.Module, ds, device: torch.device, batch_size: int = 250,
+                        workers: int = 0) -> float:
+    """Top-1 accuracy of ``model`` on ``ds`` with BatchNorm in train mode (each batch of
+    ``batch_size`` normalised with its own statistics), on a copy: ``model`` and its running
+    statistics are untouched. Beside :func:`evaluate` (eval mode, running statistics) it
+    tells whether the running statistics are usable: a loss with a second forward or
+    backward pass (LICO's peers) can leave them describing other inputs, and the network
+    is then right in train mode and near chance in eval mode (issue 26)."""
+    probe = copy.deepcopy(model).train()
+    return evaluate_as_is(probe, ds, device, batch_size, workers)
+
+
+@torch.no_grad()
+def evaluate_as_is(model: nn.Module, ds, device: torch.device, batch_size: int = 250,
+                   workers: int = 0) -> float:
+    """Top-1 accuracy of ``model`` in the mode it is in (single process)."""
+    correct = seen = 0
+    for b in _batches(ds, list(torch.split(torch.arange(len(ds)), batch_size)), workers):
+        logits = model(to_device(b.images, device).contiguous(memory_format=torch.channels_last))
+        correct += int((logits.argmax(1).cpu() == b.labels).sum())
+        seen += len(b.labels)
+    return correct / max(1, seen)
+
+
 class TrainNet(nn.Module):
     """What one training step runs, and what DDP wraps: the classifier (its feature map and
     logits, both needed) and the LICO head, so that one gradient all-reduce covers both.
 
     forward(x [B, 3, H, W], y [B] int64) -> (logits [B, K], {"mm", "ot"} scalars or {}).
     The LICO losses run in float32 with autocast off (see lico/losses.py).
+    With a ``guidance`` (a peer family, :class:`lico_bench.guidance.GuidanceLoss`) the step
+    is the family's: forward(x, y, masks [B, H, W] bool, use [B] bool or None, generator)
+    -> (logits, {"guide": scalar}).
     """
 
-    def __init__(self, model: nn.Module, head: Optional[nn.Module] = None, gather=None):
+    def __init__(self, model: nn.Module, head: Optional[nn.Module] = None, gather=None,
+                 guidance=None):
         super().__init__()
-        self.model, self.head, self.gather = model, head, gather
+        self.model, self.head, self.gather, self.guidance = model, head, gather, guidance
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor):
+    def forward(self, x: torch.Tensor, y: torch.Tensor, masks: Optional[torch.Tensor] = None,
+                use: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None):
+        if self.guidance is not None:
+            return self.guidance.forward(self.model, x, y, masks, use, generator)
         feats = self.model.forward_features(x)
         logits = self.model.head(feats)
         parts: Dict[str, torch.Tensor] = {}
@@ -112,7 +146,9 @@ def training_loss(logits: torch.Tensor, y: torch.Tensor, head: Optional[nn.Modul
 
     logits: [B, K] (any float dtype; CE in float32); y: [B] int64; parts: the head's
     ``{"mm", "ot"}`` losses, ``{}`` for a baseline (loss = CE). The head owns the weights
-    alpha, beta (LICO.md, "Losses": ``L = CE + alpha*L_MM + beta*L_OT``).
+    alpha, beta (LICO.md, "Losses": ``L = CE + alpha*L_MM + beta*L_OT``). For a peer family
+    ``head`` is its :class:`~lico_bench.guidance.GuidanceLoss` and parts ``{"guide"}``
+    (``L = CE + lambda * guide``).
     """
     ce = F.cross_entropy(logits.float(), y)
     return ce + (head.combine(parts) if parts else 0.0), ce
@@ -120,47 +156,62 @@ def training_loss(logits: torch.Tensor, y: torch.Tensor, head: Optional[nn.Modul
 
 def train_one_epoch(model, head, optimizer, scheduler, ema, ds, cfg: TrainConfig, epoch: int,
                     device: torch.device, progress: bool = True,
-                    net: Optional[nn.Module] = None) -> Dict[str, float]:
+                    net: Optional[nn.Module] = None, guidance=None) -> Dict[str, float]:
     """One pass over ``ds``; returns the epoch means of loss, ce, mm, ot and train accuracy
-    (over the global batch when distributed).
+    (over the global batch when distributed), and ``guide`` (the unweighted extra term) for
+    a peer family.
 
     net: the module to step (a :class:`TrainNet` of ``model`` and ``head``, DDP-wrapped
-    under a process group); built here when None.
+    under a process group); built here when None. guidance: a peer family's
+    :class:`~lico_bench.guidance.GuidanceLoss` (then ``head`` is None): the batches' masks
+    are augmented with their images, and saliency-guided training draws its random values
+    from a generator seeded from (seed, epoch).
     """
     from tqdm import tqdm
 
     d = dist_.info()
-    net = net if net is not None else TrainNet(model, head)
+    net = net if net is not None else TrainNet(model, head, guidance=guidance)
     net.train()
     # Dropout in the head: per rank (rank 0 keeps the single-process stream).
     torch.manual_seed(seed_for(cfg.seed, epoch, 0 if d.rank == 0 else 10 + d.rank))
     g_order = torch.Generator().manual_seed(seed_for(cfg.seed, epoch, 1))
     g_aug = torch.Generator().manual_seed(seed_for(cfg.seed, epoch, 2))
+    g_guide = torch.Generator().manual_seed(seed_for(cfg.seed, epoch, 4))   # sgt's masking
     order = torch.randperm(len(ds), generator=g_order)
     chunks = _chunks(order, cfg.batch_size, drop_last=True)            # global batches
     mine = [c[d.shard(len(c))] for c in chunks]                         # this rank's slices
     # sums on the device, read back every `sync_every` steps: the finiteness check and the
     # progress bar need the host, the other steps need not wait for it.
-    sums = torch.zeros(6, dtype=torch.float64, device=device)         # loss ce mm ot correct n
+    sums = torch.zeros(7, dtype=torch.float64, device=device)   # loss ce mm ot correct n guide
     sync_every = 10
     bar = tqdm(zip(chunks, _batches(ds, mine, cfg.workers)), total=len(chunks),
                desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (progress and d.is_main), dynamic_ncols=True)
     for step, (chunk, b) in enumerate(bar):
         x, y = to_device(b.images, device), to_device(b.labels, device)
+        masks = None
+        if guidance is not None and guidance.needs_masks:
+            masks = to_device(b.masks, device)
         if cfg.augment != "none":
             p = augment_params(cfg.augment, len(chunk), x.shape[2], x.shape[3], g_aug)
-            x = apply_augment(x, cfg.augment, {k: v[d.shard(len(chunk))] for k, v in p.items()})
+            p = {k: v[d.shard(len(chunk))] for k, v in p.items()}
+            x = apply_augment(x, cfg.augment, p)
+            if masks is not None:
+                masks = apply_augment_masks(masks, cfg.augment, p)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits, parts = net(x, y)
-        loss, ce = training_loss(logits, y, head, parts)
+            if guidance is None:
+                logits, parts = net(x, y)
+            else:
+                logits, parts = net(x, y, masks, guidance.use(b.index, device), g_guide)
+        loss, ce = training_loss(logits, y, head if guidance is None else guidance, parts)
         n = len(y)
         zero = ce.new_zeros(())
         step_sums = torch.stack([loss.detach() * n, ce.detach() * n,
                                  parts.get("mm", zero).detach() * n, parts.get("ot", zero).detach() * n,
                                  (logits.argmax(1) == y).sum().to(ce.dtype),
-                                 ce.new_tensor(float(n))]).double()
+                                 ce.new_tensor(float(n)),
+                                 parts.get("guide", zero).detach() * n]).double()
         # One collective per step: every rank must see a non-finite loss anywhere, or the
         # others would wait for it forever in the next all-reduce.
         dist_.all_reduce_sum(step_sums)
@@ -177,13 +228,15 @@ def train_one_epoch(model, head, optimizer, scheduler, ema, ds, cfg: TrainConfig
             ema.update(model)
         sums += step_sums
     bar.close()
-    loss_s, ce_s, mm_s, ot_s, correct, n = sums.tolist()
+    loss_s, ce_s, mm_s, ot_s, correct, n, guide_s = sums.tolist()
     if not math.isfinite(loss_s) or (cfg.max_loss > 0 and loss_s / max(1, n) > cfg.max_loss):
         raise _diverged(cfg, epoch, loss_s / max(1, n))
     n = max(1.0, n)
     out = {"loss": loss_s / n, "ce": ce_s / n, "mm": mm_s / n, "ot": ot_s / n, "train_acc": correct / n}
     if head is None:
         out["mm"] = out["ot"] = float("nan")
+    if guidance is not None:
+        out["guide"] = guide_s / n
     return out
 
 

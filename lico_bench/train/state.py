@@ -60,7 +60,8 @@ def kept_epochs(out: str | Path, dataset: str, model: str, seed: int) -> List[in
 def seed_for(seed: int, epoch: int, stream: int) -> int:
     """The seed of one random stream of epoch ``epoch`` (-1: before training) of a run:
     streams 0 dropout (rank 0; 10 + r for rank r) or weight init, 1 data order or the LICO
-    head's init, 2 augmentation, 3 BatchNorm recalibration. A resumed run therefore draws
+    head's init, 2 augmentation, 3 BatchNorm recalibration, 4 a peer family's draws (sgt's
+    masking; at -1, guided_share's annotated images). A resumed run therefore draws
     the same numbers as an uninterrupted one."""
     return (seed * 1_000_003 + epoch * 101 + stream) % (2**63)
 
@@ -88,7 +89,7 @@ def restore_state(path: Path, cfg_dict: dict, model: nn.Module, optimizer, sched
     """Load ``last.pt`` at ``path`` into the run's objects; return ``(epoch, history)``.
     Written with other options (:func:`comparable`): a one-line error."""
     state = read_state(path)
-    if comparable(state["train_cfg"]) != comparable(cfg_dict):
+    if comparable(_with_new_defaults(state["train_cfg"], cfg_dict)) != comparable(cfg_dict):
         raise UserError(f"{path} was written with other options; rerun with the same options "
                         "or without --resume (use --force to start over).")
     model.load_state_dict(state["model"])
@@ -100,6 +101,24 @@ def restore_state(path: Path, cfg_dict: dict, model: nn.Module, optimizer, sched
     if head is not None:
         head.load_trainable_state_dict(state["head"])
     return state["epoch"], state["history"]
+
+
+def _with_new_defaults(saved: dict, current: dict) -> dict:
+    """``saved`` (a last.pt's options) plus every option it lacks that ``current`` holds at
+    its default: options added to TrainConfig after the state was written (the peers'
+    guided_lambda, ...) do not change how that run trains, so it still resumes."""
+    import dataclasses
+
+    from .config import TrainConfig
+
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in dataclasses.fields(TrainConfig)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    out = dict(saved)
+    for k, v in current.items():
+        if k not in out and k in defaults and defaults[k] == v:
+            out[k] = v
+    return out
 
 
 def read_state(path: Path) -> dict:

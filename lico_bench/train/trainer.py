@@ -55,8 +55,8 @@ from .. import distributed as dist_
 from .augment import apply_augment, augment_batch, augment_params  # noqa: F401  (public here)
 from .config import TrainConfig
 from ..distributed import DistInfo, resolve_device  # noqa: F401  (resolve_device: public here)
-from .loop import (EMA, TrainNet, evaluate, recalibrate_bn, train_one_epoch,  # noqa: F401
-                   training_loss)
+from .loop import (EMA, TrainNet, evaluate, recalibrate_bn, train_mode_accuracy,  # noqa: F401
+                   train_one_epoch, training_loss)
 from .state import (STATE_FORMAT, checkpoint_path, kept_epochs, kept_path,  # noqa: F401
                     restore_state, run_dir, seed_for, training_state, write_log)
 
@@ -108,7 +108,8 @@ def build_model_and_head(cfg: TrainConfig, info, device: torch.device):
     model = create_model(cfg.model, info.num_classes, image_size=info.image_size,
                          dataset_info=info,
                          text_encoder=cfg.text_encoder if cfg.is_lico else None,
-                         lico_settings=cfg.lico_settings() if cfg.is_lico else {})
+                         lico_settings=cfg.lico_settings() if cfg.is_lico else {},
+                         guidance_settings=cfg.guidance_settings())
     if cfg.sync_bn:
         model = dist_.convert_sync_batchnorm(model, device)
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -125,6 +126,28 @@ def build_model_and_head(cfg: TrainConfig, info, device: torch.device):
                     targets=cfg.text_targets,
                     generator=torch.Generator().manual_seed(seed_for(cfg.seed, -1, 1)))
     return model, head.to(device)
+
+
+def build_guidance(cfg: TrainConfig, train_ds):
+    """The peer family's :class:`~lico_bench.guidance.GuidanceLoss` of ``cfg`` (None for a
+    baseline or LICO model), after checking that ``train_ds`` has the object masks the family
+    needs. ``guided_share`` < 1: the images whose mask is used are a fixed random subset of
+    round(share * N) >= 1 training images, drawn from the run's seed."""
+    fam = cfg.guidance_family
+    if fam is None:
+        return None
+    from ..guidance import FAMILIES, GuidanceLoss
+
+    if FAMILIES[fam].needs_masks and train_ds.get_batch([0]).masks is None:
+        raise UserError(f"{cfg.model} trains on object masks and dataset {cfg.dataset!r} has "
+                        "none; train it on shapes (or shapes-cue), or train sgt_* or lico_* here.")
+    annotated = None
+    if fam == "guided" and cfg.guided_share < 1:
+        n = len(train_ds)
+        g = torch.Generator().manual_seed(seed_for(cfg.seed, -1, 4))
+        annotated = torch.zeros(n, dtype=torch.bool)
+        annotated[torch.randperm(n, generator=g)[:max(1, round(cfg.guided_share * n))]] = True
+    return GuidanceLoss(fam, cfg.guidance_settings(), annotated)
 
 
 @releases_locks
@@ -154,6 +177,11 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     test_ds = create_dataset(cfg.dataset, "test", root=cfg.root, image_size=cfg.image_size, seed=0,
                              download=cfg.download)
     info = train_ds.info
+    guidance = build_guidance(cfg, train_ds)
+    if guidance is not None and d.enabled:
+        raise UserError(f"{cfg.model}: the peer families (guided, rrr, sgt) train in one "
+                        "process only for now (their second backward pass is not tested "
+                        "under DDP); run without torchrun.")
     model, head = build_model_and_head(cfg, info, device)
 
     # Weight decay on the classifier; none on the text branch, whose context vectors start
@@ -190,7 +218,7 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
                         f"runs folder (train --out, run --runs).") from None
     hold_lock(rdir, "training into", "use another runs folder (train --out, run --runs)")  # one trainer each
 
-    net = TrainNet(model, head, gather=dist_.gather_cat if d.enabled else None)
+    net = TrainNet(model, head, gather=dist_.gather_cat if d.enabled else None, guidance=guidance)
     if d.enabled:
         # After loading the state: DDP broadcasts rank 0's parameters and buffers once here.
         net = nn.parallel.DistributedDataParallel(
@@ -200,13 +228,25 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         stats = train_one_epoch(model, head, optimizer, scheduler, ema, train_ds, cfg, epoch,
-                                device, progress, net=net)
+                                device, progress, net=net, guidance=guidance)
         eval_model = ema.model if ema is not None else model
         recalibrate_bn(eval_model, train_ds, cfg, epoch, device)
         acc = evaluate(eval_model, test_ds, device, workers=cfg.workers)
         row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
                "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 6) for k, v in stats.items()},
-               "test_acc": round(acc, 6), "epoch_s": round(time.perf_counter() - t0, 2)}
+               "test_acc": round(acc, 6)}
+        if guidance is not None:
+            # The peers' second pass can leave BatchNorm's running statistics unusable
+            # (right in train mode, chance in eval mode); recalibrate_bn above re-estimates
+            # them, and this column shows whether it did: the same test images with the
+            # batches' own statistics.
+            row["test_acc_trainmode"] = round(train_mode_accuracy(eval_model, test_ds, device,
+                                                                  workers=cfg.workers), 6)
+            if row["test_acc_trainmode"] - acc > 0.2:
+                log(f"warning: {cfg.model} epoch {epoch + 1}: test accuracy {acc:.3f} in eval "
+                    f"mode but {row['test_acc_trainmode']:.3f} in train mode: BatchNorm's running "
+                    "statistics do not fit the weights; raise --bn-recalibrate.")
+        row["epoch_s"] = round(time.perf_counter() - t0, 2)
         history.append(row)
         if epoch == 0 and d.is_main:
             # a run from scratch replaces an earlier one's state (last.pt) now: its kept
@@ -231,6 +271,7 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
             on_epoch_end(epoch + 1)
         log(f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.4f} "
             f"(ce {stats['ce']:.4f}" + (f", mm {stats['mm']:.4f}, ot {stats['ot']:.4f}" if head else "")
+            + (f", guide {stats['guide']:.4f}" if guidance is not None else "")
             + f"), train acc {stats['train_acc']:.3f}, test acc {acc:.3f}, {row['epoch_s']:.0f}s")
 
     final_model = (ema.model if ema is not None else model).to(memory_format=torch.contiguous_format)

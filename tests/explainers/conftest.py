@@ -296,16 +296,18 @@ def contract_tol(name, options, model, images, targets) -> float:
             s_max = float(rise(model, images, targets).abs().max())
         rho = prob_rel_tol(f32_tol(1, rec.max) + d_z64, K)
         return rho * s_max + f32_tol(N, s_max) + f32_tol(1, s_max)
-    if name == "captum:IntegratedGradients":
+    if name in ("captum:IntegratedGradients", "intgrad", "inputxgrad", "saliency"):
         # attr_c = x_c · (Gauss-Legendre mean over 8 steps of d logit / dx_c) in float64:
         # bounded by |x_c| G_c, G the input gradient of the |weights| network (all its ReLUs
         # pass on |x|: the product of |W|^T); a forward and a backward per step (depth
         # 2·forward + 1; backward windows of out_channels·9 terms). Then cast to float32
-        # and summed over 3 channels in float32.
+        # and summed over 3 channels in float32. inputxgrad: the same product from one
+        # forward and backward; saliency: |d logit / dx_c|, bounded by G_c alone.
         net = abs_network(model)
         xa = images.detach().abs().double().clone().requires_grad_(True)
         net(xa).max(1).values.sum().backward()
-        a_max = float((xa.detach() * xa.grad).sum(1).max())
+        per_c = xa.grad if name == "saliency" else xa.detach() * xa.grad
+        a_max = float(per_c.sum(1).max())
         n_bw = max(n, max(c.out_channels * 9 for c in net.modules() if isinstance(c, nn.Conv2d)))
         return f64_tol(n_bw, a_max, 2 * depth + 1) + f32_tol(1, a_max) + f32_tol(3, a_max)
     # pytorch-grad-cam: raw map (float64 A, float32 weights), then its pipeline

@@ -17,7 +17,8 @@ from lico_bench.explainers import create_explainer, list_explainers, normalize_m
 from .conftest import Exploding, contract_tol, double, leftover_hooks, tiny_net
 
 # Options that keep the tests fast (default values are exercised elsewhere).
-FAST = {"scorecam": {"batch_size": 8}, "rise": {"N": 48, "batch_size": 16}}
+FAST = {"scorecam": {"batch_size": 8}, "rise": {"N": 48, "batch_size": 16},
+        "intgrad": {"n_steps": 8}}
 CORE = [(name, FAST.get(name, {})) for name in list_explainers()]
 VARIANTS = [("scorecam", {"variant": "grad-cam", "batch_size": 32}),
             ("scorecam", {"baseline_subtract": True})]

@@ -436,3 +436,19 @@ def test_report_files_one_seed(tmp_path):
     assert [c.strip() for c in header.strip("|").split("|")][-2:] == ["n", "verdict"]
     assert "seed-level" not in md and "t-test" not in md
     assert "Holm over the 8 comparisons" in md
+
+
+def test_pair_models_pairs_the_peer_families_with_their_baseline():
+    peers = ["guided_r18", "rrr_r18", "sgt_r18"]
+    info = {m: {"family": m.split("_")[0], "arch": "resnet18", "variant": None}
+            for m in ["baseline_r18", "lico_r18"] + peers}
+    info["lico_r18"]["variant"] = "paper"
+    info["baseline_wrn28_2"] = {"family": "baseline", "arch": "wrn28_2", "variant": None}
+    info["plugin_r18"] = {"family": None, "arch": None, "variant": None}
+    present = list(info)
+    want = sorted([("guided_r18", "baseline_r18"), ("lico_r18", "baseline_r18"),
+                   ("rrr_r18", "baseline_r18"), ("sgt_r18", "baseline_r18")])
+    # by family and arch; a model without a family (a plugin's) is left out, as before
+    assert pair_models(present, {"models": info}) == want
+    # results without "models" in the manifest: the same pairs by name
+    assert pair_models(["baseline_r18", "lico_r18"] + peers) == want

@@ -86,7 +86,7 @@ def test_baseline_trains_logs_and_checkpoints(tiny_cfg):
         train(cfg, progress=False, log=lambda *a: None)
 
 
-@pytest.mark.parametrize("model", ["baseline_tiny", "lico_tiny"])
+@pytest.mark.parametrize("model", ["baseline_tiny", "lico_tiny", "guided_tiny", "sgt_tiny"])
 def test_resume_after_an_interruption_gives_the_same_weights(tiny_cfg, tmp_path, model):
     full = tiny_cfg(model, out=str(tmp_path / "a"))
     p_full = train(full, progress=False, log=lambda *a: None)
