@@ -27,31 +27,6 @@ PARTS = N_IMAGES // BATCH
 EPOCHS = 4  # the fault tests' training: 4 epochs of 4 steps
 
 
-# The method report (methods.csv/.md/.tex, written by every run of 2 methods) bootstraps
-# Krippendorff's alpha with 2000 resamples of one Python call each: ~3 s of the ~5 s CPU of
-# the fault tests' run, paid again by every run and rerun here. No test of this suite reads
-# the method report (tables() is summary.*; tests/report/test_methods tests alpha and its
-# CI with the library's count), so here, in-process and in the children alike, it draws
-# ALPHA_RESAMPLES instead.
-ALPHA_RESAMPLES = 100
-
-
-@contextlib.contextmanager
-def fewer_alpha_resamples(n: int = ALPHA_RESAMPLES):
-    """Within the block, ``method_stats.alpha_bootstrap_ci``'s default ``n_resamples`` is
-    ``n`` (its one function object: also as imported by report.methods)."""
-    from lico_bench.report.method_stats import alpha_bootstrap_ci as f
-
-    names = [p for p in f.__code__.co_varnames[: f.__code__.co_argcount]]
-    i = names.index("n_resamples") - (len(names) - len(f.__defaults__))
-    old = f.__defaults__
-    f.__defaults__ = old[:i] + (n,) + old[i + 1:]
-    try:
-        yield
-    finally:
-        f.__defaults__ = old
-
-
 def run_argv(ckpts: dict, out: str = "res", n_images: int = N_IMAGES) -> List[str]:
     """The fault tests' ``lico-bench run`` command line (``--out`` relative to the cwd, so
     that runs in different folders record the same command)."""

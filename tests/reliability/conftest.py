@@ -8,15 +8,15 @@ import tests.tiny  # noqa: F401  (registers baseline_tiny / lico_tiny)
 from lico_bench import create_dataset, create_model
 from lico_bench.cli import main
 from lico_bench.models import save_checkpoint
-from tests.reliability.common import (chdir, fewer_alpha_resamples, rows, run_argv, tables,
-                                      train_argv)
+from tests.reliability.common import chdir, rows, run_argv, tables, train_argv
 from tests.reliability.plugins import registered
+from tests.resamples import fewer_alpha_resamples
 
 
 @pytest.fixture(scope="package", autouse=True)
 def _fewer_alpha_resamples():
-    """This suite's runs draw common.ALPHA_RESAMPLES alpha resamples (see there); undone
-    after the package, so the rest of the session runs with the library's count."""
+    """This suite's runs draw tests/resamples.py's count of alpha resamples (see there);
+    undone after the package, so the rest of the session runs with the library's count."""
     with fewer_alpha_resamples():
         yield
 
