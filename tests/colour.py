@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 
 from lico_bench.data.cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from lico_bench.models import Classifier, ModelCfg, list_models, register_model
+from lico_bench.models import Classifier
+from tests.family import register_test_family
 
 TAU = 1.0
 SCALE = 12.0      # p(k) on a solid image = e^12 / (e^12 + 9) > 0.9999
@@ -35,21 +36,13 @@ class ColourCells(nn.Module):
         return torch.relu(1.0 - d2 / TAU)
 
 
-def _factory(family):
-    def factory(num_classes, image_size=32, **cfg_fields):
-        m = Classifier(nn.Sequential(OrderedDict(detect=ColourCells(num_classes))),
-                       num_classes, num_classes)
-        cfg_fields.pop("text_encoder", None)
-        m.cfg = ModelCfg(name=f"{family}_colour", arch="colour", num_classes=num_classes,
-                         image_size=image_size, cam_layer="features.detect", family=family,
-                         **cfg_fields)
-        return m
-    return factory
+def _colour_features(num_classes):
+    """[B, 3, H, W] -> [B, K, H, W]: one ColourCells module (the module docstring)."""
+    return nn.Sequential(OrderedDict(detect=ColourCells(num_classes))), num_classes
 
 
-for _fam in ("baseline", "lico"):
-    if f"{_fam}_colour" not in list_models():
-        register_model(f"{_fam}_colour", _factory(_fam))
+register_test_family("colour", _colour_features, cam_layer="features.detect",
+                     lico_text_encoder=None)
 
 # uint8 colours of the ten CIFAR-10 classes: far apart after normalisation (> 1 = sqrt(TAU))
 PALETTE_U8 = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255],

@@ -73,6 +73,7 @@ def test_sharded_run_writes_the_rows_of_one_process(checkpoints, reference, tmp_
     assert manifest["world_size"] == 2 and manifest["precision"] == "fp32"
 
 
+@pytest.mark.slow   # two torchrun launches; the default run keeps the sharded run above
 def test_killed_rank_then_rerun_loses_and_duplicates_nothing(checkpoints, reference, tmp_path):
     out = tmp_path / "killed"
     p = _torchrun(_argv(checkpoints, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

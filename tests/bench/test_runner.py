@@ -133,6 +133,9 @@ def test_rerun_skips_finished_work_and_completes_partial_experiments(checkpoints
     assert _rows(out) == _rows(ref)
 
 
+# slow: the default run kills the same run (SIGKILL, 24 parts, then the same command again)
+# in tests/reliability/test_faults.py and checks the same rows and byte-identical tables.
+@pytest.mark.slow
 def test_sigkill_mid_experiment_then_rerun_gives_the_same_rows_and_tables(checkpoints, tmp_path):
     ref = run(make_spec(checkpoints, tmp_path / "ref", n_images=30), log=quiet, progress=False)
     out = tmp_path / "killed"

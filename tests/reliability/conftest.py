@@ -10,6 +10,15 @@ from lico_bench.cli import main
 from lico_bench.models import save_checkpoint
 from tests.reliability.common import chdir, rows, run_argv, tables, train_argv
 from tests.reliability.plugins import registered
+from tests.resamples import fewer_alpha_resamples
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _fewer_alpha_resamples():
+    """This suite's runs draw tests/resamples.py's count of alpha resamples (see there);
+    undone after the package, so the rest of the session runs with the library's count."""
+    with fewer_alpha_resamples():
+        yield
 
 
 @pytest.fixture
@@ -19,7 +28,7 @@ def plugins():
         yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ckpts(tmp_path_factory) -> dict:
     """Untrained but fixed (seeded) checkpoints: baseline_tiny / lico_tiny on shapes, and
     the wrong ones the bad-input tests hand over."""
@@ -50,7 +59,7 @@ def ckpts(tmp_path_factory) -> dict:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def reference_run(ckpts, tmp_path_factory) -> dict:
     """An uninterrupted in-process run of :func:`run_argv` (``--out res`` in its own cwd):
     its rows and tables, byte for byte, and the directory (copy it, never change it)."""
@@ -60,7 +69,7 @@ def reference_run(ckpts, tmp_path_factory) -> dict:
     return {"rows": rows(d / "res"), "tables": tables(d / "res"), "dir": d / "res"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def reference_training(tmp_path_factory) -> Path:
     """An uninterrupted in-process training of :func:`train_argv`: its model.pt."""
     d = tmp_path_factory.mktemp("reference-training")

@@ -32,7 +32,11 @@ def _resume_and_finish(proc) -> None:
     assert ERROR not in err and "Traceback" not in err, err
 
 
-@pytest.mark.parametrize("second", ["same", "other"], ids=["same-options", "other-options"])
+# other-options is slow: B's refusal while A holds the lock is the same line as with the same
+# options (the lock is taken before the settings are read); a rerun with other settings
+# refused is checked in the default run by test_bad_input and test_manifest.
+@pytest.mark.parametrize("second", ["same", pytest.param("other", marks=pytest.mark.slow)],
+                         ids=["same-options", "other-options"])
 def test_two_runs_on_one_results_directory(tmp_path, capsys, ckpts, reference_run, second):
     """While run A writes ``res``, run B on ``res`` - with the same options, or other ones -
     ends in one line naming A's pid; A ends with the rows and tables of an uninterrupted
@@ -81,6 +85,7 @@ def test_two_trainings_into_one_run_directory(tmp_path, capsys, reference_traini
     assert history(rdir / "model.pt") == history(reference_training)
 
 
+@pytest.mark.slow   # the default run has it in test_faults' SIGKILL-during-run test
 def test_a_killed_holder_does_not_block(tmp_path, capsys, ckpts, reference_run):
     """The lock belongs to the process: SIGKILL releases it (the lock file stays), and the
     next run on the directory proceeds and finishes as an uninterrupted run."""

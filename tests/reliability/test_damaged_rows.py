@@ -67,6 +67,17 @@ CASES = [
 IDS = ["cut-at-line", "duplicated-line", "cut-mid-line", "garbled-line", "edited-value"]
 
 
+def _slow_but(cases, ids, keep):
+    """``cases`` as pytest params with ``ids``, all marked slow but the one named ``keep``.
+
+    ``run`` finds damage with the check ``report`` uses (lico_bench.results.read_rows), and
+    what follows (set aside, recompute, tables) does not depend on the kind of damage; so
+    the default run has every kind refused by ``report`` (the ``*_refused_by_report`` tests)
+    and one kind per test recomputed by ``run`` (a run of its own: ~10 s each)."""
+    return [pytest.param(*c, id=i, marks=() if i == keep else pytest.mark.slow)
+            for c, i in zip(cases, ids)]
+
+
 @pytest.fixture
 def work(tmp_path, reference_run):
     """A copy of the finished reference run, as ``work/res``."""
@@ -109,6 +120,11 @@ def _run_recomputes_just_that_experiment(capsys, work, ckpts, reference_run, f, 
 
 
 @pytest.mark.parametrize("how,why", CASES, ids=IDS)
+def test_damaged_rows_are_refused_by_report(capsys, work, how, why):
+    _report_refuses(capsys, work, _damage(work / "res", how), why)
+
+
+@pytest.mark.parametrize("how,why", _slow_but(CASES, IDS, keep="edited-value"))
 def test_damaged_rows_are_caught_and_recomputed(capsys, work, ckpts, reference_run, how, why):
     f = _damage(work / "res", how)
     _report_refuses(capsys, work, f, why)
@@ -125,26 +141,43 @@ def _last_id_out_of_range(data: bytes) -> bytes:
     return b"".join(lines)
 
 
-@pytest.mark.parametrize("how,why", [
-    (_cut_at_line, "it holds 20 rows for the run's 30 images"),
-    (_last_id_out_of_range, "image 30 is not one of the run's images 0..29"),
-], ids=["fewer-rows-than-n_images", "one-id-out-of-range"])
+MATCHING = [(_cut_at_line, "it holds 20 rows for the run's 30 images"),
+            (_last_id_out_of_range, "image 30 is not one of the run's images 0..29")]
+MATCHING_IDS = ["fewer-rows-than-n_images", "one-id-out-of-range"]
+
+
+def _damage_with_matching_check(res, how):
+    f = _damage(res, how)
+    data = f.read_bytes()
+    check = f.with_name(f.name[: -len(".jsonl")] + ".check.json")
+    check.write_text(json.dumps({"format": 1, "rows": data.count(b"\n"),
+                                 "sha256": hashlib.sha256(data).hexdigest()}))
+    return f
+
+
+@pytest.mark.parametrize("how,why", MATCHING, ids=MATCHING_IDS)
+def test_rows_with_a_matching_check_are_refused_by_report(capsys, work, how, why):
+    _report_refuses(capsys, work, _damage_with_matching_check(work / "res", how), why)
+
+
+@pytest.mark.parametrize("how,why", _slow_but(MATCHING, MATCHING_IDS, keep="one-id-out-of-range"))
 def test_rows_with_a_matching_check_are_still_checked_against_the_run(capsys, work, ckpts,
                                                                       reference_run, how, why):
     """A check file vouches only that the bytes are unchanged since it was written, not that
     they are this run's rows: a rows file whose check was rewritten to match (its row count
     20, not the run's n_images = 30; or the right count with ids 0..28 and 30) is damaged for
     ``report`` and for ``run`` alike, and ``run`` recomputes it."""
-    f = _damage(work / "res", how)
-    data = f.read_bytes()
-    check = f.with_name(f.name[: -len(".jsonl")] + ".check.json")
-    check.write_text(json.dumps({"format": 1, "rows": data.count(b"\n"),
-                                 "sha256": hashlib.sha256(data).hexdigest()}))
+    f = _damage_with_matching_check(work / "res", how)
     _report_refuses(capsys, work, f, why)
     _run_recomputes_just_that_experiment(capsys, work, ckpts, reference_run, f, why)
 
 
 @pytest.mark.parametrize("how,why", CASES[:4], ids=IDS[:4])
+def test_damaged_rows_without_checks_are_refused_by_report(capsys, work, how, why):
+    _report_refuses(capsys, work, _damage(work / "res", how, old_format=True), why)
+
+
+@pytest.mark.parametrize("how,why", _slow_but(CASES[:4], IDS[:4], keep="garbled-line"))
 def test_damaged_rows_without_checks_are_caught_by_ids_and_counts(capsys, work, ckpts,
                                                                   reference_run, how, why):
     """Results of an older lico-bench (no check files): cut, duplicated and garbled rows

@@ -105,6 +105,7 @@ def _can_mount_tmpfs(where: Path) -> bool:
     return r.returncode == 0
 
 
+@pytest.mark.slow   # the default run: test_disk_full_during_run_simulated (the same ENOSPC path)
 def test_disk_full_on_a_real_tmpfs(tmp_path, capsys, ckpts, reference_run):
     """``--out`` on a 48 KiB tmpfs, which fills up during the run (a real ENOSPC from
     write()): one line naming the file and the fix, exit 2; everything on the full disk is
