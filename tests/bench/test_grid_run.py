@@ -159,6 +159,9 @@ def test_cli_grid_on_cifar_format_files(root, tmp_path, capsys):
     assert main(argv) == 0
     summary = (out / "summary.md").read_text()
     assert "grid_score" in summary and "## Cross-seed agreement" in summary
+    tex = (out / "summary.tex").read_text()   # the same tables; no accuracy of composites
+    assert "Cross-seed agreement" in tex and "Grid pointing game: 2 $\\times$ 2" in tex
+    assert "Accuracy" not in tex and "## Accuracy" not in summary
     recs = [json.loads(x) for x in (out / "agreement.jsonl").read_text().splitlines()]
     assert [r["agreement_spearman"] for r in recs] == [1.0] * 8     # one checkpoint, two seeds
     capsys.readouterr()
