@@ -179,4 +179,8 @@ def run_spec(args: argparse.Namespace):
     for name, convert in _RUN_CONVERT.items():  # after the others: --checkpoint reads the models
         if name in given:
             values[name] = _merge_option(name, values.get(name), convert(given[name], values))
-    return RunSpec(**values)
+    spec = RunSpec(**values)
+    from .bench.spec import check_grid_options
+
+    check_grid_options(spec, given)   # a grid flag without --grid: before anything is written
+    return spec

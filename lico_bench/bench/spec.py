@@ -121,6 +121,7 @@ class RunSpec:
             raise UserError(f"--target must be 'pred' or 'label', got {self.target!r}.")
         if not self.seeds:
             raise UserError("give at least one seed.")
+        check_grid_options(self)
         from ..models import parse_model_ref
 
         for m in self.models:   # registered, or a kept epoch of one (lico_wrn28_2@e5)
@@ -152,6 +153,25 @@ class RunSpec:
         if self.train_options.get("preset", next(iter(PRESETS))) not in PRESETS:
             raise UserError(f"--train-option preset={self.train_options['preset']!r} is not a "
                             f"recipe; choose one of {', '.join(PRESETS)}.")
+
+
+GRID_OPTIONS = ("grid_threshold", "grid_seed", "grid_variant")
+
+
+def check_grid_options(spec: RunSpec, given=()) -> None:
+    """``--grid-threshold``, ``--grid-seed`` and ``--grid-variant`` only act with ``--grid N``:
+    without it, one given on the command line (``given``: the names of the fields set by
+    flags) or set to a value other than its default (a config file, the Python API) would be
+    silently ignored, so it is a one-line :class:`UserError`."""
+    if spec.grid:
+        return
+    default = RunSpec.__dataclass_fields__
+    for name in GRID_OPTIONS:
+        if name in given or getattr(spec, name) != default[name].default:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} {getattr(spec, name)} acts only in the grid pointing game, "
+                            f"and this run has no --grid; add --grid N (e.g. --grid 2) or drop "
+                            f"{flag}.")
 
 
 def check_option_targets(given: Dict[str, Any], names: List[str], kind: str) -> None:

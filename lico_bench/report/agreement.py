@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from .common import md_table, pair_models
+from .common import md_table, pair_models, tex_table
 from .stats import CONFIDENCE, bootstrap_ci, wilcoxon_p
 
 FILE = "agreement.jsonl"
@@ -91,12 +91,8 @@ def _cell(r, signed=False) -> str:
     return m if not np.isfinite(r["ci_low"]) else f"{m} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
 
 
-def agreement_section(summary: pd.DataFrame, df: Optional[pd.DataFrame]) -> str:
-    """Markdown for summary.md ("" without agreement rows)."""
-    if summary is None or not len(summary):
-        return ""
-    conf = f"{100 * CONFIDENCE:g}%"
-    s = summary[summary["kind"] == "agreement"]
+def _agreement_grid(s: pd.DataFrame, df: pd.DataFrame):
+    """(header, body) of the per model x method agreement table (kind ``agreement`` rows)."""
     body = []
     for (model, method), g in s.groupby(["model", "method"], sort=True):
         by = {r["metric"]: r for _, r in g.iterrows()}
@@ -104,23 +100,55 @@ def agreement_section(summary: pd.DataFrame, df: Optional[pd.DataFrame]) -> str:
         body.append([model, method, _cell(by["agreement_spearman"]), _cell(by["agreement_ssim"]),
                      str(int(by["agreement_spearman"]["n"])), str(int(by["agreement_spearman"]["n_seeds"])),
                      str(len(differ))])
+    return (["model", "method", "Spearman ↑", "SSIM ↑", "images", "seeds",
+             "images whose seeds explain different classes"], body)
+
+
+def _paired_agreement_grid(p: pd.DataFrame):
+    """(header, body) of LICO - baseline (kind ``agreement_paired`` rows)."""
+    conf = f"{100 * CONFIDENCE:g}%"
+    body = [[r["model"], r["method"], r["metric"].replace("agreement_", ""), _pct(r["baseline"]),
+             _pct(r["lico"]), _cell(r, signed=True),
+             "n/a" if not np.isfinite(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}", str(int(r["n"]))]
+            for _, r in p.iterrows()]
+    return (["comparison", "method", "similarity", "baseline", "LICO", f"Δ [{conf} CI]",
+             "Wilcoxon p", "n"], body)
+
+
+def _note() -> str:
+    return (f"Per image, the mean over every pair of seeds of the similarity of the two maps "
+            f"(pooled maps, ≤ 32 × 32); mean over images in %, {100 * CONFIDENCE:g}% bootstrap "
+            "CI over images. Read beside map dependence: a class template agrees across seeds "
+            "without explaining the image.")
+
+
+def agreement_section(summary: pd.DataFrame, df: Optional[pd.DataFrame]) -> str:
+    """Markdown for summary.md ("" without agreement rows)."""
+    if summary is None or not len(summary):
+        return ""
     parts = ["", "## Cross-seed agreement (same image, models of different seeds)", "",
-             f"Per image, the mean over every pair of seeds of the similarity of the two maps "
-             f"(pooled maps, ≤ 32 × 32); mean over images in %, {conf} bootstrap CI over images. "
-             "Read beside map dependence: a class template agrees across seeds without "
-             "explaining the image.", "",
-             md_table(["model", "method", "Spearman ↑", "SSIM ↑", "images", "seeds",
-                       "images whose seeds explain different classes"], body), ""]
+             _note(), "", md_table(*_agreement_grid(summary[summary["kind"] == "agreement"], df)), ""]
     p = summary[summary["kind"] == "agreement_paired"]
     if len(p):
-        pb = [[r["model"], r["method"], r["metric"].replace("agreement_", ""), _pct(r["baseline"]),
-               _pct(r["lico"]), _cell(r, signed=True),
-               "n/a" if not np.isfinite(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}", str(int(r["n"]))]
-              for _, r in p.iterrows()]
         parts += ["Paired over images, LICO − baseline:", "",
-                  md_table(["comparison", "method", "similarity", "baseline", "LICO",
-                            f"Δ [{conf} CI]", "Wilcoxon p", "n"], pb), ""]
+                  md_table(*_paired_agreement_grid(p)), ""]
     return "\n".join(parts)
+
+
+def agreement_tex(summary: Optional[pd.DataFrame], df: Optional[pd.DataFrame], where: str) -> str:
+    """The same tables as :func:`agreement_section` for summary.tex ("" without agreement
+    rows); ``where`` names the data in the captions (e.g. "shapes, 100 images")."""
+    if summary is None or not len(summary):
+        return ""
+    out = [tex_table(*_agreement_grid(summary[summary["kind"] == "agreement"], df),
+                     f"Cross-seed agreement in % ({where}): same image, models of different "
+                     f"seeds. {_note()}")]
+    p = summary[summary["kind"] == "agreement_paired"]
+    if len(p):
+        out.append(tex_table(*_paired_agreement_grid(p),
+                             f"Cross-seed agreement, LICO - baseline paired over images ({where}); "
+                             "two-sided Wilcoxon signed-rank p."))
+    return "\n".join(out)
 
 
 def grid_note(manifest: dict) -> str:

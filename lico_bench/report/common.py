@@ -144,7 +144,7 @@ def md_table(header: List[str], body: List[List[str]]) -> str:
 def tex_escape(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
                  ("#", r"\#"), ("Δ", r"$\Delta$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"),
-                 ("−", "--")):
+                 ("−", "--"), ("≤", r"$\le$"), ("≥", r"$\ge$"), ("×", r"$\times$")):
         s = s.replace(a, b)
     return s
 

@@ -159,6 +159,9 @@ def test_cli_grid_on_cifar_format_files(root, tmp_path, capsys):
     assert main(argv) == 0
     summary = (out / "summary.md").read_text()
     assert "grid_score" in summary and "## Cross-seed agreement" in summary
+    tex = (out / "summary.tex").read_text()   # the same tables; no accuracy of composites
+    assert "Cross-seed agreement" in tex and "Grid pointing game: 2 $\\times$ 2" in tex
+    assert "Accuracy" not in tex and "## Accuracy" not in summary
     recs = [json.loads(x) for x in (out / "agreement.jsonl").read_text().splitlines()]
     assert [r["agreement_spearman"] for r in recs] == [1.0] * 8     # one checkpoint, two seeds
     capsys.readouterr()
@@ -214,3 +217,31 @@ def test_difull_end_to_end_and_its_one_line_errors(root, tmp_path, capsys):
                         "gradcam.layer=features.detect"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "difull" in err[0] and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("flag", [["--grid-threshold", "0.9"], ["--grid-seed", "3"],
+                                  ["--grid-variant", "difull"],
+                                  ["--grid-threshold", "0.99"]])   # the default, given: still a mistake
+def test_a_grid_option_without_grid_is_a_one_line_error_before_any_write(tmp_path, capsys, flag):
+    out = tmp_path / "res"
+    argv = ["run", "--model", "baseline_r18", "--method", "gradcam", "--n-images", "4",
+            "--no-train", "--device", "cpu", "--quiet", "--runs", str(tmp_path / "runs"),
+            "--out", str(out)] + flag
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag[0] in err[0] and "--grid N" in err[0], err
+    assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_grid_option_without_grid_in_a_config_file_or_the_api_is_an_error(tmp_path, capsys):
+    from lico_bench.errors import UserError
+
+    cfg = tmp_path / "run.json"
+    cfg.write_text(json.dumps({"models": ["baseline_r18"], "grid_seed": 3}))
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "res"), "--no-train"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--grid-seed 3" in err[0] and not (tmp_path / "res").exists()
+    with pytest.raises(UserError, match="--grid-variant difull acts only"):
+        RunSpec(grid_variant="difull").validate()
+    RunSpec(grid=2, grid_variant="difull", grid_seed=3, grid_threshold=0.5).validate()
+    RunSpec().validate()                     # the defaults, not given: no grid, no error

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from lico_bench.errors import UserError
-from lico_bench.report.agreement import (agreement_section, agreement_summary, grid_note,
-                                         read_agreement)
+from lico_bench.report.agreement import (agreement_section, agreement_summary, agreement_tex,
+                                         grid_note, read_agreement)
+from lico_bench.report.common import tex_escape
 from lico_bench.report.stats import bootstrap_ci, wilcoxon_p
 
 
@@ -65,3 +66,23 @@ def test_grid_note_says_how_many_qualified_and_which_variant():
     note = grid_note({"grid": g, "spec": {"grid_variant": "difull"}})
     assert "37 of the 100 images qualified" in note and "DiFull" in note
     assert "GridPG" in grid_note({"grid": g, "spec": {}}) and grid_note({}) == ""
+
+
+def test_summary_tex_has_the_same_agreement_tables_as_summary_md(tmp_path):
+    """Every row of summary.md's two agreement tables is a row of summary.tex's, cell by cell
+    (the same strings, escaped); no agreement rows: no tables."""
+    rng = np.random.default_rng(1)
+    _write(tmp_path, {"baseline_r18": rng.uniform(-1, 1, size=(5, 2)).tolist(),
+                      "lico_r18": rng.uniform(-1, 1, size=(5, 2)).tolist()})
+    df = read_agreement(tmp_path)
+    s = agreement_summary(df)
+    md_rows = [[c.strip() for c in x.strip().strip("|").split("|")]
+               for x in agreement_section(s, df).splitlines()
+               if x.startswith("| ") and ("_r18" in x)]
+    tex = agreement_tex(s, df, "d, 5 images")
+    tex_rows = [x[:-len(r" \\")].split(" & ") for x in tex.splitlines()
+                if x.endswith(r" \\") and "_r18" in x]
+    assert len(md_rows) == 2 + 2 and tex_rows == [[tex_escape(c) for c in r] for r in md_rows]
+    assert tex.count(r"\begin{table}") == 2 and "d, 5 images" in tex
+    assert "≤" not in tex and "×" not in tex                        # escaped for LaTeX
+    assert agreement_tex(None, None, "d") == "" and agreement_tex(s.iloc[:0], df, "d") == ""
