@@ -28,6 +28,7 @@ from typing import Iterable, List, Optional, Tuple
 
 from .errors import UserError
 from .io import write_json, write_text
+from .schemas import ROW
 
 CHECK_FORMAT = 1
 #: what to do about a damaged rows file found by report/figures
@@ -69,7 +70,8 @@ def _ids_problem(ids: List, n: Optional[int]) -> Optional[str]:
 
 def parse_rows(data: bytes, n: Optional[int] = None) -> Tuple[List[dict], Optional[str]]:
     """Rows of a rows file's bytes, and why they are damaged (None if they are not):
-    every line a JSON object ending in a newline, image ids each of 0..n-1 exactly once
+    every line a JSON object ending in a newline, its columns typed (:data:`schemas.ROW`),
+    image ids each of 0..n-1 exactly once
     (``n`` None: as many as there are rows)."""
     if not data:
         return [], "it is empty"
@@ -83,6 +85,9 @@ def parse_rows(data: bytes, n: Optional[int] = None) -> Tuple[List[dict], Option
             return [], f"line {k} is not valid JSON"
         if not isinstance(r, dict):
             return [], f"line {k} is not a row (a JSON object)"
+        why = ROW.problem(r)     # typed columns: a metric's value is a number, never text
+        if why:
+            return [], f"line {k}: {why}"
         rows.append(r)
     why = _ids_problem([r.get("image_id") for r in rows], n)
     return rows, why

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..errors import UserError
+from ..schemas import SPEC
 
 # 2: "models" (family, arch, LICO variant of each model; lico_<arch> became the paper's
 # per-token reading, format 1's was today's lico_rolled_<arch>), map_dependence in the rows.
@@ -139,17 +140,11 @@ def experiment_keys(man: Dict[str, Any]) -> List[str]:
     dataset missing or of the wrong type)."""
     from .spec import Experiment
 
-    spec = man.get("spec") if isinstance(man.get("spec"), dict) else {}
-    models, methods, seeds, dataset = (spec.get(k) for k in ("models", "methods", "seeds",
-                                                              "dataset"))
-    ok = (isinstance(dataset, str) and all(isinstance(v, list) and v for v in (models, methods, seeds))
-          and all(isinstance(v, str) for v in models + methods)
-          and all(type(v) is int for v in seeds))
-    if not ok:
-        raise UserError("the manifest's spec cannot say what was run (models, methods, seeds "
-                        "and dataset are needed); the results directory is damaged, so its "
-                        "tables were left as they are.")
-    return [Experiment(m, meth, dataset, s).key for s in seeds for m in models for meth in methods]
+    spec = SPEC.check(man.get("spec"), "the manifest's spec",
+                      "it cannot say what was run, so the results directory is damaged and "
+                      "its tables were left as they are")
+    return [Experiment(m, meth, spec["dataset"], s).key
+            for s in spec["seeds"] for m in spec["models"] for meth in spec["methods"]]
 
 
 def is_manifest(data: Any) -> bool:

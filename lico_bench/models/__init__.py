@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from ..errors import UserError
 from ..io import safe_torch_load, torch_save
+from ..schemas import CHECKPOINT
 from ..registry import Registry
 from .backbones import Classifier, resnet, wide_resnet
 
@@ -61,13 +62,27 @@ class ModelCfg:
                 **({"lico_settings": dict(self.lico_settings)} if self.lico_settings else {})}
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ModelCfg":
+    def from_dict(cls, d: Dict[str, Any], where: str = "the checkpoint") -> "ModelCfg":
+        """The config of a checkpoint's ``cfg`` dict, each field typed as annotated here;
+        a one-line UserError naming ``where`` otherwise."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise UserError(f"model config has unknown keys {sorted(unknown)}; the checkpoint was "
                             "written by another version of lico-bench.")
-        d = dict(d)
+        from ..config import check_field_value, field_hints
+
+        hints = field_hints(cls)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise UserError(f"model config of {where} has no {', '.join(missing)}; it is damaged "
+                            "or not lico-bench's, train again.")
+        try:  # each field typed as its annotation says (``num_classes: "ten"`` was accepted)
+            d = {k: check_field_value(hints[k], v, f"model config field {k} of {where}")
+                 for k, v in d.items()}
+        except UserError as e:
+            raise UserError(f"{e} It is damaged or not lico-bench's; train again.") from None
         for k in ("mean", "std", "class_names"):
             if k in d:
                 d[k] = tuple(d[k])
@@ -195,9 +210,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist; train one with "
                         "'lico-bench train' or pass the right path.")
-    obj = safe_torch_load(path, f"checkpoint {str(path)!r}", "delete it and train again")
-    if not isinstance(obj, dict) or "cfg" not in obj or "state_dict" not in obj:
-        raise UserError(f"{str(path)!r} is not a lico-bench checkpoint (no model config inside).")
+    what, fix = f"checkpoint {str(path)!r}", "delete it and train again"
+    obj = CHECKPOINT.check(safe_torch_load(path, what, fix), what, fix)
     if obj.get("format", 0) > CHECKPOINT_FORMAT:
         raise UserError(f"checkpoint {str(path)!r} has format {obj['format']}, newer than this "
                         f"lico-bench ({CHECKPOINT_FORMAT}); upgrade lico-bench.")
@@ -228,8 +242,8 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     images of a size it was not trained for).
     """
     obj = read_checkpoint(path)
-    cfg = ModelCfg.from_dict(_upgrade_cfg(obj))
     where = f"checkpoint {str(path)!r}"
+    cfg = ModelCfg.from_dict(_upgrade_cfg(obj), where)
     if name is not None and name != cfg.name:
         raise UserError(f"{where} holds {cfg.name} (a {cfg.arch}), not {name}; pass a checkpoint "
                         f"of {name} or the model name {cfg.name}.")
