@@ -333,7 +333,10 @@ class Runner:
         targets = pred if self.spec.target == "pred" and not self.spec.grid else labels
         with amp:
             maps = explainer(model, images, targets).float()
-        status = map_status(maps)
+        # a model that outputs NaN or inf for an image flags its map too: its scores
+        # (probabilities of NaN logits) are no numbers to average
+        status = [s if ok else "nan" for s, ok in
+                  zip(map_status(maps), torch.isfinite(probs).all(dim=1).tolist())]
         safe_maps = torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
         rows = [{"dataset": exp.dataset, "model": exp.model, "method": exp.method, "seed": exp.seed,
                  "image_id": int(i), "label": int(labels[j]), "pred": int(pred[j]),

@@ -45,6 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..arguments import check_images, check_targets
 from ..errors import UserError
 
 
@@ -157,7 +158,9 @@ def check_call(model: nn.Module, images: Any, targets: Any):
     """Validate an explainer call; return ``(images, targets)`` (targets [B] int64 or None).
 
     Raises UserError (one line, says what to do) for a model in training mode, a model and
-    images on different devices, or badly shaped images/targets.
+    images on different devices or of different dtypes (half/bf16: use autocast), images
+    holding NaN or inf, badly shaped images/targets, or targets outside the model's classes
+    (:mod:`lico_bench.arguments`).
     """
     if not isinstance(model, nn.Module):
         raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -171,17 +174,9 @@ def check_call(model: nn.Module, images: Any, targets: Any):
         raise UserError(f"images must be a float tensor (normalised), got {images.dtype}.")
     if images.shape[0] == 0:
         raise UserError("images is an empty batch; pass at least one image.")
-    dev = model_device(model)
-    if dev is not None and dev != images.device:
-        raise UserError(f"the model is on {dev} but the images are on {images.device}; "
-                        f"move the images with images.to('{dev}').")
+    check_images(model, images)   # device and dtype against the model's, finite
     if targets is not None:
-        if not isinstance(targets, torch.Tensor):
-            targets = torch.as_tensor(targets)
-        if targets.ndim != 1 or targets.shape[0] != images.shape[0] or targets.is_floating_point():
-            raise UserError(f"targets must be a [B] integer tensor with B = {images.shape[0]}, "
-                            f"got {targets.dtype} of shape {tuple(targets.shape)}.")
-        targets = targets.to(device=images.device, dtype=torch.long)
+        targets = check_targets(targets, images.shape[0], model, images.device)
     return images, targets
 
 
