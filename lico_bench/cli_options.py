@@ -130,16 +130,15 @@ def _merge_option(name: str, old, new):
 
 
 def _check_file_out(out: Any, source: str) -> None:
-    """A config file or manifest from elsewhere does not choose where a run writes: its
-    ``out`` is taken only as a relative path inside the working directory (the repository's
-    configs' ``results/...``); an absolute one, or one climbing out with ``..``, must be
-    repeated with ``--out`` (UserError otherwise), so that a file cannot aim a run at a
-    folder the user did not name."""
+    """A config file or manifest does not choose where a run writes: an ``out`` in it must
+    be repeated with ``--out`` (UserError otherwise), absolute, climbing out with ``..``
+    or relative alike, so that a file from elsewhere cannot aim a run at a folder the user
+    did not name."""
     p = Path(str(out))
-    if p.is_absolute() or ".." in p.parts:
-        raise UserError(f"{str(source)!r} sets out to {str(out)!r}, outside the working "
-                        f"directory; a file does not choose where results are written: pass "
-                        f"--out {str(out)!r} to confirm it, or another --out.")
+    where = ", outside the working directory" if p.is_absolute() or ".." in p.parts else ""
+    raise UserError(f"{str(source)!r} sets out to {str(out)!r}{where}; a file does not choose "
+                    f"where results are written: pass --out {str(out)!r} to confirm it, or "
+                    "another --out.")
 
 
 def run_spec(args: argparse.Namespace):

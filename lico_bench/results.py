@@ -33,7 +33,8 @@ from .schemas import ROW
 CHECK_FORMAT = 1
 #: what to do about a damaged rows file found by report/figures
 REPAIR = ("run the same 'lico-bench run' command again (or 'lico-bench run --from-manifest "
-          "RESULTS_DIR/manifest.json'): it recomputes just that experiment and keeps the rest")
+          "RESULTS_DIR/manifest.json --out RESULTS_DIR'): it recomputes just that experiment "
+          "and keeps the rest")
 
 
 class DamagedRows(UserError):

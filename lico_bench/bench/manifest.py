@@ -127,10 +127,14 @@ def read_manifest(path: Path, purpose: str = "report") -> Dict[str, Any]:
 
 def rows_need_checks(man: Dict[str, Any], rows_dir: Path) -> bool:
     """Whether every rows file under ``rows_dir`` must have its check file, by what
-    manifest ``man`` records: its ``row_checks`` (anything but ``false`` means yes), or,
-    for a manifest written before that key, whether any check file is there."""
+    manifest ``man`` records: its ``row_checks`` (anything but ``false`` means yes); for a
+    manifest written before that key, yes if it records the host ``cpu`` (added after check
+    files, so deleting all of them in such a directory cannot switch verification off),
+    else whether any check file is there."""
     if "row_checks" in man:
         return man["row_checks"] is not False
+    if "cpu" in man:   # recorded only by versions that write check files (since 2026-11-30)
+        return True
     return any(Path(rows_dir).glob("*.check.json"))
 
 
