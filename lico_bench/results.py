@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
 from .errors import UserError
-from .io import write_json, write_text
-from .schemas import ROW
+from .io import read_bounded_text, write_json, write_text
+from .schemas import ROW, ROWS_CHECK
 
 CHECK_FORMAT = 1
 #: what to do about a damaged rows file found by report/figures
@@ -127,11 +127,15 @@ def read_rows(path: str | Path, n: Optional[int], fix: str,
         raise DamagedRows(path, f"its check file {check.name} is missing (this lico-bench "
                           "writes one with every rows file)", fix)
     if verified:
-        try:
-            c = json.loads(check.read_text())
-            rows_n, sha = int(c["rows"]), str(c["sha256"])
-        except (ValueError, KeyError, TypeError):
-            raise DamagedRows(path, f"its check file {check.name} is not readable", fix) from None
+        try:   # bounded (a FIFO or /dev/zero is refused, not read), typed (ROWS_CHECK)
+            c = json.loads(read_bounded_text(check, f"check file {check}", 2 ** 16))
+            why = ROWS_CHECK.problem(c)
+        except (ValueError, RecursionError, UserError):
+            why = "it is not JSON of at most 64 KiB"
+        if why:
+            raise DamagedRows(path, f"its check file {check.name} is not readable ({why})",
+                              fix) from None
+        rows_n, sha = c["rows"], c["sha256"]
         if hashlib.sha256(data).hexdigest() != sha or data.count(b"\n") != rows_n:
             _, why = parse_rows(data, n if n is not None else rows_n)  # say what changed
             raise DamagedRows(path, f"{why or 'a row was changed'} (its bytes no longer "

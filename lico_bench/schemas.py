@@ -7,8 +7,8 @@ field is wrong and how, so that a forged or damaged file ends in a :class:`UserE
 holding a bare tensor, a rows value that is a string under a valid checksum).
 
 Each reader calls its schema right after loading: ``models.read_checkpoint`` (CHECKPOINT),
-``train.state.read_state`` (TRAIN_STATE), ``bench.manifest.experiment_keys`` (SPEC),
-``report.figure_files`` (MAPS_FILE, INPUTS_FILE) and ``results.parse_rows`` (ROW). A type is a
+``train.state.read_state`` (TRAIN_STATE), ``bench.manifest`` (MANIFEST, SPEC),
+``report.figure_files`` (MAPS_FILE, INPUTS_FILE) and ``results`` (ROW, ROWS_CHECK). A type is a
 :class:`T`: a description and a test; :func:`list_of`, :func:`mapping_of`,
 :func:`nullable` and :func:`tensor` build the others.
 """
@@ -192,10 +192,23 @@ INPUTS_FILE = Schema("inputs file", {
     "masks": nullable(tensor(3, "bool")), "labels": list_of(TEXT)},
     consistent=same_length("image_ids", "images", "masks", "labels"))
 
+#: bench.manifest.read_manifest: the fields report and figures read (each may be absent in
+#: an older manifest; read_manifest says which a purpose needs)
+_MANIFEST_FIELDS = {"format": integer(1), "spec": MAPPING, "metrics": mapping_of(MAPPING),
+                    "models": mapping_of(MAPPING), "methods": mapping_of(MAPPING),
+                    "methods_resolved": MAPPING, "checkpoints": mapping_of(TEXT),
+                    "dataset": MAPPING, "versions": MAPPING, "row_checks": FLAG}
+MANIFEST = Schema("manifest", _MANIFEST_FIELDS, optional=tuple(_MANIFEST_FIELDS))
+
 #: bench.manifest: the part of a manifest's spec that says what was run
 SPEC = Schema("manifest spec", {
     "dataset": TEXT, "models": list_of(TEXT, 1), "methods": list_of(TEXT, 1),
-    "seeds": list_of(integer(0), 1), "n_images": integer(1)}, optional=("n_images",))
+    "seeds": list_of(integer(), 1), "n_images": integer(1)}, optional=("n_images",))
+
+#: results: rows/<experiment>.check.json
+SHA256 = T("64 hexadecimal digits", lambda v: isinstance(v, str) and len(v) == 64
+           and all(c in "0123456789abcdef" for c in v))
+ROWS_CHECK = Schema("check file", {"format": integer(1), "rows": integer(0), "sha256": SHA256})
 
 _ROW_TEXT = ("dataset", "model", "method", "map_status", "evidence")
 _ROW_INT = ("seed", "label", "pred", "target", "cue_label", "grid_composite", "grid_cell",

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..errors import UserError
-from ..schemas import SPEC
+from ..schemas import MANIFEST, SPEC
 
 # 2: "models" (family, arch, LICO variant of each model; lico_<arch> became the paper's
 # per-token reading, format 1's was today's lico_rolled_<arch>), map_dependence in the rows.
@@ -122,7 +122,7 @@ def read_manifest(path: Path, purpose: str = "report") -> Dict[str, Any]:
             raise UserError(f"manifest {str(path)!r} has format {fmt!r}; this lico-bench reads "
                             f"format {MANIFEST_FORMAT}; re-run it with the lico-bench that wrote it"
                             + (f" ({wrote})." if wrote else "."))
-    return man
+    return MANIFEST.check(man, str(path), fix)   # the fields' types (checkpoints: 5 ...)
 
 
 def rows_need_checks(man: Dict[str, Any], rows_dir: Path) -> bool:

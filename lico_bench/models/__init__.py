@@ -86,7 +86,28 @@ class ModelCfg:
         for k in ("mean", "std", "class_names"):
             if k in d:
                 d[k] = tuple(d[k])
-        return cls(**d)
+        cfg = cls(**d)
+        why = cfg._inconsistent()
+        if why:
+            raise UserError(f"model config of {where}: {why}; it is damaged or not lico-bench's, "
+                            "train again.")
+        return cfg
+
+    def _inconsistent(self) -> Optional[str]:
+        """What no model lico-bench trains can have (a forged or damaged config), or None."""
+        from ..options import IMAGE_SIZE
+
+        if self.num_classes < 1:
+            return f"num_classes is {self.num_classes}"
+        if not IMAGE_SIZE.contains(self.image_size):
+            return f"image_size {self.image_size} is not {IMAGE_SIZE.describe()}"
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(s > 0 for s in self.std):
+            return f"mean {list(self.mean)} and std {list(self.std)} are not 3 values each, std > 0"
+        if self.class_names and len(self.class_names) != self.num_classes:
+            return f"it names {len(self.class_names)} classes for {self.num_classes}"
+        if self.family not in ("baseline", "lico"):
+            return f"family is {self.family!r}, not 'baseline' or 'lico'"
+        return None
 
 
 _MODELS: Registry[Callable[..., Classifier]] = Registry("model")
@@ -207,9 +228,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint dict (tensors and plain containers only: nothing in it runs), with
     a one-line error for a missing, corrupt or unsafe file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"checkpoint {str(path)!r} does not exist; train one with "
                         "'lico-bench train' or pass the right path.")
+    if path.is_dir():
+        raise UserError(f"checkpoint {str(path)!r} is a folder; pass the checkpoint file in it "
+                        "(model.pt).")
     what, fix = f"checkpoint {str(path)!r}", "delete it and train again"
     obj = CHECKPOINT.check(safe_torch_load(path, what, fix), what, fix)
     if obj.get("format", 0) > CHECKPOINT_FORMAT:
@@ -269,9 +293,9 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     model.cfg = cfg
     try:
         model.load_state_dict(obj["state_dict"])
-    except RuntimeError as e:
+    except RuntimeError as e:   # the keys or shapes that differ, not just torch's first line
         raise UserError(f"{where} does not match its own architecture {cfg.arch} "
-                        f"({str(e).splitlines()[0]}); it is damaged, train again.") from None
+                        f"({' '.join(str(e).split())[:200]}); it is damaged, train again.") from None
     return model.to(map_location).eval()
 
 

@@ -175,3 +175,88 @@ def test_config_symlinked_to_dev_zero(capsys, tmp_path):
     with no_hang():
         cli_error(capsys, ["run", "--config", str(cfg), "--quiet"], f"config file {str(cfg)!r}",
                   watch=[tmp_path])
+
+
+# ---------------------------------------------------------------------------- typed fields
+def _cifar_root(tmp_path, labels, n=4):
+    """A CIFAR-10 test batch of ``n`` images with ``labels`` (and the meta file)."""
+    import pickle
+
+    import numpy as np
+
+    from lico_bench.data.cifar import CIFAR10_CLASSES
+
+    d = tmp_path / "data" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    batch = {b"batch_label": b"testing batch 1 of 1", b"labels": labels,
+             b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+             b"filenames": [b"x.png"] * n}
+    (d / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    (d / "batches.meta").write_bytes(pickle.dumps(
+        {b"label_names": [c.encode() for c in CIFAR10_CLASSES]}, protocol=2))
+    return tmp_path / "data", d / "test_batch"
+
+
+@pytest.mark.parametrize("labels,n,needle", [
+    (["a", "b", "c", "d"], 4, "labels[0] must be an integer, got 'a'"),
+    ([0.5, 1.5, 2, 3], 4, "labels[0] must be an integer, got 0.5"),   # was truncated to 0
+    (5, 4, "labels must be a list of integers, got 5"),
+    ([], 0, "hold no images"),                                         # was a matplotlib traceback
+], ids=["text", "floats", "an-int", "empty-batch"])
+def test_cifar_batch_with_bad_labels(capsys, tmp_path, labels, n, needle):
+    root, batch = _cifar_root(tmp_path, labels, n)
+    cli_error(capsys, ["dataset", "show", "cifar10", "--split", "test", "--root", str(root), "-n",
+                       "4", "--out", str(tmp_path / "grid.png")], str(batch), needle,
+              watch=[tmp_path])
+
+
+def _voc_root(tmp_path, box=("1", "1", "10", "10"), size=("20", "20"), listing=b"000001\n"):
+    """A VOC 2007 test split of one 20x20 JPEG with one dog."""
+    v = tmp_path / "voc" / "VOC2007"
+    for s in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (v / s).mkdir(parents=True)
+    Image.new("RGB", (20, 20), (100, 50, 20)).save(v / "JPEGImages" / "000001.jpg")
+    (v / "Annotations" / "000001.xml").write_text(
+        f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size><object>"
+        f"<name>dog</name><difficult>0</difficult><bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}"
+        f"</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object></annotation>")
+    (v / "ImageSets" / "Main" / "test.txt").write_bytes(listing)
+    return tmp_path / "voc", v
+
+
+def _show_voc(root, tmp_path):
+    return ["dataset", "show", "voc2007", "--split", "test", "--root", str(root), "-n", "1",
+            "--out", str(tmp_path / "grid.png")]
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(box=("inf", "1", "10", "10")), "<xmin> is 'inf', not a pixel coordinate"),
+    (dict(box=("1", "1", "1e400", "10")), "<xmax> is '1e400', not a pixel coordinate"),
+    (dict(box=("1", "1", "nan", "10")), "<xmax> is 'nan', not a pixel coordinate"),
+    (dict(box=("1", "1", "1e30", "10")), "<xmax> is '1e30', not a pixel coordinate"),
+    (dict(size=("1e400", "20")), "<width> is '1e400', not a pixel coordinate"),
+    (dict(listing=b"\xff\xfe000001\n"), "is not UTF-8 text"),
+    (dict(listing=b"../../../etc/passwd\n"), "lists '../../../etc/passwd', not an image id"),
+], ids=["inf", "1e400", "nan", "1e30", "size-1e400", "list-not-utf8", "list-path"])
+def test_voc_files_with_bad_values(capsys, tmp_path, kw, needle):
+    root, _ = _voc_root(tmp_path, **kw)
+    with no_hang():
+        cli_error(capsys, _show_voc(root, tmp_path), needle, watch=[tmp_path])
+
+
+def test_voc_list_that_is_a_fifo(capsys, tmp_path):
+    """The split's list file is a FIFO: refused, not waited on."""
+    root, v = _voc_root(tmp_path)
+    lst = v / "ImageSets" / "Main" / "test.txt"
+    lst.unlink()
+    os.mkfifo(lst)
+    with no_hang():
+        cli_error(capsys, _show_voc(root, tmp_path), "is not a regular file", watch=[tmp_path])
+
+
+def test_voc_control_reads(capsys, tmp_path):
+    """The same files with good values are read (the cases above fail for their value)."""
+    root, _ = _voc_root(tmp_path)
+    cli_ok(capsys, _show_voc(root, tmp_path))
+    assert (tmp_path / "grid.png").is_file()

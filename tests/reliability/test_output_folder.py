@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.reliability.common import cli_error, cli_ok
+from tests.reliability.common import chdir, cli_error, cli_ok
 
 
 def _run(ckpt, *extra):
@@ -67,3 +67,24 @@ def test_a_wrong_layer_is_refused_before_anything_is_written(capsys, ckpts, tmp_
               "model has no layer 'nonexistent'", watch=[tmp_path])
     cli_ok(capsys, _run(ckpts["baseline_tiny"], "--out", str(out)))
     assert (out / "manifest.json").is_file() and (out / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("how", ["--config", "--from-manifest"])
+def test_a_relative_out_from_a_file_is_refused_too(capsys, reference_run, tmp_path, how):
+    """A config or manifest whose ``out`` is relative (``res``, inside the working folder):
+    a file does not choose where results go either, unless ``--out`` repeats it (before,
+    a relative one was taken). With ``--out`` repeating it, the run goes ahead."""
+    man = json.loads((reference_run["dir"] / "manifest.json").read_text())
+    man["spec"]["out"] = "res"
+    src = tmp_path / "shared" / ("manifest.json" if how == "--from-manifest" else "cfg.json")
+    src.parent.mkdir()
+    src.write_text(json.dumps(man if how == "--from-manifest" else man["spec"]))
+    work = tmp_path / "work"
+    work.mkdir()
+    with chdir(work):
+        cli_error(capsys, ["run", how, str(src), "--quiet"], f"{str(src)!r} sets out to 'res'; a "
+                  "file does not choose where results are written: pass --out 'res'",
+                  watch=[tmp_path])
+        assert not (work / "res").exists()
+        cli_ok(capsys, ["run", how, str(src), "--quiet", "--out", "res"])
+    assert (work / "res" / "summary.md").is_file()

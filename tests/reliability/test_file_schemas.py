@@ -1,0 +1,161 @@
+"""Files lico-bench reads back have a typed schema each (``lico_bench/schemas.py``, checked
+where the file is read): a checkpoint, a training state ``last.pt``, a maps file,
+``inputs.pt`` and a rows file that are safe to load (tensors and plain containers) but hold
+a field of the wrong type or shape end in one line naming the file and the field, exit
+status 2, nothing written. Before, each was a traceback further on (``cfg: "x"``:
+ValueError; ``epoch: "one"``: TypeError; a maps file holding a bare tensor: IndexError; a
+rows value that is a string under a valid checksum: TypeError in the tables)."""
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.reliability.common import chdir, cli_error, train_argv
+
+FIX_CKPT = "delete it and train again"
+FIX_STATE = "delete it or rerun without --resume"
+
+
+def _run(ckpt, out):
+    return ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "4",
+            "--batch-size", "4", "--device", "cpu", "--quiet", "--no-train", "--out", str(out),
+            "--checkpoint", f"baseline_tiny={ckpt}"]
+
+
+def _set(key, value):
+    def change(obj):
+        obj[key] = value
+    return change
+
+
+def _set_cfg(key, value):
+    def change(obj):
+        obj["cfg"][key] = value
+    return change
+
+
+# ---------------------------------------------------------------------------- checkpoints
+@pytest.mark.parametrize("change,needle", [
+    (_set("cfg", "x"), "is not a lico-bench checkpoint ('cfg' must be a mapping, got 'x')"),
+    (_set("state_dict", [1, 2]), "'state_dict' must be a mapping of names to tensors, got a list"),
+    (_set("format", "2"), "'format' must be an integer >= 1, got '2'"),
+    (_set("extra", "x"), "'extra' must be a mapping or null, got 'x'"),
+    (_set_cfg("num_classes", "ten"), "model config field num_classes of checkpoint"),
+    (_set_cfg("mean", ["a", 0.0, 0.0]), "model config field mean[0]"),
+    (lambda o: o["cfg"].pop("arch"), "has no arch; it is damaged"),
+], ids=["cfg-text", "state-dict-list", "format-text", "extra-text", "num-classes-text",
+        "mean-text", "no-arch"])
+def test_checkpoint_fields_of_the_wrong_type(capsys, ckpts, tmp_path, change, needle):
+    obj = torch.load(ckpts["baseline_tiny"], weights_only=True)
+    change(obj)
+    bad = tmp_path / "bad.pt"
+    torch.save(obj, bad)
+    cli_error(capsys, _run(bad, tmp_path / "res"), needle, watch=[tmp_path])
+
+
+# ---------------------------------------------------------------------------- last.pt
+def _wrong_shape(state):
+    k = next(k for k, v in state["model"].items() if v.dim() == 4)
+    state["model"][k] = torch.zeros(1)
+
+
+@pytest.mark.parametrize("change,needle", [
+    (_wrong_shape, "does not fit the model and optimizer it resumes (Error(s) in loading "
+                   "state_dict for Classifier: size mismatch"),
+    (_set("epoch", "one"), "is not a lico-bench training state ('epoch' must be an integer >= 0, "
+                           "got 'one')"),
+    (_set("epoch", -3), "'epoch' must be an integer >= 0, got -3"),
+    (_set("epoch", 99), "its log holds 4 epochs, but it says 99 were trained"),
+    (_set("history", "x"), "'history' must be a list of mappings, got 'x'"),
+    (_set("train_cfg", "x"), "'train_cfg' must be a mapping, got 'x'"),
+    (_set("optimizer", {}), "does not fit the model and optimizer it resumes"),
+    (_set("format", 7), "has format 7, this lico-bench reads 1"),
+], ids=["wrong-shape", "epoch-text", "epoch-negative", "epoch-past-its-log", "history-text",
+        "train-cfg-text", "optimizer-empty", "format-other"])
+def test_training_state_fields_of_the_wrong_type(capsys, tmp_path, reference_training, change,
+                                                 needle):
+    """``train --resume`` on a copy of a finished 4-epoch run whose last.pt was changed."""
+    shutil.copytree(reference_training.parents[3], tmp_path / "runs")
+    last = tmp_path / "runs" / "shapes" / "baseline_tiny" / "seed0" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    change(state)
+    torch.save(state, last)
+    with chdir(tmp_path):
+        cli_error(capsys, train_argv("runs", epochs=5, extra=["--resume"]), needle, FIX_STATE,
+                  watch=[tmp_path])
+
+
+# ---------------------------------------------------------------------------- maps, inputs.pt
+@pytest.fixture
+def res(tmp_path, reference_run):
+    shutil.copytree(reference_run["dir"], tmp_path / "res")
+    return tmp_path / "res"
+
+
+def _edit_torch(path: Path, change):
+    obj = torch.load(path, weights_only=True)
+    obj = change(obj)
+    torch.save(obj, path)
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda d: d["maps"], "it holds a Tensor of shape [5, 32, 32], not the mapping of a "
+                          "lico-bench maps file"),
+    (lambda d: {**d, "maps": d["maps"][:, 0]}, "'maps' must be a float tensor of 3 dimensions, "
+                                               "got a Tensor of shape [5, 32]"),
+    (lambda d: {**d, "targets": ["cat"] * len(d["targets"])}, "'targets'[0] must be an integer"),
+    (lambda d: {**d, "image_ids": d["image_ids"][:2]}, "its fields hold different numbers of "
+                                                       "images (image_ids: 2, maps: 5"),
+], ids=["bare-tensor", "maps-2d", "targets-text", "ids-short"])
+def test_maps_file_of_the_wrong_shape(capsys, res, change, needle):
+    maps = sorted((res / "maps").glob("*.pt"))[0]
+    _edit_torch(maps, change)
+    cli_error(capsys, ["figures", str(res), "--format", "png"], f"maps file {maps} is not a "
+              f"lico-bench maps file", needle, "delete it and run the same command again",
+              watch=[res.parent])
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda d: {**d, "image_ids": "abc"}, "'image_ids' must be a list of integers >= 0, got 'abc'"),
+    (lambda d: {**d, "image_ids": d["image_ids"][:-1] + [-1]}, "'image_ids'[4] must be an integer >= 0"),
+    (lambda d: [1, 2, 3], "it holds a list, not the mapping of a lico-bench inputs file"),
+    (lambda d: {**d, "labels": list(range(len(d["labels"])))}, "'labels'[0] must be a string"),
+], ids=["ids-text", "id-negative", "a-list", "labels-ints"])
+def test_inputs_file_of_the_wrong_shape(capsys, res, change, needle):
+    _edit_torch(res / "inputs.pt", change)
+    cli_error(capsys, ["figures", str(res), "--format", "png"],
+              f"inputs file {res / 'inputs.pt'} is not a lico-bench inputs file", needle,
+              watch=[res.parent])
+
+
+# ---------------------------------------------------------------------------- rows
+def _forge_row(res: Path, key: str, value) -> Path:
+    """Row 0 of one rows file gets ``key: value``; the check file is rewritten to match
+    (a forger's checksum), so only the row schema can tell."""
+    f = sorted((res / "rows").glob("*.jsonl"))[0]
+    lines = f.read_text().splitlines()
+    r = json.loads(lines[0])
+    r[key] = value
+    lines[0] = json.dumps(r, sort_keys=True)
+    data = ("\n".join(lines) + "\n").encode()
+    f.write_bytes(data)
+    c = f.with_name(f.name[: -len(".jsonl")] + ".check.json")
+    check = json.loads(c.read_text())
+    check["sha256"] = hashlib.sha256(data).hexdigest()
+    c.write_text(json.dumps(check))
+    return f
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("insertion", "high", "line 1: 'insertion' must be a number or null, got 'high'"),
+    ("model", 5, "line 1: 'model' must be a string, got 5"),
+    ("curve_insertion", ["a"], "line 1: 'curve_insertion'[0] must be a number"),
+    ("target", 1.5, "line 1: 'target' must be an integer, got 1.5"),
+], ids=["value-text", "model-int", "curve-text", "target-float"])
+def test_rows_of_the_wrong_type_under_a_valid_checksum(capsys, res, key, value, needle):
+    f = _forge_row(res, key, value)
+    for cmd in (["report", str(res)], ["figures", str(res), "--format", "png"]):
+        cli_error(capsys, cmd, f"rows file {f} is damaged: {needle}", watch=[res.parent])

@@ -1,0 +1,134 @@
+"""The Python API checks what it is given (``lico_bench/arguments.py``, shared by every
+explainer and metric): a target outside the model's classes, a model and images of
+different dtypes (float64 against float32; half and bf16 are refused with the autocast
+advice), images holding NaN or inf end in one UserError naming the argument, instead of a
+raw torch RuntimeError ("index 10 is out of bounds", "Input type (float) and bias type
+(double) should be the same") or NaN maps and scores. Both pointing games refuse the same
+maps. A model that outputs NaN in a run has its rows flagged (map status "nan", scores NaN
+and counted as flagged), never scored as numbers."""
+import json
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from lico_bench.errors import UserError
+from lico_bench.explainers import create_explainer
+from lico_bench.metrics import create_metric
+from tests.reliability.common import cli_ok
+
+EXPLAINERS = [("gradcam", dict(layer="0")), ("gradcampp", dict(layer="0")),
+              ("scorecam", dict(layer="0")), ("rise", dict(N=8))]
+METRICS = ["insertion", "deletion"]
+
+
+def _net(dtype=torch.float32):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 10)).eval().to(dtype)
+
+
+def _images(dtype=torch.float32):
+    return torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)).to(dtype)
+
+
+def _one_line_error(call, *needles) -> str:
+    with pytest.raises(UserError) as e:
+        call()
+    msg = str(e.value)
+    assert "\n" not in msg
+    for n in needles:
+        assert n in msg, msg
+    return msg
+
+
+def _calls(model, images, targets):
+    """Each explainer and metric called on (model, images, targets)."""
+    maps = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(1))
+    out = [(f"explainer {n}", lambda n=n, kw=kw: create_explainer(n, **kw)(model, images, targets))
+           for n, kw in EXPLAINERS]
+    out += [(f"metric {n}", lambda n=n: create_metric(n)(model, images, maps, targets))
+            for n in METRICS]
+    return out
+
+
+@pytest.mark.parametrize("target", [10, -1])
+def test_target_outside_the_models_classes(target):
+    for who, call in _calls(_net(), _images(), torch.tensor([target, 1])):
+        _one_line_error(call, "targets must be class indices in 0..9 (the model has 10 classes)",
+                        f"got {target}")
+
+
+@pytest.mark.parametrize("targets,needle", [
+    (torch.tensor([1.0, 2.0]), "torch.float32"), (torch.tensor([True, False]), "torch.bool"),
+    (torch.tensor([1, 2, 3]), "of shape (3,)"), ("ab", "targets must be"),
+], ids=["float", "bool", "three-for-two", "text"])
+def test_targets_that_are_no_class_indices(targets, needle):
+    for who, call in _calls(_net(), _images(), targets):
+        _one_line_error(call, "targets must be", needle)
+
+
+@pytest.mark.parametrize("model_dtype,images_dtype,needle", [
+    (torch.float64, torch.float32, "images are torch.float32 but the model's parameters are "
+                                   "torch.float64; pass images.to(torch.float64)"),
+    (torch.float32, torch.float64, "images are torch.float64 but the model's parameters are "
+                                   "torch.float32"),
+    (torch.float16, torch.float16, "the model's parameters are torch.float16"),
+    (torch.bfloat16, torch.float32, "the model's parameters are torch.bfloat16"),
+    (torch.float32, torch.bfloat16, "images are torch.bfloat16"),
+], ids=["f64-model", "f64-images", "half", "bf16-model", "bf16-images"])
+def test_dtype_mismatch(model_dtype, images_dtype, needle):
+    for who, call in _calls(_net(model_dtype), _images(images_dtype), torch.tensor([1, 2])):
+        _one_line_error(call, needle)
+
+
+def test_float64_model_and_images_still_work():
+    """The control: float64 throughout is a supported way to explain (the numerics tests'
+    reference), so only a mismatch is refused."""
+    maps = create_explainer("gradcam", layer="0")(_net(torch.float64), _images(torch.float64),
+                                                  torch.tensor([1, 2]))
+    assert maps.dtype == torch.float32 and bool(torch.isfinite(maps).all())
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_non_finite_images(value):
+    images = _images()
+    images[1, 2, 3, 4] = value
+    for who, call in _calls(_net(), images, torch.tensor([1, 2])):
+        _one_line_error(call, "images [1] (of 2) hold NaN or infinite values")
+
+
+@pytest.mark.parametrize("fill", [float("nan"), float("inf"), -float("inf")],
+                         ids=["nan", "inf", "-inf"])
+def test_both_pointing_games_refuse_the_same_maps(fill):
+    """Before, pointing_game refused a NaN map and energy_pointing_game returned NaN for
+    it; an infinite map was a hit or miss for one and NaN for the other."""
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[:, 2:4, 2:4] = True
+    maps = torch.rand(2, 8, 8)
+    maps[0, 5, 5] = fill
+    for name in ("pointing_game", "energy_pointing_game"):
+        _one_line_error(lambda: create_metric(name)(None, None, maps, masks=masks),
+                        "maps contain NaN or infinite values")
+
+
+def test_a_model_that_outputs_nan_is_flagged_not_scored(capsys, ckpts, tmp_path):
+    """A checkpoint whose classifier bias is NaN (valid in every other way): the run ends,
+    every row's map status is "nan" and its scores are NaN, and the report counts them as
+    flagged rather than averaging numbers."""
+    obj = torch.load(ckpts["baseline_tiny"], weights_only=True)
+    obj["state_dict"]["fc.bias"] = torch.full_like(obj["state_dict"]["fc.bias"], float("nan"))
+    bad = tmp_path / "nan_output.pt"
+    torch.save(obj, bad)
+    out = tmp_path / "res"
+    cli_ok(capsys, ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "4",
+                    "--batch-size", "4", "--device", "cpu", "--quiet", "--no-train", "--out",
+                    str(out), "--checkpoint", f"baseline_tiny={bad}"])
+    rows = [json.loads(line) for f in (out / "rows").glob("*.jsonl")
+            for line in f.read_text().splitlines()]
+    assert len(rows) == 4
+    assert {r["map_status"] for r in rows} == {"nan"}
+    assert all(math.isnan(r["insertion"]) and math.isnan(r["deletion"]) for r in rows)
+    csv = (out / "summary.csv").read_text()
+    assert "n_flagged" in csv.splitlines()[0]
