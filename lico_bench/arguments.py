@@ -44,7 +44,7 @@ def check_images(model: Optional[nn.Module], images: torch.Tensor, same_device: 
     """``images`` [B, C, H, W] against ``model``: on its device (``same_device``; metrics
     move the images themselves), of the same floating dtype (float32 or
     float64; half and bf16 models or images are refused, autocast is the way to compute in
-    bf16), and every value finite (NaN or inf in an input gives NaN maps and scores)."""
+    bf16), with as many channels as its first convolution takes, and every value finite (NaN or inf in an input gives NaN maps and scores)."""
     dev = next((t.device for t in list(model.parameters()) + list(model.buffers())), None) \
         if model is not None and same_device else None
     if dev is not None and dev != images.device:
@@ -59,6 +59,12 @@ def check_images(model: Optional[nn.Module], images: torch.Tensor, same_device: 
     if mdt is not None and mdt != images.dtype:
         raise UserError(f"images are {images.dtype} but the model's parameters are {mdt}; pass "
                         f"images.to({mdt}) (or convert the model to {images.dtype}).")
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None) \
+        if model is not None else None
+    if conv is not None and images.ndim == 4 and conv.in_channels != images.shape[1]:
+        raise UserError(f"images have {images.shape[1]} channels but the model's first "
+                        f"convolution takes {conv.in_channels}; pass [B, {conv.in_channels}, H, W] "
+                        "images, normalised as the model expects.")
     bad = ~torch.isfinite(images.detach()).flatten(1).all(1)
     if bool(bad.any()):
         idx = bad.nonzero().flatten().tolist()

@@ -48,6 +48,10 @@ def _check(maps: torch.Tensor, masks: torch.Tensor):
     if not bool(torch.isfinite(maps).all()):
         raise UserError("maps contain NaN or infinite values; fix the explainer output before "
                         "scoring it.")
+    if masks.dtype != torch.bool and not bool(((masks == 0) | (masks == 1)).all()):
+        # a soft or random mask would become all True in the cast below, silently
+        raise UserError(f"masks must be bool (or hold only 0 and 1), got {masks.dtype} values "
+                        "other than 0 and 1; pass the object masks as a bool tensor.")
     return maps, masks.to(device=maps.device, dtype=torch.bool)
 
 
