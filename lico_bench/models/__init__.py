@@ -79,7 +79,7 @@ class ModelCfg:
             raise UserError(f"model config of {where} has no {', '.join(missing)}; it is damaged "
                             "or not lico-bench's, train again.")
         try:  # each field typed as its annotation says (``num_classes: "ten"`` was accepted)
-            d = {k: check_field_value(hints[k], v, f"model config field {k} of {where}")
+            d = {k: check_field_value(hints[k], v, f"model config field {k}", f"of {where}")
                  for k, v in d.items()}
         except UserError as e:
             raise UserError(f"{e} It is damaged or not lico-bench's; train again.") from None

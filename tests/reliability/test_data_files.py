@@ -246,13 +246,15 @@ def test_voc_files_with_bad_values(capsys, tmp_path, kw, needle):
 
 
 def test_voc_list_that_is_a_fifo(capsys, tmp_path):
-    """The split's list file is a FIFO: refused, not waited on."""
+    """The split's list file is a FIFO: not taken for the list (held: the loader looks for
+    regular files), never waited on."""
     root, v = _voc_root(tmp_path)
     lst = v / "ImageSets" / "Main" / "test.txt"
     lst.unlink()
     os.mkfifo(lst)
     with no_hang():
-        cli_error(capsys, _show_voc(root, tmp_path), "is not a regular file", watch=[tmp_path])
+        cli_error(capsys, _show_voc(root, tmp_path), "PASCAL VOC 2007 test not found under",
+                  watch=[tmp_path])
 
 
 def test_voc_control_reads(capsys, tmp_path):
@@ -260,3 +262,67 @@ def test_voc_control_reads(capsys, tmp_path):
     root, _ = _voc_root(tmp_path)
     cli_ok(capsys, _show_voc(root, tmp_path))
     assert (tmp_path / "grid.png").is_file()
+
+
+# ---------------------------------------------------------------------------- torch and check files
+NOT_REGULAR = "is not a regular file (a FIFO, device or socket, e.g. a symlink to /dev/zero)"
+
+
+def _special(path, kind):
+    """Replace ``path`` by a FIFO, a symlink to /dev/zero or a folder."""
+    if path.exists():
+        path.unlink()
+    {"fifo": os.mkfifo, "zero": lambda p: os.symlink("/dev/zero", p), "dir": os.mkdir}[kind](path)
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("fifo", NOT_REGULAR), ("zero", NOT_REGULAR),
+    ("dir", "is a folder; pass the checkpoint file in it"),
+])
+def test_checkpoint_that_is_no_regular_file(capsys, ckpts, tmp_path, kind, needle):
+    """``--checkpoint`` naming a FIFO, /dev/zero or a folder: each was "does not exist"."""
+    ck = tmp_path / "model.pt"
+    _special(ck, kind)
+    argv = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "4",
+            "--device", "cpu", "--quiet", "--no-train", "--out", str(tmp_path / "res"),
+            "--checkpoint", f"baseline_tiny={ck}"]
+    with no_hang():
+        cli_error(capsys, argv, f"checkpoint {str(ck)!r} {needle}", watch=[tmp_path])
+
+
+@pytest.fixture
+def res(tmp_path, reference_run):
+    shutil.copytree(reference_run["dir"], tmp_path / "res")
+    return tmp_path / "res"
+
+
+@pytest.mark.parametrize("which", ["inputs", "maps"])
+def test_figure_files_that_are_fifos(capsys, res, which):
+    """inputs.pt or a maps file replaced by a FIFO: ``figures`` hung in torch.load."""
+    p = res / "inputs.pt" if which == "inputs" else sorted((res / "maps").glob("*.pt"))[0]
+    _special(p, "fifo")
+    with no_hang():
+        cli_error(capsys, ["figures", str(res), "--format", "png"], str(p), NOT_REGULAR,
+                  watch=[res.parent])
+
+
+def test_check_file_that_is_a_fifo(capsys, res):
+    """A rows file's check file replaced by a FIFO: ``report`` hung reading it."""
+    f = sorted((res / "rows").glob("*.jsonl"))[0]
+    c = f.with_name(f.name[: -len(".jsonl")] + ".check.json")
+    _special(c, "fifo")
+    with no_hang():
+        cli_error(capsys, ["report", str(res)], f"rows file {f} is damaged: its check file "
+                  f"{c.name} is not readable", watch=[res.parent])
+
+
+def test_training_state_that_is_a_fifo(capsys, tmp_path, reference_training):
+    """``train --resume`` with last.pt replaced by a FIFO: it hung in torch.load."""
+    from tests.reliability.common import chdir, train_argv
+
+    shutil.copytree(reference_training.parents[3], tmp_path / "runs")
+    last = tmp_path / "runs" / "shapes" / "baseline_tiny" / "seed0" / "last.pt"
+    _special(last, "fifo")
+    with chdir(tmp_path), no_hang():
+        cli_error(capsys, train_argv("runs", epochs=5, extra=["--resume"]),
+                  f"training state {last.relative_to(tmp_path)} {NOT_REGULAR}", watch=[tmp_path])

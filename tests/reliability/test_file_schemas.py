@@ -46,8 +46,19 @@ def _set_cfg(key, value):
     (_set_cfg("num_classes", "ten"), "model config field num_classes of checkpoint"),
     (_set_cfg("mean", ["a", 0.0, 0.0]), "model config field mean[0]"),
     (lambda o: o["cfg"].pop("arch"), "has no arch; it is damaged"),
+    # hostile round 4: values of the right type that no trained model has
+    (_set_cfg("num_classes", 0), "num_classes is 0"),
+    (_set_cfg("image_size", -5), "image_size -5 is not in [16, 1024]"),   # said: use --image-size -5
+    (_set_cfg("image_size", 10 ** 9), "image_size 1000000000 is not in [16, 1024]"),
+    (_set_cfg("mean", [0.1, 0.2]), "mean [0.1, 0.2] and std"),             # was accepted
+    (_set_cfg("std", [0.0, 0.0, 0.0]), "std [0.0, 0.0, 0.0] are not 3 values each, std > 0"),
+    (_set_cfg("class_names", ["a"]), "it names 1 classes for 10"),         # was accepted
+    (_set_cfg("family", "weird"), "family is 'weird', not 'baseline' or 'lico'"),
+    (lambda o: o["state_dict"].__setitem__("extra.weight", torch.zeros(1)),
+     'Unexpected key(s) in state_dict: "extra.weight"'),                  # named no key before
 ], ids=["cfg-text", "state-dict-list", "format-text", "extra-text", "num-classes-text",
-        "mean-text", "no-arch"])
+        "mean-text", "no-arch", "no-classes", "size-negative", "size-huge", "mean-two",
+        "std-zero", "class-names-short", "family-other", "unexpected-key"])
 def test_checkpoint_fields_of_the_wrong_type(capsys, ckpts, tmp_path, change, needle):
     obj = torch.load(ckpts["baseline_tiny"], weights_only=True)
     change(obj)
@@ -120,7 +131,7 @@ def test_maps_file_of_the_wrong_shape(capsys, res, change, needle):
 
 @pytest.mark.parametrize("change,needle", [
     (lambda d: {**d, "image_ids": "abc"}, "'image_ids' must be a list of integers >= 0, got 'abc'"),
-    (lambda d: {**d, "image_ids": d["image_ids"][:-1] + [-1]}, "'image_ids'[4] must be an integer >= 0"),
+    (lambda d: {**d, "image_ids": [-1] + d["image_ids"][1:]}, "'image_ids'[0] must be an integer >= 0"),
     (lambda d: [1, 2, 3], "it holds a list, not the mapping of a lico-bench inputs file"),
     (lambda d: {**d, "labels": list(range(len(d["labels"])))}, "'labels'[0] must be a string"),
 ], ids=["ids-text", "id-negative", "a-list", "labels-ints"])
@@ -159,3 +170,30 @@ def test_rows_of_the_wrong_type_under_a_valid_checksum(capsys, res, key, value, 
     f = _forge_row(res, key, value)
     for cmd in (["report", str(res)], ["figures", str(res), "--format", "png"]):
         cli_error(capsys, cmd, f"rows file {f} is damaged: {needle}", watch=[res.parent])
+
+
+def test_manifest_fields_of_the_wrong_type(capsys, res):
+    """A manifest whose ``checkpoints`` is a number: ``figures`` was a TypeError traceback
+    (``report`` never reads it); now both name the field."""
+    man = json.loads((res / "manifest.json").read_text())
+    man["checkpoints"] = 5
+    (res / "manifest.json").write_text(json.dumps(man))
+    for cmd in (["report", str(res)], ["figures", str(res), "--format", "png"]):
+        cli_error(capsys, cmd, f"{res / 'manifest.json'} is not a lico-bench manifest "
+                  "('checkpoints' must be a mapping of names to strings, got 5)",
+                  watch=[res.parent])
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('{"format": 1, "rows": 1e400, "sha256": "%s"}', "'rows' must be an integer >= 0, got inf"),
+    ('{"format": 1, "rows": 30, "sha256": 5}', "'sha256' must be 64 hexadecimal digits, got 5"),
+    ("[" * 100_000, "it is not JSON of at most 64 KiB"),
+], ids=["rows-1e400", "sha-number", "nested-100000"])
+def test_check_file_of_the_wrong_type(capsys, res, text, needle):
+    """A check file holding an infinite row count (OverflowError traceback before), a
+    checksum that is a number, or 100 000 brackets (RecursionError traceback before)."""
+    f = sorted((res / "rows").glob("*.jsonl"))[0]
+    c = f.with_name(f.name[: -len(".jsonl")] + ".check.json")
+    c.write_text(text.replace("%s", "0" * 64))
+    cli_error(capsys, ["report", str(res)], f"rows file {f} is damaged: its check file "
+              f"{c.name} is not readable ({needle})", watch=[res.parent])

@@ -88,3 +88,25 @@ def test_a_relative_out_from_a_file_is_refused_too(capsys, reference_run, tmp_pa
         assert not (work / "res").exists()
         cli_ok(capsys, ["run", how, str(src), "--quiet", "--out", "res"])
     assert (work / "res" / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("command,key,value", [
+    ("train", "out", "ABS"), ("train", "out", "elsewhere"), ("run", "runs", "ABS"),
+], ids=["train-out-absolute", "train-out-relative", "run-runs-absolute"])
+def test_a_config_chooses_no_training_folder(capsys, tmp_path, command, key, value):
+    """``train --config`` whose ``out`` (the runs folder a training writes into) or ``run
+    --config`` whose ``runs`` (where a missing checkpoint is trained) the file alone
+    chose: both trained into it. Refused unless the flag repeats it."""
+    value = str(tmp_path / "victim") if value == "ABS" else value
+    cfg = tmp_path / "shared" / "cfg.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text(f"{key}: {value}\n" + ("epochs: 1\nn_train: 64\n" if command == "train" else
+                                          "models: [baseline_tiny]\nn_images: 4\n"))
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = [command, "--config", str(cfg), "--device", "cpu", "--quiet"] + (
+        ["--model", "baseline_tiny"] if command == "train" else ["--out", "res"])
+    with chdir(work):
+        cli_error(capsys, argv, f"{str(cfg)!r} sets {key} to {value!r}", "a file does not "
+                  f"choose where results are written: pass --{key} {value!r}", watch=[tmp_path])
+    assert not (tmp_path / "victim").exists()

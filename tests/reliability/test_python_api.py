@@ -132,3 +132,28 @@ def test_a_model_that_outputs_nan_is_flagged_not_scored(capsys, ckpts, tmp_path)
     assert all(math.isnan(r["insertion"]) and math.isnan(r["deletion"]) for r in rows)
     csv = (out / "summary.csv").read_text()
     assert "n_flagged" in csv.splitlines()[0]
+
+
+def test_images_with_other_channels_than_the_model_takes():
+    """[B, 1, H, W] images for a 3-channel model: the metrics (which take any C) ended in
+    torch's "expected input ... to have 3 channels"; explainers ask for [B, 3, H, W]."""
+    images = _images()[:, :1]
+    maps = torch.rand(2, 8, 8)
+    for n in METRICS:
+        _one_line_error(lambda: create_metric(n)(_net(), images, maps, torch.tensor([1, 2])),
+                        "images have 1 channels but the model's first convolution takes 3")
+    _one_line_error(lambda: create_explainer("gradcam", layer="0")(_net(), images),
+                    "images must be a [B, 3, H, W] float tensor")
+
+
+@pytest.mark.parametrize("name", ["pointing_game", "energy_pointing_game"])
+def test_soft_masks_are_refused(name):
+    """Float masks of values other than 0 and 1 were cast to bool: every pixel True, so
+    every map was a hit (pointing) or scored 1 (energy). 0/1 floats still work."""
+    maps = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(2))
+    soft = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(3))
+    _one_line_error(lambda: create_metric(name)(None, None, maps, masks=soft),
+                    "masks must be bool (or hold only 0 and 1)")
+    hard = soft > 0.5
+    assert torch.equal(create_metric(name)(None, None, maps, masks=hard.float()).values,
+                       create_metric(name)(None, None, maps, masks=hard).values)

@@ -167,3 +167,17 @@ def test_run_image_size_range(capsys, ckpts, tmp_path):
     cli_error(capsys, _run(ckpts, tmp_path / "out", "--image-size", "4097"),
               "argument --image-size: expected an integer in [16, 1024]", "got 4097",
               watch=[tmp_path])
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--save-maps", "-1"], "argument --save-maps: expected an integer >= 0, got -1"),
+    (["--metrics", ""], "--metrics names no metric; name at least one, or leave --metrics out"),
+    (["--metrics", "insertion,insertion"], "a metric is given twice: ['insertion', 'insertion']"),
+], ids=["save-maps-negative", "metrics-empty", "metric-twice"])
+def test_run_options_that_were_silently_taken(capsys, ckpts, tmp_path, extra, needle):
+    """--save-maps -1 saved no maps, --metrics "" ran the default metrics, and a metric
+    given twice was scored twice (a method given twice was refused)."""
+    argv = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "4",
+            "--device", "cpu", "--quiet", "--no-train", "--out", str(tmp_path / "res"),
+            "--checkpoint", f"baseline_tiny={ckpts['baseline_tiny']}", *extra]
+    cli_error(capsys, argv, needle, watch=[tmp_path])
