@@ -326,3 +326,40 @@ def test_training_state_that_is_a_fifo(capsys, tmp_path, reference_training):
     with chdir(tmp_path), no_hang():
         cli_error(capsys, train_argv("runs", epochs=5, extra=["--resume"]),
                   f"training state {last.relative_to(tmp_path)} {NOT_REGULAR}", watch=[tmp_path])
+
+
+def _png_named_jpg(d):
+    (d / "p.jpg").write_bytes((d / "img0.png").read_bytes())
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: Image.fromarray(__import__("numpy").zeros((16, 16), dtype="uint16")).save(d / "a.png"),
+    lambda d: Image.new("CMYK", (16, 16)).save(d / "c.jpg"),
+    _png_named_jpg,
+    lambda d: Image.new("RGB", (1, 1)).save(d / "one.png"),
+    lambda d: Image.new("RGB", (20000, 1)).save(d / "wide.png"),
+    lambda d: Image.new("RGB", (8, 8)).save(d / "a\nb.png"),
+], ids=["16-bit", "cmyk", "png-named-jpg", "1x1", "20000x1", "newline-in-name"])
+def test_odd_but_valid_images_are_read(capsys, tmp_path, make):
+    """Held: each is read as an RGB image (7 images in the split)."""
+    root = _folder(tmp_path / "data")
+    make(root / "test" / "cls0")
+    with no_hang():
+        cli_ok(capsys, ["dataset", "show", "imagefolder", "--split", "test", "--root", str(root),
+                        "-n", "7", "--out", str(tmp_path / "grid.png")])
+    assert (tmp_path / "grid.png").is_file()
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda d: (d / "z.png").write_bytes(b""), "not a JPEG, PNG, PPM, BMP, TIFF or WEBP image"),
+    (lambda d: (d / "t.png").write_bytes((d / "img0.png").read_bytes()[:60]),
+     "image file is truncated"),
+    (lambda d: (d / "x.png").write_text("hello"), "not a JPEG, PNG, PPM, BMP, TIFF or WEBP image"),
+], ids=["zero-bytes", "truncated-png", "text-named-png"])
+def test_broken_images_are_one_line(capsys, tmp_path, make, needle):
+    """Held: one line naming the file."""
+    root = _folder(tmp_path / "data")
+    make(root / "test" / "cls0")
+    with no_hang():
+        cli_error(capsys, _show(root, tmp_path / "grid.png"), "cannot read image", needle,
+                  watch=[tmp_path])

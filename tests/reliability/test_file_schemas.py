@@ -45,6 +45,7 @@ def _set_cfg(key, value):
     (_set("extra", "x"), "'extra' must be a mapping or null, got 'x'"),
     (_set_cfg("num_classes", "ten"), "model config field num_classes of checkpoint"),
     (_set_cfg("mean", ["a", 0.0, 0.0]), "model config field mean[0]"),
+    (_set_cfg("lico_settings", "x"), "model config field lico_settings of checkpoint"),
     (lambda o: o["cfg"].pop("arch"), "has no arch; it is damaged"),
     # hostile round 4: values of the right type that no trained model has
     (_set_cfg("num_classes", 0), "num_classes is 0"),
@@ -57,7 +58,7 @@ def _set_cfg(key, value):
     (lambda o: o["state_dict"].__setitem__("extra.weight", torch.zeros(1)),
      'Unexpected key(s) in state_dict: "extra.weight"'),                  # named no key before
 ], ids=["cfg-text", "state-dict-list", "format-text", "extra-text", "num-classes-text",
-        "mean-text", "no-arch", "no-classes", "size-negative", "size-huge", "mean-two",
+        "mean-text", "lico-settings-text", "no-arch", "no-classes", "size-negative", "size-huge", "mean-two",
         "std-zero", "class-names-short", "family-other", "unexpected-key"])
 def test_checkpoint_fields_of_the_wrong_type(capsys, ckpts, tmp_path, change, needle):
     obj = torch.load(ckpts["baseline_tiny"], weights_only=True)
@@ -172,16 +173,33 @@ def test_rows_of_the_wrong_type_under_a_valid_checksum(capsys, res, key, value, 
         cli_error(capsys, cmd, f"rows file {f} is damaged: {needle}", watch=[res.parent])
 
 
-def test_manifest_fields_of_the_wrong_type(capsys, res):
-    """A manifest whose ``checkpoints`` is a number: ``figures`` was a TypeError traceback
-    (``report`` never reads it); now both name the field."""
+@pytest.mark.parametrize("key,value,needle", [
+    ("checkpoints", 5, "{man} is not a lico-bench manifest ('checkpoints' must be a mapping "
+                       "of names to strings, got 5)"),
+    ("n_images", "4", "the manifest's spec is not a lico-bench manifest spec ('n_images' must "
+                      "be an integer >= 1, got '4')"),
+], ids=["checkpoints-number", "n-images-text"])
+def test_manifest_fields_of_the_wrong_type(capsys, res, key, value, needle):
+    """A manifest whose ``checkpoints`` is a number (``figures``: a TypeError traceback;
+    ``report`` never reads it) or whose spec's ``n_images`` is text (taken): both
+    commands name the field."""
     man = json.loads((res / "manifest.json").read_text())
-    man["checkpoints"] = 5
+    (man["spec"] if key == "n_images" else man)[key] = value
     (res / "manifest.json").write_text(json.dumps(man))
     for cmd in (["report", str(res)], ["figures", str(res), "--format", "png"]):
-        cli_error(capsys, cmd, f"{res / 'manifest.json'} is not a lico-bench manifest "
-                  "('checkpoints' must be a mapping of names to strings, got 5)",
-                  watch=[res.parent])
+        cli_error(capsys, cmd, needle.format(man=res / "manifest.json"), watch=[res.parent])
+
+
+@pytest.mark.parametrize("what,needle", [
+    ("manifest-folder", "is not a results directory (no manifest.json)"),
+    ("rows-a-file", "has no finished experiments yet"),
+])
+def test_results_files_replaced_by_the_wrong_kind(capsys, res, what, needle):
+    """Held: manifest.json a folder, rows/ a file: one line each."""
+    p = res / ("manifest.json" if what == "manifest-folder" else "rows")
+    shutil.rmtree(p) if p.is_dir() else p.unlink()
+    p.mkdir() if what == "manifest-folder" else p.write_text("x")
+    cli_error(capsys, ["report", str(res)], needle, watch=[res.parent])
 
 
 @pytest.mark.parametrize("text,needle", [
@@ -197,3 +215,19 @@ def test_check_file_of_the_wrong_type(capsys, res, text, needle):
     c.write_text(text.replace("%s", "0" * 64))
     cli_error(capsys, ["report", str(res)], f"rows file {f} is damaged: its check file "
               f"{c.name} is not readable ({needle})", watch=[res.parent])
+
+
+def test_rows_with_crlf_under_a_valid_checksum_are_the_same_rows(capsys, res, reference_run):
+    """Held: every line end made CRLF (an editor on Windows) and the checksum rewritten:
+    the same values, so the same tables."""
+    for f in (res / "rows").glob("*.jsonl"):
+        data = f.read_bytes().replace(b"\n", b"\r\n")
+        f.write_bytes(data)
+        c = f.with_name(f.name[: -len(".jsonl")] + ".check.json")
+        check = json.loads(c.read_text())
+        check["sha256"] = hashlib.sha256(data).hexdigest()
+        c.write_text(json.dumps(check))
+    from tests.reliability.common import cli_ok, tables
+
+    cli_ok(capsys, ["report", str(res)])
+    assert tables(res)["summary.csv"] == reference_run["tables"]["summary.csv"]

@@ -157,3 +157,26 @@ def test_soft_masks_are_refused(name):
     hard = soft > 0.5
     assert torch.equal(create_metric(name)(None, None, maps, masks=hard.float()).values,
                        create_metric(name)(None, None, maps, masks=hard).values)
+
+
+def test_numpy_targets_are_checked_too():
+    import numpy as np
+
+    _one_line_error(lambda: create_explainer("gradcam", layer="0")(_net(), _images(),
+                                                                   np.array([1, 11])),
+                    "targets must be class indices in 0..9", "got 11")
+
+
+def test_what_the_api_takes():
+    """Held: a zero-image batch to a metric (no values), bool maps (cast), a parameter-free
+    model (no dtype or device to compare); ``rise N=0`` and a Linear CAM layer are one
+    line each."""
+    net, images = _net(), _images()
+    assert create_metric("insertion")(net, images[:0], torch.zeros(0, 8, 8)).values.numel() == 0
+    v = create_metric("insertion")(net, images, torch.zeros(2, 8, 8, dtype=torch.bool)).values
+    assert v.shape == (2,) and bool(torch.isfinite(v).all())
+    free = nn.Sequential(nn.Flatten(), nn.Softmax(1)).eval()
+    assert create_explainer("rise", N=4)(free, images).shape == (2, 8, 8)
+    _one_line_error(lambda: create_explainer("rise", N=0), "option N of method 'rise'")
+    _one_line_error(lambda: create_explainer("gradcam", layer="4")(net, images),
+                    "CAM layer '4' outputs (2, 10), not a [B, C, h, w] feature map")

@@ -181,3 +181,18 @@ def test_run_options_that_were_silently_taken(capsys, ckpts, tmp_path, extra, ne
             "--device", "cpu", "--quiet", "--no-train", "--out", str(tmp_path / "res"),
             "--checkpoint", f"baseline_tiny={ckpts['baseline_tiny']}", *extra]
     cli_error(capsys, argv, needle, watch=[tmp_path])
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got 0"),
+    (["--device", "nonsense"], "unknown device 'nonsense'"),
+    (["--method-option", "gradcam.layer=5"], "option layer of method 'gradcam' must be a string"),
+    (["--metric-option", "insertion.step=-1"], "option step of metric 'insertion' must be an "
+                                                "integer >= 1"),
+], ids=["batch-0", "device-nonsense", "layer-int", "step-negative"])
+def test_run_options_held_in_round_four(capsys, ckpts, tmp_path, extra, needle):
+    device = [] if "--device" in extra else ["--device", "cpu"]
+    argv = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "4",
+            *device, "--quiet", "--no-train", "--out", str(tmp_path / "res"),
+            "--checkpoint", f"baseline_tiny={ckpts['baseline_tiny']}", *extra]
+    cli_error(capsys, argv, needle, watch=[tmp_path])
