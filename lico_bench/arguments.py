@@ -40,11 +40,13 @@ def model_classes(model: nn.Module) -> Optional[int]:
     return last.out_features if last is not None else None
 
 
-def check_images(model: Optional[nn.Module], images: torch.Tensor, same_device: bool = True) -> None:
+def check_images(model: Optional[nn.Module], images: torch.Tensor,
+                 same_device: bool = True) -> None:
     """``images`` [B, C, H, W] against ``model``: on its device (``same_device``; metrics
-    move the images themselves), of the same floating dtype (float32 or
-    float64; half and bf16 models or images are refused, autocast is the way to compute in
-    bf16), with as many channels as its first convolution takes, and every value finite (NaN or inf in an input gives NaN maps and scores)."""
+    move the images themselves), of the same floating dtype (float32 or float64; half and
+    bf16 models or images are refused, autocast is the way to compute in bf16), with as
+    many channels as its first convolution takes, and every value finite (NaN or inf in an
+    input gives NaN maps and scores)."""
     dev = next((t.device for t in list(model.parameters()) + list(model.buffers())), None) \
         if model is not None and same_device else None
     if dev is not None and dev != images.device:

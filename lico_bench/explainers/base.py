@@ -145,15 +145,6 @@ class Explainer(abc.ABC):
 # checks
 
 
-def model_device(model: nn.Module) -> Optional[torch.device]:
-    """The device of the model's first parameter (or buffer); None for a stateless model."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return None
-
-
 def check_call(model: nn.Module, images: Any, targets: Any):
     """Validate an explainer call; return ``(images, targets)`` (targets [B] int64 or None).
 

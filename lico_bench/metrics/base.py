@@ -153,7 +153,8 @@ class Metric:
         ``needs_parts``, else ignored; explain: the explainer that made ``maps`` (for
         metrics with ``needs_explainer``); image_ids: the images' ids in the dataset ([B]
         ints; None = 0..B-1) and seed: the experiment's seed, for metrics with
-        ``needs_image_ids`` (else ignored). A model and images of different dtypes, images holding NaN or inf, or targets outside the model's classes are a
+        ``needs_image_ids`` (else ignored). A model and images of different dtypes or
+        channels, images holding NaN or inf, or targets outside the model's classes are a
         one-line UserError (:mod:`lico_bench.arguments`)."""
         if model is not None and isinstance(images, torch.Tensor) and images.ndim == 4:
             check_images(model, images, same_device=False)   # dtype as the model's, finite

@@ -10,6 +10,7 @@ import struct
 import zlib
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -182,8 +183,6 @@ def _cifar_root(tmp_path, labels, n=4):
     """A CIFAR-10 test batch of ``n`` images with ``labels`` (and the meta file)."""
     import pickle
 
-    import numpy as np
-
     from lico_bench.data.cifar import CIFAR10_CLASSES
 
     d = tmp_path / "data" / "cifar-10-batches-py"
@@ -333,7 +332,7 @@ def _png_named_jpg(d):
 
 
 @pytest.mark.parametrize("make", [
-    lambda d: Image.fromarray(__import__("numpy").zeros((16, 16), dtype="uint16")).save(d / "a.png"),
+    lambda d: Image.fromarray(np.zeros((16, 16), dtype=np.uint16)).save(d / "a.png"),
     lambda d: Image.new("CMYK", (16, 16)).save(d / "c.jpg"),
     _png_named_jpg,
     lambda d: Image.new("RGB", (1, 1)).save(d / "one.png"),

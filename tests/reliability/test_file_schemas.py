@@ -49,7 +49,7 @@ def _set_cfg(key, value):
     (lambda o: o["cfg"].pop("arch"), "has no arch; it is damaged"),
     # hostile round 4: values of the right type that no trained model has
     (_set_cfg("num_classes", 0), "num_classes is 0"),
-    (_set_cfg("image_size", -5), "image_size -5 is not in [16, 1024]"),   # said: use --image-size -5
+    (_set_cfg("image_size", -5), "image_size -5 is not in [16, 1024]"),   # "use --image-size -5"
     (_set_cfg("image_size", 10 ** 9), "image_size 1000000000 is not in [16, 1024]"),
     (_set_cfg("mean", [0.1, 0.2]), "mean [0.1, 0.2] and std"),             # was accepted
     (_set_cfg("std", [0.0, 0.0, 0.0]), "std [0.0, 0.0, 0.0] are not 3 values each, std > 0"),
@@ -57,7 +57,8 @@ def _set_cfg(key, value):
     (lambda o: o["state_dict"].__setitem__("extra.weight", torch.zeros(1)),
      'Unexpected key(s) in state_dict: "extra.weight"'),                  # named no key before
 ], ids=["cfg-text", "state-dict-list", "format-text", "extra-text", "num-classes-text",
-        "mean-text", "lico-settings-text", "no-arch", "no-classes", "size-negative", "size-huge", "mean-two",
+        "mean-text", "lico-settings-text", "no-arch", "no-classes", "size-negative", "size-huge",
+        "mean-two",
         "std-zero", "family-other", "unexpected-key"])
 def test_checkpoint_fields_of_the_wrong_type(capsys, ckpts, tmp_path, change, needle):
     obj = torch.load(ckpts["baseline_tiny"], weights_only=True)
@@ -131,7 +132,8 @@ def test_maps_file_of_the_wrong_shape(capsys, res, change, needle):
 
 @pytest.mark.parametrize("change,needle", [
     (lambda d: {**d, "image_ids": "abc"}, "'image_ids' must be a list of integers >= 0, got 'abc'"),
-    (lambda d: {**d, "image_ids": [-1] + d["image_ids"][1:]}, "'image_ids'[0] must be an integer >= 0"),
+    (lambda d: {**d, "image_ids": [-1] + d["image_ids"][1:]},
+     "'image_ids'[0] must be an integer >= 0"),
     (lambda d: [1, 2, 3], "it holds a list, not the mapping of a lico-bench inputs file"),
     (lambda d: {**d, "labels": list(range(len(d["labels"])))}, "'labels'[0] must be a string"),
 ], ids=["ids-text", "id-negative", "a-list", "labels-ints"])
