@@ -186,6 +186,9 @@ MAPS_FILE = Schema("maps file", {
     optional=("points", "metric_maps"), consistent=same_length("image_ids", "maps", "targets",
                                                                "points"))
 
+#: bench.runner / bench.agreement: a batch's or an experiment's pooled maps [n, h, w]
+POOLED_MAPS = tensor(3, "float")
+
 #: bench.figure_inputs: inputs.pt
 INPUTS_FILE = Schema("inputs file", {
     "image_ids": list_of(integer(0)), "images": tensor(4, "float"),

@@ -63,6 +63,7 @@ from ..metrics import PartScenes, dependence
 from ..models import load_checkpoint
 from ..precision import to_device
 from ..results import part_is_whole, write_rows
+from ..schemas import POOLED_MAPS
 from .. import distributed as dist_
 from . import agreement, cue, figure_inputs, grid as grid_, manifest as manifest_
 from .scoring import apply_metrics, map_status  # noqa: F401  (map_status: public here too)
@@ -370,7 +371,7 @@ def _read_maps_part(path: Path, n: int) -> torch.Tensor:
     how to recompute just that batch."""
     try:
         maps = torch.load(path, map_location="cpu", weights_only=True)
-        ok = isinstance(maps, torch.Tensor) and maps.dim() == 3 and maps.shape[0] == n
+        ok = POOLED_MAPS.ok(maps) and maps.shape[0] == n
     except Exception:  # truncated, not a torch file, or holding more than a tensor
         ok = False
     if not ok:
