@@ -150,10 +150,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     caught, code = [], 2
     try:
-        # each distinct warning once, kept for one summary line (_report_warnings): torch's
-        # and PIL's warnings run over several lines of their own
+        # kept for one summary line (_report_warnings): torch's and PIL's warnings run over
+        # several lines of their own. The filters in force (-W, PYTHONWARNINGS, Python's
+        # defaults: each warning once per place) still decide which are raised at all.
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("default")
             args = parser.parse_args(argv)
             args._argv = argv
             if not getattr(args, "func", None):
