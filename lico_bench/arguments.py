@@ -6,7 +6,9 @@ inside a forward pass ("index 10 is out of bounds", "Input type (float) and bias
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import contextlib
+import re
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -43,10 +45,10 @@ def model_classes(model: nn.Module) -> Optional[int]:
 def check_images(model: Optional[nn.Module], images: torch.Tensor,
                  same_device: bool = True) -> None:
     """``images`` [B, C, H, W] against ``model``: on its device (``same_device``; metrics
-    move the images themselves), of the same floating dtype (float32 or float64; half and
-    bf16 models or images are refused, autocast is the way to compute in bf16), with as
-    many channels as its first convolution takes, and every value finite (NaN or inf in an
-    input gives NaN maps and scores)."""
+    move the images themselves), neither of them half or bf16 (explainers and metrics
+    compute in float32 or float64; autocast is the way to bf16), and every value finite (NaN
+    or inf in an input gives NaN maps and scores). A dtype or channel count the model does
+    not take is named by :func:`model_errors` (a model may cast its input itself)."""
     dev = next((t.device for t in list(model.parameters()) + list(model.buffers())), None) \
         if model is not None and same_device else None
     if dev is not None and dev != images.device:
@@ -58,20 +60,40 @@ def check_images(model: Optional[nn.Module], images: torch.Tensor,
             raise UserError(f"{who} {dt}; explainers and metrics compute in float32 (or "
                             "float64): pass model.float() and images.float(), and wrap the call "
                             "in torch.autocast(device_type, dtype=torch.bfloat16) for bf16 speed.")
-    if mdt is not None and mdt != images.dtype:
-        raise UserError(f"images are {images.dtype} but the model's parameters are {mdt}; pass "
-                        f"images.to({mdt}) (or convert the model to {images.dtype}).")
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None) \
-        if model is not None else None
-    if conv is not None and images.ndim == 4 and conv.in_channels != images.shape[1]:
-        raise UserError(f"images have {images.shape[1]} channels but the model's first "
-                        f"convolution takes {conv.in_channels}; pass [B, {conv.in_channels}, H, W] "
-                        "images, normalised as the model expects.")
     bad = ~torch.isfinite(images.detach()).flatten(1).all(1)
     if bool(bad.any()):
         idx = bad.nonzero().flatten().tolist()
         raise UserError(f"images {idx[:5]} (of {images.shape[0]}) hold NaN or infinite values; "
                         "pass finite, normalised images.")
+
+
+# What torch says when the images do not fit the model's first layer (CPU and CUDA wording).
+_DTYPE = re.compile(r"Input type \(.*\) and (bias|weight) type \(.*\) should be the same|"
+                    r"expected scalar type|must have the same dtype|expected .* to have the same dtype")
+_CHANNELS = re.compile(r"expected input\[.*\] to have (\d+) channels, but got (\d+) channels")
+
+
+@contextlib.contextmanager
+def model_errors(model: Optional[nn.Module], images: torch.Tensor) -> Iterator[None]:
+    """Turn torch's RuntimeError for images the model does not take (another dtype than its
+    weights, another channel count than its first convolution) into one UserError naming
+    the images and the model; any other error passes through. Checked by what the forward
+    pass says, not up front: a model may cast or convert its input itself."""
+    try:
+        yield
+    except RuntimeError as e:
+        said = " ".join(str(e).split())
+        ch = _CHANNELS.search(said)
+        if ch:
+            raise UserError(f"images have {ch.group(2)} channels but the model's first "
+                            f"convolution takes {ch.group(1)}; pass [B, {ch.group(1)}, H, W] "
+                            "images, normalised as the model expects.") from None
+        if _DTYPE.search(said):
+            mdt = model_dtype(model) if model is not None else None
+            raise UserError(f"images are {images.dtype} but the model computes in {mdt} "
+                            f"(torch: {said[:120]}); pass images.to({mdt}) or convert the "
+                            f"model to {images.dtype}.") from None
+        raise
 
 
 def check_targets(targets: Any, batch: int, model: Optional[nn.Module],

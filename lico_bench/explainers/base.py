@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..arguments import check_images, check_targets
+from ..arguments import check_images, check_targets, model_errors
 from ..errors import UserError
 
 
@@ -125,7 +125,7 @@ class Explainer(abc.ABC):
         """
         images, targets = check_call(model, images, targets)
         grad_ctx = torch.enable_grad() if self.needs_grad else torch.no_grad()
-        with grad_ctx:  # both restore the caller's grad mode on exit
+        with grad_ctx, model_errors(model, images):  # grad modes restore the caller's on exit
             maps = self.explain(model, images.detach(), targets)
         maps = maps.detach().to(device=images.device, dtype=torch.float32)
         B, _, H, W = images.shape
@@ -149,9 +149,10 @@ def check_call(model: nn.Module, images: Any, targets: Any):
     """Validate an explainer call; return ``(images, targets)`` (targets [B] int64 or None).
 
     Raises UserError (one line, says what to do) for a model in training mode, a model and
-    images on different devices or of different dtypes (half/bf16: use autocast), images
-    holding NaN or inf, badly shaped images/targets, or targets outside the model's classes
-    (:mod:`lico_bench.arguments`).
+    images on different devices, half/bf16 ones (use autocast), images holding NaN or inf,
+    badly shaped images/targets, or targets outside the model's classes
+    (:mod:`lico_bench.arguments`; a dtype or channel count the model does not take is named
+    when its forward pass refuses it, :func:`lico_bench.arguments.model_errors`).
     """
     if not isinstance(model, nn.Module):
         raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}.")

@@ -70,9 +70,9 @@ def test_targets_that_are_no_class_indices(targets, needle):
 
 
 @pytest.mark.parametrize("model_dtype,images_dtype,needle", [
-    (torch.float64, torch.float32, "images are torch.float32 but the model's parameters are "
-                                   "torch.float64; pass images.to(torch.float64)"),
-    (torch.float32, torch.float64, "images are torch.float64 but the model's parameters are "
+    (torch.float64, torch.float32, "images are torch.float32 but the model computes in "
+                                   "torch.float64 (torch: Input type"),
+    (torch.float32, torch.float64, "images are torch.float64 but the model computes in "
                                    "torch.float32"),
     (torch.float16, torch.float16, "the model's parameters are torch.float16"),
     (torch.bfloat16, torch.float32, "the model's parameters are torch.bfloat16"),
@@ -83,12 +83,28 @@ def test_dtype_mismatch(model_dtype, images_dtype, needle):
         _one_line_error(call, needle)
 
 
-def test_float64_model_and_images_still_work():
-    """The control: float64 throughout is a supported way to explain (the numerics tests'
-    reference), so only a mismatch is refused."""
+class _CastsItsInput(nn.Module):
+    """float64 weights that take float32 images (it casts them itself)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = _net(torch.float64)
+
+    def forward(self, x):
+        return self.inner(x.double())
+
+
+def test_float64_models_still_work():
+    """The controls: float64 throughout (the numerics tests' reference) and a float64 model
+    that casts float32 images itself are supported, so only what the forward pass refuses
+    is an error."""
     maps = create_explainer("gradcam", layer="0")(_net(torch.float64), _images(torch.float64),
                                                   torch.tensor([1, 2]))
     assert maps.dtype == torch.float32 and bool(torch.isfinite(maps).all())
+    model, images = _CastsItsInput().eval(), _images()
+    maps = create_explainer("gradcam", layer="inner.0")(model, images, torch.tensor([1, 2]))
+    assert bool(torch.isfinite(maps).all())
+    assert create_metric("insertion")(model, images, maps, torch.tensor([1, 2])).values.shape == (2,)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
