@@ -167,7 +167,8 @@ def _forge_row(res: Path, key: str, value) -> Path:
     ("model", 5, "line 1: 'model' must be a string, got 5"),
     ("curve_insertion", ["a"], "line 1: 'curve_insertion'[0] must be a number"),
     ("target", 1.5, "line 1: 'target' must be an integer, got 1.5"),
-], ids=["value-text", "model-int", "curve-text", "target-float"])
+    ("insertion", {"a": 1}, "line 1: 'insertion' must be a number or null, got a dict"),
+], ids=["value-text", "model-int", "curve-text", "target-float", "value-dict"])
 def test_rows_of_the_wrong_type_under_a_valid_checksum(capsys, res, key, value, needle):
     f = _forge_row(res, key, value)
     for cmd in (["report", str(res)], ["figures", str(res), "--format", "png"]):
