@@ -16,8 +16,29 @@ from .errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # on every (sub)command, before or after it; absent unless given
+        self.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="print the libraries' warnings (torch, numpy, PIL) in full "
+                               "instead of a one-line count")
+
     def error(self, message: str):  # argparse's default prints the usage too: keep one line
         raise UserError(f"{message} (see '{self.prog} --help').")
+
+
+def _report_warnings(caught: list, verbose: bool, failed: bool) -> None:
+    """The warnings libraries raised during a command: in full with ``--verbose``; else one
+    stderr line counting them (none after an error, whose line is then the only one)."""
+    import warnings
+
+    if verbose:
+        for w in caught:
+            sys.stderr.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
+    elif caught and not failed:
+        first = " ".join(f"{caught[0].category.__name__}: {caught[0].message}".split())
+        print(f"lico-bench: note: {len(caught)} library warning(s) not shown (first: "
+              f"{first[:120]}); add --verbose to see them.", file=sys.stderr)
 
 
 def _positive_int(s: str) -> int:
@@ -129,13 +150,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Only the main thread may set a handler (main() called from a thread keeps the default).
     prev = (signal.signal(signal.SIGTERM, _on_sigterm)
             if threading.current_thread() is threading.main_thread() else None)
+    import warnings
+
+    caught, code = [], 2
     try:
-        args = parser.parse_args(argv)
-        args._argv = argv
-        if not getattr(args, "func", None):
-            parser.print_help()
-            return 0 if not argv else 2
-        return int(args.func(args) or 0)
+        # kept for one summary line (_report_warnings): torch's and PIL's warnings run over
+        # several lines of their own. The filters in force (-W, PYTHONWARNINGS, Python's
+        # defaults: each warning once per place) still decide which are raised at all.
+        with warnings.catch_warnings(record=True) as caught:
+            args = parser.parse_args(argv)
+            args._argv = argv
+            if not getattr(args, "func", None):
+                parser.print_help()
+                code = 0 if not argv else 2
+                return code
+            code = int(args.func(args) or 0)
+            return code
     except UserError as e:
         print(f"lico-bench: error: {e}", file=sys.stderr)
         return UserError.exit_code
@@ -157,6 +187,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"lico-bench: {what}; finished work is kept ({again}).", file=sys.stderr)
         return 143 if isinstance(e, _Terminated) else 130  # 128 + the signal, as the shell's
     finally:
+        _report_warnings(caught, getattr(args, "verbose", False), failed=code != 0)
         if prev is not None:
             signal.signal(signal.SIGTERM, prev)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Dict, List
 
 from .config import Flag
 from .errors import UserError
@@ -36,10 +36,12 @@ def train_config(args: argparse.Namespace):
     from .train import TrainConfig, make_config
 
     values = {}
+    given = given_flags(args, args._fields)
     if args.config:
         values = config_values(TrainConfig, read_config_file(args.config), "train",
                                repr(str(args.config)))
-    values.update(given_flags(args, args._fields))
+        _check_file_folders(values, given, TrainConfig, ("out",), args.config)
+    values.update(given)
     return make_config(values.pop("preset", None), **values)
 
 
@@ -129,17 +131,25 @@ def _merge_option(name: str, old, new):
     return new
 
 
-def _check_file_out(out: Any, source: str) -> None:
-    """A config file or manifest from elsewhere does not choose where a run writes: its
-    ``out`` is taken only as a relative path inside the working directory (the repository's
-    configs' ``results/...``); an absolute one, or one climbing out with ``..``, must be
-    repeated with ``--out`` (UserError otherwise), so that a file cannot aim a run at a
-    folder the user did not name."""
-    p = Path(str(out))
-    if p.is_absolute() or ".." in p.parts:
-        raise UserError(f"{str(source)!r} sets out to {str(out)!r}, outside the working "
-                        f"directory; a file does not choose where results are written: pass "
-                        f"--out {str(out)!r} to confirm it, or another --out.")
+def _check_file_folders(values: dict, given: dict, cls: type, names: tuple, source) -> None:
+    """A config file or manifest does not choose where a command writes: an output folder
+    in it (run: ``out``, ``runs``; train: ``out``) other than the default must be repeated
+    with its flag (UserError otherwise), absolute, climbing out with ``..`` or relative
+    alike, so that a file from elsewhere cannot aim a command at a folder the user did not
+    name."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for name in names:
+        value = values.get(name)
+        if value is None or value == defaults[name] or name in given:
+            continue
+        p = Path(str(value))
+        where = ", outside the working directory" if p.is_absolute() or ".." in p.parts else ""
+        flag = f"--{name}"
+        raise UserError(f"{str(source)!r} sets {name} to {str(value)!r}{where}; a file does not "
+                        f"choose where results are written: pass {flag} {str(value)!r} to "
+                        f"confirm it, or another {flag}.")
 
 
 def run_spec(args: argparse.Namespace):
@@ -152,10 +162,11 @@ def run_spec(args: argparse.Namespace):
 
     given = given_flags(args, args._fields)
     if args.from_manifest:
-        extra = [args._fields[k] for k in given if k != "out"] + (["--config"] if args.config else [])
+        extra = [args._fields[k] for k in given if k not in ("out", "runs")] + \
+            (["--config"] if args.config else [])
         if extra:
             raise UserError(f"--from-manifest takes every option from the manifest; drop "
-                            f"{', '.join(extra)} (only --out and --quiet go with it).")
+                            f"{', '.join(extra)} (only --out, --runs and --quiet go with it).")
         man = read_manifest(args.from_manifest, "rerun")
         where = f"manifest {str(Path(args.from_manifest))!r}"
         try:
@@ -170,8 +181,9 @@ def run_spec(args: argparse.Namespace):
         values = config_values(RunSpec, data, "run", repr(str(args.config)))
     else:
         values = {}
-    if values.get("out") is not None and "out" not in given:
-        _check_file_out(values["out"], args.from_manifest or args.config)
+    if args.from_manifest or args.config:
+        _check_file_folders(values, given, RunSpec, ("out", "runs"),
+                            args.from_manifest or args.config)
     for name, value in given.items():
         if name in _RUN_CONVERT:
             continue

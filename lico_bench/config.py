@@ -65,8 +65,9 @@ def check_field_value(hint: Any, value: Any, label: str, where: str = "") -> Any
 
     out = check_value(hint, value, f"{label} {where}".strip())
     base = _split(hint)[0]
-    if typing.get_origin(base) is list and out is not None:
-        (item,) = typing.get_args(base) or (Any,)
+    if typing.get_origin(base) in (list, tuple) and out is not None:
+        # List[X] or Tuple[X, ...] (ModelCfg's mean, std and class names)
+        item = (typing.get_args(base) or (Any,))[0]
         out = [check_value(item, v, f"{label}[{i}] {where}".strip()) for i, v in enumerate(out)]
     if typing.get_origin(base) is dict and out is not None:
         # each key and value of a Dict[K, V] too (``checkpoints: {m: [1, 2]}`` and

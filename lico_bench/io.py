@@ -123,8 +123,10 @@ def safe_torch_load(path: str | os.PathLike, what: str, fix: str, kind: str = "c
 
     from .errors import UserError
 
-    # Opened here, so that an unreadable file (permission, a folder) is an OSError naming
+    # A regular file (a FIFO would block the open, /dev/zero never end: one line instead);
+    # opened here, so that an unreadable file (permission, a folder) is an OSError naming
     # it, while anything that goes wrong inside the load means a damaged or unsafe file.
+    check_regular_file(path, what, MAX_TORCH_BYTES, f"it is not a {kind} lico-bench wrote")
     with open(path, "rb") as f:
         try:
             return torch.load(f, map_location="cpu", weights_only=True)
@@ -247,6 +249,7 @@ def torchscript_tensors(path: str | os.PathLike, what: str, fix: str) -> "dict":
 # Bounds of the small files a user can hand over (configs, manifests) and of a rows file.
 MAX_CONFIG_BYTES = 16 * 2 ** 20        # a manifest of a large grid is ~100 KB
 MAX_ROWS_BYTES = 4 * 2 ** 30           # ~50 000 images x every metric with curves: ~0.5 GB
+MAX_TORCH_BYTES = 64 * 2 ** 30         # a checkpoint, state or maps file (ResNet-50 + EMA: ~0.3 GB)
 MAX_NESTING = 32                       # configs and manifests nest 4 deep
 MAX_NODES = 1_000_000                  # values in one config or manifest (YAML aliases too)
 

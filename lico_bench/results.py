@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
 from .errors import UserError
-from .io import write_json, write_text
+from .io import read_bounded_text, write_json, write_text
+from .schemas import ROW, ROWS_CHECK
 
 CHECK_FORMAT = 1
 #: what to do about a damaged rows file found by report/figures
 REPAIR = ("run the same 'lico-bench run' command again (or 'lico-bench run --from-manifest "
-          "RESULTS_DIR/manifest.json'): it recomputes just that experiment and keeps the rest")
+          "RESULTS_DIR/manifest.json --out RESULTS_DIR'): it recomputes just that experiment "
+          "and keeps the rest")
 
 
 class DamagedRows(UserError):
@@ -69,7 +71,8 @@ def _ids_problem(ids: List, n: Optional[int]) -> Optional[str]:
 
 def parse_rows(data: bytes, n: Optional[int] = None) -> Tuple[List[dict], Optional[str]]:
     """Rows of a rows file's bytes, and why they are damaged (None if they are not):
-    every line a JSON object ending in a newline, image ids each of 0..n-1 exactly once
+    every line a JSON object ending in a newline, its columns typed (:data:`schemas.ROW`),
+    image ids each of 0..n-1 exactly once
     (``n`` None: as many as there are rows)."""
     if not data:
         return [], "it is empty"
@@ -83,6 +86,9 @@ def parse_rows(data: bytes, n: Optional[int] = None) -> Tuple[List[dict], Option
             return [], f"line {k} is not valid JSON"
         if not isinstance(r, dict):
             return [], f"line {k} is not a row (a JSON object)"
+        why = ROW.problem(r)     # typed columns: a metric's value is a number, never text
+        if why:
+            return [], f"line {k}: {why}"
         rows.append(r)
     why = _ids_problem([r.get("image_id") for r in rows], n)
     return rows, why
@@ -121,11 +127,15 @@ def read_rows(path: str | Path, n: Optional[int], fix: str,
         raise DamagedRows(path, f"its check file {check.name} is missing (this lico-bench "
                           "writes one with every rows file)", fix)
     if verified:
-        try:
-            c = json.loads(check.read_text())
-            rows_n, sha = int(c["rows"]), str(c["sha256"])
-        except (ValueError, KeyError, TypeError):
-            raise DamagedRows(path, f"its check file {check.name} is not readable", fix) from None
+        try:   # bounded (a FIFO or /dev/zero is refused, not read), typed (ROWS_CHECK)
+            c = json.loads(read_bounded_text(check, f"check file {check}", 2 ** 16))
+            why = ROWS_CHECK.problem(c)
+        except (ValueError, RecursionError, UserError):
+            why = "it is not JSON of at most 64 KiB"
+        if why:
+            raise DamagedRows(path, f"its check file {check.name} is not readable ({why})",
+                              fix) from None
+        rows_n, sha = c["rows"], c["sha256"]
         if hashlib.sha256(data).hexdigest() != sha or data.count(b"\n") != rows_n:
             _, why = parse_rows(data, n if n is not None else rows_n)  # say what changed
             raise DamagedRows(path, f"{why or 'a row was changed'} (its bytes no longer "

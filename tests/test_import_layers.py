@@ -28,7 +28,8 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "lico_bench"
 
-SHARED = ("errors", "io", "registry", "options", "config", "precision", "results", "lock",
+SHARED = ("errors", "io", "registry", "options", "config", "precision", "schemas", "results",
+          "arguments", "lock",
           "distributed")
 LAYERS = [
     [f"lico_bench.{m}" for m in SHARED],

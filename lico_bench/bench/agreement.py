@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..io import write_text
+from ..schemas import POOLED_MAPS
 from ..metrics.agreement import seed_agreement
 
 POOLED = "pooled"
@@ -42,7 +43,7 @@ def _read_pooled(path: Path, n: int):
         maps = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # missing, truncated, or not a tensor file
         return None
-    ok = isinstance(maps, torch.Tensor) and maps.dim() == 3 and maps.shape[0] == n
+    ok = POOLED_MAPS.ok(maps) and maps.shape[0] == n
     return maps.float() if ok else None
 
 

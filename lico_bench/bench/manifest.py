@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..errors import UserError
+from ..schemas import MANIFEST, SPEC
 
 # 2: "models" (family, arch, LICO variant of each model; lico_<arch> became the paper's
 # per-token reading, format 1's was today's lico_rolled_<arch>), map_dependence in the rows.
@@ -121,15 +122,19 @@ def read_manifest(path: Path, purpose: str = "report") -> Dict[str, Any]:
             raise UserError(f"manifest {str(path)!r} has format {fmt!r}; this lico-bench reads "
                             f"format {MANIFEST_FORMAT}; re-run it with the lico-bench that wrote it"
                             + (f" ({wrote})." if wrote else "."))
-    return man
+    return MANIFEST.check(man, str(path), fix)   # the fields' types (checkpoints: 5 ...)
 
 
 def rows_need_checks(man: Dict[str, Any], rows_dir: Path) -> bool:
     """Whether every rows file under ``rows_dir`` must have its check file, by what
-    manifest ``man`` records: its ``row_checks`` (anything but ``false`` means yes), or,
-    for a manifest written before that key, whether any check file is there."""
+    manifest ``man`` records: its ``row_checks`` (anything but ``false`` means yes); for a
+    manifest written before that key, yes if it records the host ``cpu`` (added after check
+    files, so deleting all of them in such a directory cannot switch verification off),
+    else whether any check file is there."""
     if "row_checks" in man:
         return man["row_checks"] is not False
+    if "cpu" in man:   # recorded only by versions that write check files (since 2026-11-30)
+        return True
     return any(Path(rows_dir).glob("*.check.json"))
 
 
@@ -139,17 +144,11 @@ def experiment_keys(man: Dict[str, Any]) -> List[str]:
     dataset missing or of the wrong type)."""
     from .spec import Experiment
 
-    spec = man.get("spec") if isinstance(man.get("spec"), dict) else {}
-    models, methods, seeds, dataset = (spec.get(k) for k in ("models", "methods", "seeds",
-                                                              "dataset"))
-    ok = (isinstance(dataset, str) and all(isinstance(v, list) and v for v in (models, methods, seeds))
-          and all(isinstance(v, str) for v in models + methods)
-          and all(type(v) is int for v in seeds))
-    if not ok:
-        raise UserError("the manifest's spec cannot say what was run (models, methods, seeds "
-                        "and dataset are needed); the results directory is damaged, so its "
-                        "tables were left as they are.")
-    return [Experiment(m, meth, dataset, s).key for s in seeds for m in models for meth in methods]
+    spec = SPEC.check(man.get("spec"), "the manifest's spec",
+                      "it cannot say what was run, so the results directory is damaged and "
+                      "its tables were left as they are")
+    return [Experiment(m, meth, spec["dataset"], s).key
+            for s in spec["seeds"] for m in spec["models"] for meth in spec["methods"]]
 
 
 def is_manifest(data: Any) -> bool:

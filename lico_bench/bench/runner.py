@@ -63,6 +63,7 @@ from ..metrics import PartScenes, dependence
 from ..models import load_checkpoint
 from ..precision import to_device
 from ..results import part_is_whole, write_rows
+from ..schemas import POOLED_MAPS
 from .. import distributed as dist_
 from . import agreement, cue, figure_inputs, grid as grid_, manifest as manifest_
 from .scoring import apply_metrics, map_status  # noqa: F401  (map_status: public here too)
@@ -341,7 +342,10 @@ class Runner:
         targets = pred if self.spec.target == "pred" and not self.spec.grid else labels
         with amp:
             maps = explainer(model, images, targets).float()
-        status = map_status(maps)
+        # a model that outputs NaN or inf for an image flags its map too: its scores
+        # (probabilities of NaN logits) are no numbers to average
+        status = [s if ok else "nan" for s, ok in
+                  zip(map_status(maps), torch.isfinite(probs).all(dim=1).tolist())]
         safe_maps = torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
         rows = [{"dataset": exp.dataset, "model": exp.model, "method": exp.method, "seed": exp.seed,
                  "image_id": int(i), "label": int(labels[j]), "pred": int(pred[j]),
@@ -375,7 +379,7 @@ def _read_maps_part(path: Path, n: int) -> torch.Tensor:
     how to recompute just that batch."""
     try:
         maps = torch.load(path, map_location="cpu", weights_only=True)
-        ok = isinstance(maps, torch.Tensor) and maps.dim() == 3 and maps.shape[0] == n
+        ok = POOLED_MAPS.ok(maps) and maps.shape[0] == n
     except Exception:  # truncated, not a torch file, or holding more than a tensor
         ok = False
     if not ok:

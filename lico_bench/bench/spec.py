@@ -61,7 +61,7 @@ class RunSpec:
     target: Literal["pred", "label"] = option("pred", help="explained class")
     batch_size: Annotated[int, Range(1)] = option(  # also the images of one part file
         50, help="images per batch")
-    save_maps: int = option(8, help="maps kept per experiment for figures")
+    save_maps: Annotated[int, Range(0)] = option(8, help="maps kept per experiment for figures")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = option(
         "auto", help="forward passes of explainers and metrics: auto = bf16 on CUDA, else fp32")
@@ -126,7 +126,11 @@ class RunSpec:
 
         for m in self.models:   # registered, or a kept epoch of one (lico_wrn28_2@e5)
             parse_model_ref(m)
-        for lst, what in ((self.models, "model"), (self.methods, "method"), (self.seeds, "seed")):
+        if self.metrics is not None and not self.metrics:   # [] read as the defaults before
+            raise UserError("--metrics names no metric; name at least one, or leave --metrics "
+                            "out for the defaults.")
+        for lst, what in ((self.models, "model"), (self.methods, "method"), (self.seeds, "seed"),
+                          (self.metrics or [], "metric")):
             if len(set(lst)) != len(lst):
                 raise UserError(f"a {what} is given twice: {lst}.")
         unknown = set(self.checkpoints) - set(self.models)

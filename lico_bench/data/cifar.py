@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..schemas import integer, list_of
 from .base import DatasetInfo, TensorImageDataset
 from .common import (base_root, check_image_size, check_options, check_split, holdout, in_memory,
                      torchvision_download, where)
@@ -201,6 +202,11 @@ def _read_batch(spec: dict, path: Path):
     if "data" not in d or spec["labels_key"] not in d:
         raise UserError(f"{path} lacks 'data' or {spec['labels_key']!r}; is it a "
                         f"{spec['title']} batch?")
+    raw = d[spec["labels_key"]]
+    why = None if isinstance(raw, np.ndarray) and raw.dtype.kind in "iu" else \
+        list_of(integer()).problem(raw, spec["labels_key"])
+    if why:  # a list of ints in every real batch; text or floats were a traceback or truncated
+        raise UserError(f"{path}: {why}; the file looks corrupt, download it again.")
     data = np.asarray(d["data"])
     labels = np.asarray(d[spec["labels_key"]], dtype=np.int64).reshape(-1)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 \
@@ -260,6 +266,9 @@ def load_cifar(name: str, split: str = "train", root=None, image_size: Optional[
     parts = [_read_batch(spec, folder / f) for f in files]
     images = torch.cat([p[0] for p in parts])
     labels = torch.cat([p[1] for p in parts])
+    if len(labels) == 0:   # a split of no images was a matplotlib traceback further on
+        raise UserError(f"{', '.join(str(folder / f) for f in files)} hold no images; the files "
+                        f"look corrupt, get {spec['title']} again.")
     extra = {}
     if split != "test":
         idx, extra = holdout(len(labels), split, val_size, seed)

@@ -35,6 +35,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from ..errors import UserError
+from ..io import read_bounded_text
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, LicoDataset
 from .common import base_root, check_image_size, check_options, check_split, where
 from .folder import load_rgb, open_image, to_normalised
@@ -59,6 +60,9 @@ class Annotation:
     difficult: torch.Tensor
 
 
+_MAX_COORD = 2 ** 31 - 1   # pixel coordinates and sizes of a VOC annotation
+
+
 def _int(node, tag: str, path: Path, default=None) -> int:
     text = node.findtext(tag)
     if text is None or not text.strip():
@@ -66,9 +70,13 @@ def _int(node, tag: str, path: Path, default=None) -> int:
             return default
         raise UserError(f"{path}: missing <{tag}>.")
     try:
-        return int(round(float(text)))
+        v = float(text)
     except ValueError:
         raise UserError(f"{path}: <{tag}> is {text!r}, not a number.") from None
+    if not abs(v) <= _MAX_COORD:  # inf, 1e400 (= inf), nan: an OverflowError further on
+        raise UserError(f"{path}: <{tag}> is {text.strip()[:40]!r}, not a pixel coordinate "
+                        f"(a finite number of at most {_MAX_COORD}).")
+    return int(round(v))
 
 
 def parse_annotation(path: Path) -> Annotation:
@@ -162,9 +170,18 @@ class VOCPointingDataset(LicoDataset):
         self.info = DatasetInfo("voc2007", VOC_CLASSES, IMAGENET_MEAN, IMAGENET_STD, image_size,
                                 has_masks=True, extra={"include_difficult": self.include_difficult})
         list_file = voc_dir / "ImageSets" / "Main" / f"{split}.txt"
-        ids = [ln.split()[0] for ln in list_file.read_text().splitlines() if ln.strip()]
+        try:  # bounded: a regular file (not a FIFO), UTF-8
+            text = read_bounded_text(list_file, f"VOC list {list_file}")
+        except UnicodeDecodeError as e:
+            raise UserError(f"VOC list {list_file} is not UTF-8 text ({e.reason} at byte "
+                            f"{e.start}); extract the VOC 2007 archive again.") from None
+        ids = [ln.split()[0] for ln in text.splitlines() if ln.strip()]
         if not ids:
             raise UserError(f"{list_file} lists no images.")
+        odd = next((i for i in ids if "/" in i or "\\" in i or i.startswith(".")), None)
+        if odd is not None:  # a path, not a file stem: it would read files outside the tree
+            raise UserError(f"{list_file} lists {odd[:60]!r}, not an image id (a file stem such "
+                            "as 000001); extract the VOC 2007 archive again.")
         self.annotations: List[Annotation] = []
         for image_id in ids:
             path = voc_dir / "Annotations" / f"{image_id}.xml"

@@ -45,6 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..arguments import check_images, check_targets, model_errors
 from ..errors import UserError
 
 
@@ -124,7 +125,7 @@ class Explainer(abc.ABC):
         """
         images, targets = check_call(model, images, targets)
         grad_ctx = torch.enable_grad() if self.needs_grad else torch.no_grad()
-        with grad_ctx:  # both restore the caller's grad mode on exit
+        with grad_ctx, model_errors(model, images):  # grad modes restore the caller's on exit
             maps = self.explain(model, images.detach(), targets)
         maps = maps.detach().to(device=images.device, dtype=torch.float32)
         B, _, H, W = images.shape
@@ -144,20 +145,14 @@ class Explainer(abc.ABC):
 # checks
 
 
-def model_device(model: nn.Module) -> Optional[torch.device]:
-    """The device of the model's first parameter (or buffer); None for a stateless model."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return None
-
-
 def check_call(model: nn.Module, images: Any, targets: Any):
     """Validate an explainer call; return ``(images, targets)`` (targets [B] int64 or None).
 
     Raises UserError (one line, says what to do) for a model in training mode, a model and
-    images on different devices, or badly shaped images/targets.
+    images on different devices, half/bf16 ones (use autocast), images holding NaN or inf,
+    badly shaped images/targets, or targets outside the model's classes
+    (:mod:`lico_bench.arguments`; a dtype or channel count the model does not take is named
+    when its forward pass refuses it, :func:`lico_bench.arguments.model_errors`).
     """
     if not isinstance(model, nn.Module):
         raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -171,17 +166,9 @@ def check_call(model: nn.Module, images: Any, targets: Any):
         raise UserError(f"images must be a float tensor (normalised), got {images.dtype}.")
     if images.shape[0] == 0:
         raise UserError("images is an empty batch; pass at least one image.")
-    dev = model_device(model)
-    if dev is not None and dev != images.device:
-        raise UserError(f"the model is on {dev} but the images are on {images.device}; "
-                        f"move the images with images.to('{dev}').")
+    check_images(model, images)   # device and dtype against the model's, finite
     if targets is not None:
-        if not isinstance(targets, torch.Tensor):
-            targets = torch.as_tensor(targets)
-        if targets.ndim != 1 or targets.shape[0] != images.shape[0] or targets.is_floating_point():
-            raise UserError(f"targets must be a [B] integer tensor with B = {images.shape[0]}, "
-                            f"got {targets.dtype} of shape {tuple(targets.shape)}.")
-        targets = targets.to(device=images.device, dtype=torch.long)
+        targets = check_targets(targets, images.shape[0], model, images.device)
     return images, targets
 
 

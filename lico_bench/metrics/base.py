@@ -37,6 +37,7 @@ from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Se
 import torch
 import torch.nn as nn
 
+from ..arguments import check_images, check_targets, model_errors
 from ..errors import UserError
 from ..options import check_value, unknown_option_message
 from ..registry import Registry
@@ -152,7 +153,20 @@ class Metric:
         ``needs_parts``, else ignored; explain: the explainer that made ``maps`` (for
         metrics with ``needs_explainer``); image_ids: the images' ids in the dataset ([B]
         ints; None = 0..B-1) and seed: the experiment's seed, for metrics with
-        ``needs_image_ids`` (else ignored)."""
+        ``needs_image_ids`` (else ignored). Half/bf16 models or images, images holding NaN
+        or inf, targets outside the model's classes, and images of a dtype or channel count
+        the model refuses are a one-line UserError (:mod:`lico_bench.arguments`)."""
+        if model is not None and isinstance(images, torch.Tensor) and images.ndim == 4:
+            check_images(model, images, same_device=False)   # half/bf16, finite
+            if targets is not None:
+                targets = check_targets(targets, images.shape[0], model, images.device)
+            with model_errors(model, images):   # a dtype or channel count the model refuses
+                return self._dispatch(model, images, maps, targets, masks, parts, explain,
+                                      image_ids, seed)
+        return self._dispatch(model, images, maps, targets, masks, parts, explain, image_ids, seed)
+
+    def _dispatch(self, model, images, maps, targets, masks, parts, explain, image_ids, seed):
+        """:meth:`compute` (or :meth:`compute_parts`) with what this metric needs."""
         if self.needs_masks and masks is None:
             raise UserError(f"metric {self.name!r} needs ground-truth masks; use a dataset with "
                             "masks (e.g. 'shapes') or drop this metric.")

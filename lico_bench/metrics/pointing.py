@@ -43,6 +43,15 @@ def _check(maps: torch.Tensor, masks: torch.Tensor):
     if maps.ndim != 3 or maps.shape != masks.shape:
         raise UserError(f"maps {list(maps.shape)} and masks {list(masks.shape)} must both be "
                         "[B, H, W] at input resolution; upsample the maps first.")
+    # both pointing games refuse the same maps: NaN has no maximum, and an infinite value
+    # has no share of the energy (inf / inf)
+    if not bool(torch.isfinite(maps).all()):
+        raise UserError("maps contain NaN or infinite values; fix the explainer output before "
+                        "scoring it.")
+    if masks.dtype != torch.bool and not bool(((masks == 0) | (masks == 1)).all()):
+        # a soft or random mask would become all True in the cast below, silently
+        raise UserError(f"masks must be bool (or hold only 0 and 1), got {masks.dtype} values "
+                        "other than 0 and 1; pass the object masks as a bool tensor.")
     return maps, masks.to(device=maps.device, dtype=torch.bool)
 
 
@@ -82,6 +91,7 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor,
 
     maps: [B, H, W] float (or [B, 1, H, W]); masks: [B, H, W] bool, the union of the
     explained class's instances, same size as the maps.
+    Maps holding NaN or inf are refused (a UserError), as by :func:`energy_pointing_game`.
     tolerance: pixels; hit iff ``min over mask pixels of ||p - point||_2 < tolerance``;
     None = :func:`default_tolerance` (H); 0 = the point must lie inside the mask.
     """
@@ -92,8 +102,6 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor,
     tolerance = float(tolerance)
     if not tolerance >= 0 or math.isinf(tolerance):
         raise UserError(f"tolerance must be a finite number of pixels >= 0, got {tolerance}.")
-    if torch.isnan(maps).any():
-        raise UserError("maps contain NaN; fix the explainer output before scoring it.")
     pt = pointing_points(maps)                                           # [B, 2]
     if tolerance == 0:
         hit = masks[torch.arange(b, device=maps.device), pt[:, 0], pt[:, 1]]
@@ -137,7 +145,8 @@ def energy_pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
     ``sum(relu(map) * mask) / sum(relu(map))``: the share of the non-negative saliency that
     falls inside the mask. NaN where the mask is empty (skipped, as in the pointing game) or
     where the map has no positive value (0/0: nothing to point with).
-    maps: [B, H, W] float; masks: [B, H, W] bool, same size.
+    maps: [B, H, W] float; masks: [B, H, W] bool, same size. Maps holding NaN or inf are
+    refused (a UserError), as by :func:`pointing_game`.
     """
     maps, masks = _check(maps, masks)
     m = maps.double().clamp(min=0).flatten(1)

@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from ..errors import UserError
 from ..io import safe_torch_load, torch_save
+from ..schemas import CHECKPOINT
 from ..registry import Registry
 from .backbones import Classifier, resnet, wide_resnet
 
@@ -71,17 +72,50 @@ class ModelCfg:
                    if self.guidance_settings else {})}
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ModelCfg":
+    def from_dict(cls, d: Dict[str, Any], where: str = "the checkpoint") -> "ModelCfg":
+        """The config of a checkpoint's ``cfg`` dict, each field typed as annotated here;
+        a one-line UserError naming ``where`` otherwise."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise UserError(f"model config has unknown keys {sorted(unknown)}; the checkpoint was "
                             "written by another version of lico-bench.")
-        d = dict(d)
+        from ..config import check_field_value, field_hints
+
+        hints = field_hints(cls)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise UserError(f"model config of {where} has no {', '.join(missing)}; it is damaged "
+                            "or not lico-bench's, train again.")
+        try:  # each field typed as its annotation says (``num_classes: "ten"`` was accepted)
+            d = {k: check_field_value(hints[k], v, f"model config field {k}", f"of {where}")
+                 for k, v in d.items()}
+        except UserError as e:
+            raise UserError(f"{e} It is damaged or not lico-bench's; train again.") from None
         for k in ("mean", "std", "class_names"):
             if k in d:
                 d[k] = tuple(d[k])
-        return cls(**d)
+        cfg = cls(**d)
+        why = cfg._inconsistent()
+        if why:
+            raise UserError(f"model config of {where}: {why}; it is damaged or not lico-bench's, "
+                            "train again.")
+        return cfg
+
+    def _inconsistent(self) -> Optional[str]:
+        """What no model lico-bench trains can have (a forged or damaged config), or None."""
+        from ..options import IMAGE_SIZE
+
+        if self.num_classes < 1:
+            return f"num_classes is {self.num_classes}"
+        if not IMAGE_SIZE.contains(self.image_size):
+            return f"image_size {self.image_size} is not {IMAGE_SIZE.describe()}"
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(s > 0 for s in self.std):
+            return f"mean {list(self.mean)} and std {list(self.std)} are not 3 values each, std > 0"
+        if self.family not in ("baseline", "lico"):
+            return f"family is {self.family!r}, not 'baseline' or 'lico'"
+        return None
 
 
 _MODELS: Registry[Callable[..., Classifier]] = Registry("model")
@@ -209,12 +243,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint dict (tensors and plain containers only: nothing in it runs), with
     a one-line error for a missing, corrupt or unsafe file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"checkpoint {str(path)!r} does not exist; train one with "
                         "'lico-bench train' or pass the right path.")
-    obj = safe_torch_load(path, f"checkpoint {str(path)!r}", "delete it and train again")
-    if not isinstance(obj, dict) or "cfg" not in obj or "state_dict" not in obj:
-        raise UserError(f"{str(path)!r} is not a lico-bench checkpoint (no model config inside).")
+    if path.is_dir():
+        raise UserError(f"checkpoint {str(path)!r} is a folder; pass the checkpoint file in it "
+                        "(model.pt).")
+    what, fix = f"checkpoint {str(path)!r}", "delete it and train again"
+    obj = CHECKPOINT.check(safe_torch_load(path, what, fix), what, fix)
     if obj.get("format", 0) > CHECKPOINT_FORMAT:
         raise UserError(f"checkpoint {str(path)!r} has format {obj['format']}, newer than this "
                         f"lico-bench ({CHECKPOINT_FORMAT}); upgrade lico-bench.")
@@ -245,8 +281,8 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     images of a size it was not trained for).
     """
     obj = read_checkpoint(path)
-    cfg = ModelCfg.from_dict(_upgrade_cfg(obj))
     where = f"checkpoint {str(path)!r}"
+    cfg = ModelCfg.from_dict(_upgrade_cfg(obj), where)
     if name is not None and name != cfg.name:
         raise UserError(f"{where} holds {cfg.name} (a {cfg.arch}), not {name}; pass a checkpoint "
                         f"of {name} or the model name {cfg.name}.")
@@ -272,9 +308,9 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     model.cfg = cfg
     try:
         model.load_state_dict(obj["state_dict"])
-    except RuntimeError as e:
+    except RuntimeError as e:   # the keys or shapes that differ, not just torch's first line
         raise UserError(f"{where} does not match its own architecture {cfg.arch} "
-                        f"({str(e).splitlines()[0]}); it is damaged, train again.") from None
+                        f"({' '.join(str(e).split())[:200]}); it is damaged, train again.") from None
     return model.to(map_location).eval()
 
 

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..io import safe_torch_load
+from ..schemas import INPUTS_FILE, MAPS_FILE
 
 INPUTS = Path("inputs.pt")
 LOGS = Path("logs")
@@ -45,8 +46,8 @@ def log_path(results: Path, key: str) -> Path:
 
 def read_maps(path: Path) -> dict:
     """One maps file (see the module docstring), loaded as data (weights_only)."""
-    return safe_torch_load(path, f"maps file {path}", "delete it and run the same command again",
-                           kind="maps file")
+    what, fix = f"maps file {path}", "delete it and run the same command again"
+    return MAPS_FILE.check(safe_torch_load(path, what, fix, kind="maps file"), what, fix)
 
 
 def read_inputs(results: Path) -> Optional[dict]:
@@ -54,9 +55,9 @@ def read_inputs(results: Path) -> Optional[dict]:
     path = results / INPUTS
     if not path.exists():
         return None
-    return safe_torch_load(path, f"inputs file {path}",
-                           "delete it and run 'python -m lico_bench.bench.figure_inputs "
-                           f"{results}'", kind="inputs file")
+    what = f"inputs file {path}"
+    fix = f"delete it and run 'python -m lico_bench.bench.figure_inputs {results}'"
+    return INPUTS_FILE.check(safe_torch_load(path, what, fix, kind="inputs file"), what, fix)
 
 
 def read_curves(results: Path) -> Dict[Tuple[str, str], Dict[str, list]]:

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..io import safe_torch_load
+from .figure_files import read_maps
 from .figure_style import DOUBLE_COLUMN_IN, MAP_CMAP, _plt, _pretty_model, _save
 from .maps_figure import _display
 from .stats import bootstrap_ci
@@ -102,8 +102,7 @@ def plot_stage_maps(results: Path, manifest: dict, models: List[str], methods: L
             path = results / "maps" / f"{dataset}__{model}__{method.replace(':', '-')}__seed{seed}.pt"
             if not path.exists():
                 continue
-            d = safe_torch_load(path, f"maps file {path}", "delete it and run the same command again",
-                                kind="maps file")
+            d = read_maps(path)
             stage = d.get("metric_maps", {}).get(metric)
             if stage is None or len(stage) <= image:
                 continue

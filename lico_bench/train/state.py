@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from ..errors import UserError
 from ..io import safe_torch_load, write_text
+from ..schemas import TRAIN_STATE
 
 STATE_FORMAT = 1
 
@@ -92,14 +93,19 @@ def restore_state(path: Path, cfg_dict: dict, model: nn.Module, optimizer, sched
     if comparable(_with_new_defaults(state["train_cfg"], cfg_dict)) != comparable(cfg_dict):
         raise UserError(f"{path} was written with other options; rerun with the same options "
                         "or without --resume (use --force to start over).")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if ema is not None:
-        ema.model.load_state_dict(state["ema"])
-        ema.updates = state["ema_updates"]
-    if head is not None:
-        head.load_trainable_state_dict(state["head"])
+    try:  # typed by TRAIN_STATE; a tensor of the wrong shape or a missing key is caught here
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.model.load_state_dict(state["ema"] if state["ema"] is not None else {})
+            ema.updates = state["ema_updates"]
+        if head is not None:
+            head.load_trainable_state_dict(state["head"] if state["head"] is not None else {})
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+        first = " ".join(str(e).split())[:160] or type(e).__name__
+        raise UserError(f"{path} does not fit the model and optimizer it resumes ({first}); "
+                        "delete it or rerun without --resume.") from None
     return state["epoch"], state["history"]
 
 
@@ -123,10 +129,11 @@ def _with_new_defaults(saved: dict, current: dict) -> dict:
 
 def read_state(path: Path) -> dict:
     """A ``last.pt`` file, loaded as data (weights_only); not one: a one-line error."""
-    state = safe_torch_load(path, f"training state {path}", "delete it and rerun without --resume",
-                            kind="training state")
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise UserError(f"{path} is not a lico-bench training state; delete it or rerun without --resume.")
+    what, fix = f"training state {path}", "delete it or rerun without --resume"
+    state = TRAIN_STATE.check(safe_torch_load(path, what, fix, kind="training state"), what, fix)
+    if state["format"] != STATE_FORMAT:
+        raise UserError(f"{what} has format {state['format']}, this lico-bench reads "
+                        f"{STATE_FORMAT}; {fix}.")
     return state
 
 

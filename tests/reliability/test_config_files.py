@@ -36,15 +36,15 @@ RUN_CONFIGS = {
     "cifar10_wrn28_2.toml": ["--dataset", "cifar10", "--model", "baseline_wrn28_2", "--model",
                              "lico_wrn28_2", "--method", "gradcam", "--method", "gradcampp",
                              "--method", "scorecam", "--method", "rise", "--seeds", "0", "1", "2",
-                             "--n-images", "1000", "--no-train", "--out", "results/cifar10_wrn28_2"],
+                             "--n-images", "1000", "--no-train"],
     "cifar100_wrn28_8.yaml": ["--dataset", "cifar100", "--model", "baseline_wrn28_8", "--model",
                               "lico_wrn28_8", "--method", "gradcam", "--method", "gradcampp",
                               "--method", "scorecam", "--method", "rise", "--seeds", "0", "1", "2",
-                              "--n-images", "1000", "--no-train", "--out", "results/cifar100_wrn28_8"],
+                              "--n-images", "1000", "--no-train"],
     "imagenette_r50.yaml": ["--dataset", "imagenette", "--split", "val", "--model", "baseline_r50",
                             "--model", "lico_r50", "--method", "gradcam", "--method", "gradcampp",
                             "--method", "scorecam", "--method", "rise", "--n-images", "1000",
-                            "--batch-size", "25", "--no-train", "--out", "results/imagenette_r50"],
+                            "--batch-size", "25", "--no-train"],
 }
 TRAIN_CONFIGS = {
     "train_cifar10_wrn28_2.yaml": ["--preset", "cifar10", "--model", "lico_wrn28_2"],
@@ -167,11 +167,12 @@ def test_run_from_a_config_file_is_the_run_of_the_flags(capsys, ckpts, reference
         "batch_size: 5\ntrain: false\ndevice: cpu\nmethod_options: {rise: {N: 40}}\n"
         f"out: res\ncheckpoints: {{baseline_tiny: '{ckpts['baseline_tiny']}', "
         f"lico_tiny: '{ckpts['lico_tiny']}'}}\n")
-    assert _spec("--config", str(cfg)) == _spec(*argv[1:])
+    # the file's out is taken when --out repeats it (a file never chooses it alone)
+    assert _spec("--config", str(cfg), "--out", "res") == _spec(*argv[1:])
     work = tmp_path / "w"
     work.mkdir()
     with chdir(work):
-        cli_ok(capsys, ["run", "--config", str(cfg), "--quiet"])
+        cli_ok(capsys, ["run", "--config", str(cfg), "--quiet", "--out", "res"])
     ref = reference_run["dir"]
     assert rows(work / "res") == reference_run["rows"]
     t1, t2 = reference_run["tables"], tables(work / "res")
@@ -180,11 +181,15 @@ def test_run_from_a_config_file_is_the_run_of_the_flags(capsys, ckpts, reference
     m1, m2 = (json.loads((d / "manifest.json").read_text()) for d in (ref, work / "res"))
     assert m1["spec"] == m2["spec"]
     # the manifest (or its spec alone) as --config gives the recorded spec back
-    assert dataclasses.asdict(_spec("--config", str(ref / "manifest.json"))) == m1["spec"]
+    assert dataclasses.asdict(_spec("--config", str(ref / "manifest.json"), "--out", "res")) == m1["spec"]
     (tmp_path / "spec.json").write_text(json.dumps(m1["spec"]))
-    assert dataclasses.asdict(_spec("--config", str(tmp_path / "spec.json"))) == m1["spec"]
+    assert dataclasses.asdict(_spec("--config", str(tmp_path / "spec.json"), "--out", "res")) == m1["spec"]
     # --from-manifest still reads it; with --config too it refuses
-    assert _spec("--from-manifest", str(ref / "manifest.json")) == _spec("--config", str(ref / "manifest.json"))
+    assert _spec("--from-manifest", str(ref / "manifest.json"), "--out", "res") == \
+        _spec("--config", str(ref / "manifest.json"), "--out", "res")
+    # without --out, the file's out is refused (even a relative one)
+    cli_error(capsys, ["run", "--config", str(cfg), "--quiet"], f"{str(cfg)!r} sets out to 'res'; "
+              "a file does not choose where results are written: pass --out 'res'", watch=[tmp_path])
     cli_error(capsys, ["run", "--from-manifest", str(ref / "manifest.json"), "--config", str(cfg)],
               "--from-manifest takes every option from the manifest; drop --config", watch=[tmp_path])
 

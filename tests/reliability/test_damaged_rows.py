@@ -90,7 +90,7 @@ def _damage(res, how, old_format=False):
         for c in (res / "rows").glob("*.check.json"):
             c.unlink()
         man = json.loads((res / "manifest.json").read_text())
-        del man["row_checks"]
+        del man["row_checks"], man["cpu"]   # keys added after checks (results/shapes_variants)
         (res / "manifest.json").write_text(json.dumps(man))
     f = res / "rows" / DAMAGED
     f.write_bytes(how(f.read_bytes()))
@@ -298,3 +298,20 @@ def test_older_results_with_some_checks_need_all(capsys, work):
     (f.parent / f"{DAMAGED[:-6]}.check.json").unlink()
     cli_error(capsys, ["report", str(work / "res")], f"rows file {f} is damaged: "
               + MISSING_CHECK, watch=[work])
+
+
+def test_older_results_with_every_check_deleted(capsys, work):
+    """A manifest written before "row_checks" existed but after check files did (it records
+    the host ``cpu``, as results/shapes_default does), with every check file deleted and a
+    value forged: before, the rows were read as "unverified" and the forged value was in
+    the tables; now each missing check is damage."""
+    man = json.loads((work / "res" / "manifest.json").read_text())
+    del man["row_checks"]
+    assert "cpu" in man
+    (work / "res" / "manifest.json").write_text(json.dumps(man))
+    for c in (work / "res" / "rows").glob("*.check.json"):
+        c.unlink()
+    f = work / "res" / "rows" / DAMAGED
+    f.write_bytes(_edit_value(f.read_bytes()))
+    cli_error(capsys, ["report", str(work / "res")], "is damaged: " + MISSING_CHECK,
+              watch=[work])

@@ -10,6 +10,7 @@ import struct
 import zlib
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -174,4 +175,190 @@ def test_config_symlinked_to_dev_zero(capsys, tmp_path):
     os.symlink("/dev/zero", cfg)
     with no_hang():
         cli_error(capsys, ["run", "--config", str(cfg), "--quiet"], f"config file {str(cfg)!r}",
+                  watch=[tmp_path])
+
+
+# ---------------------------------------------------------------------------- typed fields
+def _cifar_root(tmp_path, labels, n=4):
+    """A CIFAR-10 test batch of ``n`` images with ``labels`` (and the meta file)."""
+    import pickle
+
+    from lico_bench.data.cifar import CIFAR10_CLASSES
+
+    d = tmp_path / "data" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    batch = {b"batch_label": b"testing batch 1 of 1", b"labels": labels,
+             b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+             b"filenames": [b"x.png"] * n}
+    (d / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    (d / "batches.meta").write_bytes(pickle.dumps(
+        {b"label_names": [c.encode() for c in CIFAR10_CLASSES]}, protocol=2))
+    return tmp_path / "data", d / "test_batch"
+
+
+@pytest.mark.parametrize("labels,n,needle", [
+    (["a", "b", "c", "d"], 4, "labels[0] must be an integer, got 'a'"),
+    ([0.5, 1.5, 2, 3], 4, "labels[0] must be an integer, got 0.5"),   # was truncated to 0
+    (5, 4, "labels must be a list of integers, got 5"),
+    ([], 0, "hold no images"),                                         # was a matplotlib traceback
+], ids=["text", "floats", "an-int", "empty-batch"])
+def test_cifar_batch_with_bad_labels(capsys, tmp_path, labels, n, needle):
+    root, batch = _cifar_root(tmp_path, labels, n)
+    cli_error(capsys, ["dataset", "show", "cifar10", "--split", "test", "--root", str(root), "-n",
+                       "4", "--out", str(tmp_path / "grid.png")], str(batch), needle,
+              watch=[tmp_path])
+
+
+def _voc_root(tmp_path, box=("1", "1", "10", "10"), size=("20", "20"), listing=b"000001\n"):
+    """A VOC 2007 test split of one 20x20 JPEG with one dog."""
+    v = tmp_path / "voc" / "VOC2007"
+    for s in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (v / s).mkdir(parents=True)
+    Image.new("RGB", (20, 20), (100, 50, 20)).save(v / "JPEGImages" / "000001.jpg")
+    (v / "Annotations" / "000001.xml").write_text(
+        f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size><object>"
+        f"<name>dog</name><difficult>0</difficult><bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}"
+        f"</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object></annotation>")
+    (v / "ImageSets" / "Main" / "test.txt").write_bytes(listing)
+    return tmp_path / "voc", v
+
+
+def _show_voc(root, tmp_path):
+    return ["dataset", "show", "voc2007", "--split", "test", "--root", str(root), "-n", "1",
+            "--out", str(tmp_path / "grid.png")]
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(box=("inf", "1", "10", "10")), "<xmin> is 'inf', not a pixel coordinate"),
+    (dict(box=("1", "1", "1e400", "10")), "<xmax> is '1e400', not a pixel coordinate"),
+    (dict(box=("1", "1", "nan", "10")), "<xmax> is 'nan', not a pixel coordinate"),
+    (dict(box=("1", "1", "1e30", "10")), "<xmax> is '1e30', not a pixel coordinate"),
+    (dict(size=("1e400", "20")), "<width> is '1e400', not a pixel coordinate"),
+    (dict(listing=b"\xff\xfe000001\n"), "is not UTF-8 text"),
+    (dict(listing=b"../../../etc/passwd\n"), "lists '../../../etc/passwd', not an image id"),
+], ids=["inf", "1e400", "nan", "1e30", "size-1e400", "list-not-utf8", "list-path"])
+def test_voc_files_with_bad_values(capsys, tmp_path, kw, needle):
+    root, _ = _voc_root(tmp_path, **kw)
+    with no_hang():
+        cli_error(capsys, _show_voc(root, tmp_path), needle, watch=[tmp_path])
+
+
+def test_voc_list_that_is_a_fifo(capsys, tmp_path):
+    """The split's list file is a FIFO: not taken for the list (held: the loader looks for
+    regular files), never waited on."""
+    root, v = _voc_root(tmp_path)
+    lst = v / "ImageSets" / "Main" / "test.txt"
+    lst.unlink()
+    os.mkfifo(lst)
+    with no_hang():
+        cli_error(capsys, _show_voc(root, tmp_path), "PASCAL VOC 2007 test not found under",
+                  watch=[tmp_path])
+
+
+def test_voc_control_reads(capsys, tmp_path):
+    """The same files with good values are read (the cases above fail for their value)."""
+    root, _ = _voc_root(tmp_path)
+    cli_ok(capsys, _show_voc(root, tmp_path))
+    assert (tmp_path / "grid.png").is_file()
+
+
+# ---------------------------------------------------------------------------- torch and check files
+NOT_REGULAR = "is not a regular file (a FIFO, device or socket, e.g. a symlink to /dev/zero)"
+
+
+def _special(path, kind):
+    """Replace ``path`` by a FIFO, a symlink to /dev/zero or a folder."""
+    if path.exists():
+        path.unlink()
+    {"fifo": os.mkfifo, "zero": lambda p: os.symlink("/dev/zero", p), "dir": os.mkdir}[kind](path)
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("fifo", NOT_REGULAR), ("zero", NOT_REGULAR),
+    ("dir", "is a folder; pass the checkpoint file in it"),
+])
+def test_checkpoint_that_is_no_regular_file(capsys, ckpts, tmp_path, kind, needle):
+    """``--checkpoint`` naming a FIFO, /dev/zero or a folder: each was "does not exist"."""
+    ck = tmp_path / "model.pt"
+    _special(ck, kind)
+    argv = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "4",
+            "--device", "cpu", "--quiet", "--no-train", "--out", str(tmp_path / "res"),
+            "--checkpoint", f"baseline_tiny={ck}"]
+    with no_hang():
+        cli_error(capsys, argv, f"checkpoint {str(ck)!r} {needle}", watch=[tmp_path])
+
+
+@pytest.fixture
+def res(tmp_path, reference_run):
+    shutil.copytree(reference_run["dir"], tmp_path / "res")
+    return tmp_path / "res"
+
+
+@pytest.mark.parametrize("which", ["inputs", "maps"])
+def test_figure_files_that_are_fifos(capsys, res, which):
+    """inputs.pt or a maps file replaced by a FIFO: ``figures`` hung in torch.load."""
+    p = res / "inputs.pt" if which == "inputs" else sorted((res / "maps").glob("*.pt"))[0]
+    _special(p, "fifo")
+    with no_hang():
+        cli_error(capsys, ["figures", str(res), "--format", "png"], str(p), NOT_REGULAR,
+                  watch=[res.parent])
+
+
+def test_check_file_that_is_a_fifo(capsys, res):
+    """A rows file's check file replaced by a FIFO: ``report`` hung reading it."""
+    f = sorted((res / "rows").glob("*.jsonl"))[0]
+    c = f.with_name(f.name[: -len(".jsonl")] + ".check.json")
+    _special(c, "fifo")
+    with no_hang():
+        cli_error(capsys, ["report", str(res)], f"rows file {f} is damaged: its check file "
+                  f"{c.name} is not readable", watch=[res.parent])
+
+
+def test_training_state_that_is_a_fifo(capsys, tmp_path, reference_training):
+    """``train --resume`` with last.pt replaced by a FIFO: it hung in torch.load."""
+    from tests.reliability.common import chdir, train_argv
+
+    shutil.copytree(reference_training.parents[3], tmp_path / "runs")
+    last = tmp_path / "runs" / "shapes" / "baseline_tiny" / "seed0" / "last.pt"
+    _special(last, "fifo")
+    with chdir(tmp_path), no_hang():
+        cli_error(capsys, train_argv("runs", epochs=5, extra=["--resume"]),
+                  f"training state {last.relative_to(tmp_path)} {NOT_REGULAR}", watch=[tmp_path])
+
+
+def _png_named_jpg(d):
+    (d / "p.jpg").write_bytes((d / "img0.png").read_bytes())
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: Image.fromarray(np.zeros((16, 16), dtype=np.uint16)).save(d / "a.png"),
+    lambda d: Image.new("CMYK", (16, 16)).save(d / "c.jpg"),
+    _png_named_jpg,
+    lambda d: Image.new("RGB", (1, 1)).save(d / "one.png"),
+    lambda d: Image.new("RGB", (20000, 1)).save(d / "wide.png"),
+    lambda d: Image.new("RGB", (8, 8)).save(d / "a\nb.png"),
+], ids=["16-bit", "cmyk", "png-named-jpg", "1x1", "20000x1", "newline-in-name"])
+def test_odd_but_valid_images_are_read(capsys, tmp_path, make):
+    """Held: each is read as an RGB image (7 images in the split)."""
+    root = _folder(tmp_path / "data")
+    make(root / "test" / "cls0")
+    with no_hang():
+        cli_ok(capsys, ["dataset", "show", "imagefolder", "--split", "test", "--root", str(root),
+                        "-n", "7", "--out", str(tmp_path / "grid.png")])
+    assert (tmp_path / "grid.png").is_file()
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda d: (d / "z.png").write_bytes(b""), "not a JPEG, PNG, PPM, BMP, TIFF or WEBP image"),
+    (lambda d: (d / "t.png").write_bytes((d / "img0.png").read_bytes()[:60]),
+     "image file is truncated"),
+    (lambda d: (d / "x.png").write_text("hello"), "not a JPEG, PNG, PPM, BMP, TIFF or WEBP image"),
+], ids=["zero-bytes", "truncated-png", "text-named-png"])
+def test_broken_images_are_one_line(capsys, tmp_path, make, needle):
+    """Held: one line naming the file."""
+    root = _folder(tmp_path / "data")
+    make(root / "test" / "cls0")
+    with no_hang():
+        cli_error(capsys, _show(root, tmp_path / "grid.png"), "cannot read image", needle,
                   watch=[tmp_path])

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.reliability.common import cli_error, cli_ok
+from tests.reliability.common import chdir, cli_error, cli_ok
 
 
 def _run(ckpt, *extra):
@@ -67,3 +67,46 @@ def test_a_wrong_layer_is_refused_before_anything_is_written(capsys, ckpts, tmp_
               "model has no layer 'nonexistent'", watch=[tmp_path])
     cli_ok(capsys, _run(ckpts["baseline_tiny"], "--out", str(out)))
     assert (out / "manifest.json").is_file() and (out / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("how", ["--config", "--from-manifest"])
+def test_a_relative_out_from_a_file_is_refused_too(capsys, reference_run, tmp_path, how):
+    """A config or manifest whose ``out`` is relative (``res``, inside the working folder):
+    a file does not choose where results go either, unless ``--out`` repeats it (before,
+    a relative one was taken). With ``--out`` repeating it, the run goes ahead."""
+    man = json.loads((reference_run["dir"] / "manifest.json").read_text())
+    man["spec"]["out"] = "res"
+    src = tmp_path / "shared" / ("manifest.json" if how == "--from-manifest" else "cfg.json")
+    src.parent.mkdir()
+    src.write_text(json.dumps(man if how == "--from-manifest" else man["spec"]))
+    work = tmp_path / "work"
+    work.mkdir()
+    with chdir(work):
+        cli_error(capsys, ["run", how, str(src), "--quiet"], f"{str(src)!r} sets out to 'res'; a "
+                  "file does not choose where results are written: pass --out 'res'",
+                  watch=[tmp_path])
+        assert not (work / "res").exists()
+        cli_ok(capsys, ["run", how, str(src), "--quiet", "--out", "res"])
+    assert (work / "res" / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("command,key,value", [
+    ("train", "out", "ABS"), ("train", "out", "elsewhere"), ("run", "runs", "ABS"),
+], ids=["train-out-absolute", "train-out-relative", "run-runs-absolute"])
+def test_a_config_chooses_no_training_folder(capsys, tmp_path, command, key, value):
+    """``train --config`` whose ``out`` (the runs folder a training writes into) or ``run
+    --config`` whose ``runs`` (where a missing checkpoint is trained) the file alone
+    chose: both trained into it. Refused unless the flag repeats it."""
+    value = str(tmp_path / "victim") if value == "ABS" else value
+    cfg = tmp_path / "shared" / "cfg.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text(f"{key}: {value}\n" + ("epochs: 1\nn_train: 64\n" if command == "train" else
+                                          "models: [baseline_tiny]\nn_images: 4\n"))
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = [command, "--config", str(cfg), "--device", "cpu", "--quiet"] + (
+        ["--model", "baseline_tiny"] if command == "train" else ["--out", "res"])
+    with chdir(work):
+        cli_error(capsys, argv, f"{str(cfg)!r} sets {key} to {value!r}", "a file does not "
+                  f"choose where results are written: pass --{key} {value!r}", watch=[tmp_path])
+    assert not (tmp_path / "victim").exists()

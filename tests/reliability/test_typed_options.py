@@ -167,3 +167,32 @@ def test_run_image_size_range(capsys, ckpts, tmp_path):
     cli_error(capsys, _run(ckpts, tmp_path / "out", "--image-size", "4097"),
               "argument --image-size: expected an integer in [16, 1024]", "got 4097",
               watch=[tmp_path])
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--save-maps", "-1"], "argument --save-maps: expected an integer >= 0, got -1"),
+    (["--metrics", ""], "--metrics names no metric; name at least one, or leave --metrics out"),
+    (["--metrics", "insertion,insertion"], "a metric is given twice: ['insertion', 'insertion']"),
+], ids=["save-maps-negative", "metrics-empty", "metric-twice"])
+def test_run_options_that_were_silently_taken(capsys, ckpts, tmp_path, extra, needle):
+    """--save-maps -1 saved no maps, --metrics "" ran the default metrics, and a metric
+    given twice was scored twice (a method given twice was refused)."""
+    argv = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "4",
+            "--device", "cpu", "--quiet", "--no-train", "--out", str(tmp_path / "res"),
+            "--checkpoint", f"baseline_tiny={ckpts['baseline_tiny']}", *extra]
+    cli_error(capsys, argv, needle, watch=[tmp_path])
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got 0"),
+    (["--device", "nonsense"], "unknown device 'nonsense'"),
+    (["--method-option", "gradcam.layer=5"], "option layer of method 'gradcam' must be a string"),
+    (["--metric-option", "insertion.step=-1"], "option step of metric 'insertion' must be an "
+                                                "integer >= 1"),
+], ids=["batch-0", "device-nonsense", "layer-int", "step-negative"])
+def test_run_options_held_in_round_four(capsys, ckpts, tmp_path, extra, needle):
+    device = [] if "--device" in extra else ["--device", "cpu"]
+    argv = ["run", "--model", "baseline_tiny", "--method", "gradcam", "--n-images", "4",
+            *device, "--quiet", "--no-train", "--out", str(tmp_path / "res"),
+            "--checkpoint", f"baseline_tiny={ckpts['baseline_tiny']}", *extra]
+    cli_error(capsys, argv, needle, watch=[tmp_path])
