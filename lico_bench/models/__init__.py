@@ -113,8 +113,9 @@ class ModelCfg:
             return f"image_size {self.image_size} is not {IMAGE_SIZE.describe()}"
         if len(self.mean) != 3 or len(self.std) != 3 or not all(s > 0 for s in self.std):
             return f"mean {list(self.mean)} and std {list(self.std)} are not 3 values each, std > 0"
-        if self.family not in ("baseline", "lico"):
-            return f"family is {self.family!r}, not 'baseline' or 'lico'"
+        known = ("baseline", "lico", *FAMILIES)   # the peers (guided, rrr, sgt) too
+        if self.family not in known:
+            return f"family is {self.family!r}, not one of {', '.join(map(repr, known))}"
         return None
 
 

@@ -53,7 +53,7 @@ def _set_cfg(key, value):
     (_set_cfg("image_size", 10 ** 9), "image_size 1000000000 is not in [16, 1024]"),
     (_set_cfg("mean", [0.1, 0.2]), "mean [0.1, 0.2] and std"),             # was accepted
     (_set_cfg("std", [0.0, 0.0, 0.0]), "std [0.0, 0.0, 0.0] are not 3 values each, std > 0"),
-    (_set_cfg("family", "weird"), "family is 'weird', not 'baseline' or 'lico'"),
+    (_set_cfg("family", "weird"), "family is 'weird', not one of 'baseline', 'lico', 'guided'"),
     (lambda o: o["state_dict"].__setitem__("extra.weight", torch.zeros(1)),
      'Unexpected key(s) in state_dict: "extra.weight"'),                  # named no key before
 ], ids=["cfg-text", "state-dict-list", "format-text", "extra-text", "num-classes-text",
