@@ -13,6 +13,12 @@ results only: no dataset, explainer, metric or checkpoint is needed to draw a fi
                               images [k, H, W, 3] float32 in [0, 1] (de-normalised),
                               masks [k, H, W] bool or None, labels [k] class names
     logs/<model>@seed<s>.csv  a copy of each checkpoint's training log (log.csv)
+    thumbs/meta.json          the small images of every evaluated image, for the results
+    thumbs/inputs/NNNN.png    browser (index.html): tile size T (<= 64 px), 16 tiles a row,
+    thumbs/masks/NNNN.png     256 a sheet; image i is tile i % 256 of sheet i // 256, row-major.
+    thumbs/<experiment>/NNNN.png   inputs RGB, masks and maps 8-bit grey; each map min-max
+                              scaled to 0..255 on its own (its shape, not its scale)
+    wall_time.json            the last 'run' command's wall time in seconds (wall_s)
 
 Results written before these files existed lack ``points``, ``inputs.pt`` or ``logs/``;
 the figures then leave out what needs them, with a one-line note
@@ -31,6 +37,16 @@ from ..io import safe_torch_load
 
 INPUTS = Path("inputs.pt")
 LOGS = Path("logs")
+THUMBS = Path("thumbs")
+THUMB_META = THUMBS / "meta.json"
+THUMBS_PER_ROW = 16
+THUMBS_PER_SHEET = THUMBS_PER_ROW * 16
+WALL_TIME = Path("wall_time.json")
+
+
+def thumb_sheet(results: Path, folder: str, sheet: int) -> Path:
+    """Sheet ``sheet`` of ``thumbs/<folder>/`` (folder: "inputs", "masks" or an experiment key)."""
+    return results / THUMBS / folder / f"{sheet:04d}.png"
 
 
 def maps_path(results: Path, dataset: str, model: str, method: str, seed: int) -> Path:
