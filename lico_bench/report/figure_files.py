@@ -14,10 +14,11 @@ results only: no dataset, explainer, metric or checkpoint is needed to draw a fi
                               masks [k, H, W] bool or None, labels [k] class names
     logs/<model>@seed<s>.csv  a copy of each checkpoint's training log (log.csv)
     thumbs/meta.json          the small images of every evaluated image, for the results
-    thumbs/inputs/NNNN.png    browser (index.html): tile size T (<= 64 px), 16 tiles a row,
+    thumbs/inputs/NNNN.jpg    browser (index.html): tile size T (<= 64 px), 16 tiles a row,
     thumbs/masks/NNNN.png     256 a sheet; image i is tile i % 256 of sheet i // 256, row-major.
-    thumbs/<experiment>/NNNN.png   inputs RGB, masks and maps 8-bit grey; each map min-max
-                              scaled to 0..255 on its own (its shape, not its scale)
+    thumbs/<experiment>/NNNN.png   inputs RGB (JPEG, quality 90, no chroma subsampling),
+                              masks and maps 8-bit grey PNG; each map min-max scaled to
+                              0..255 on its own (its shape, not its scale)
     wall_time.json            the last 'run' command's wall time in seconds (wall_s)
 
 Results written before these files existed lack ``points``, ``inputs.pt`` or ``logs/``;
@@ -46,7 +47,7 @@ WALL_TIME = Path("wall_time.json")
 
 def thumb_sheet(results: Path, folder: str, sheet: int) -> Path:
     """Sheet ``sheet`` of ``thumbs/<folder>/`` (folder: "inputs", "masks" or an experiment key)."""
-    return results / THUMBS / folder / f"{sheet:04d}.png"
+    return results / THUMBS / folder / f"{sheet:04d}.{'jpg' if folder == 'inputs' else 'png'}"
 
 
 def maps_path(results: Path, dataset: str, model: str, method: str, seed: int) -> Path:

@@ -1,7 +1,7 @@
 """A results directory for the results-browser tests, built by hand so its answers are known:
 two models (baseline_r18, lico_r18) x two methods (gradcam, rise) or one, one seed, ``n`` images
 with labels, predictions and three metrics drawn from a seeded generator, and thumbs/ sheets
-whose tiles are distinct (image i's input tile is a solid colour derived from i)."""
+whose tiles are distinct (image i's input and mask tiles are solid colours derived from i)."""
 import json
 from pathlib import Path
 
@@ -56,7 +56,8 @@ def make_results(root: Path, n: int, thumbs: bool = True, methods=METHODS) -> Pa
         ids = torch.arange(n)
         colour = torch.stack([ids % 256, (ids * 7) % 256, (ids * 13) % 256], 1).to(torch.uint8)
         write_sheets(res, "inputs", colour[:, None, None, :].expand(n, TILE, TILE, 3).contiguous())
-        write_sheets(res, "masks", torch.full((n, TILE, TILE), 255, dtype=torch.uint8))
+        grey = (100 + ids % 100).to(torch.uint8)   # image i's mask tile: solid grey 100 + i % 100
+        write_sheets(res, "masks", grey[:, None, None].expand(n, TILE, TILE).contiguous())
         ramp = torch.arange(TILE * TILE).reshape(TILE, TILE).to(torch.uint8) * 4   # 0..252
         for model in MODELS:
             for method in methods:

@@ -216,11 +216,11 @@ def test_only_rows_on_screen_are_built_and_their_sheets_loaded(page, res):
     height = page.execute_script("return document.getElementById('list').clientHeight")
     assert n_rows <= height // 72 + 8 < N     # rows of 72 px, 3 above and below the screen
     first = page.execute_script(sheets)
-    assert "inputs/0000.png" in first and not any(s.endswith("0001.png") for s in first)
+    assert "inputs/0000.jpg" in first and not any("/0001." in s for s in first)
     page.execute_script("const l = document.getElementById('list'); l.scrollTop = l.scrollHeight;")
     page.execute_script("return new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     assert shown_rows(page)[-1][0] == N - 1
-    assert "inputs/0001.png" in page.execute_script(sheets)
+    assert "inputs/0001.jpg" in page.execute_script(sheets)
 
 
 def test_a_table_link_shows_the_images_behind_its_row(page, res):
@@ -249,5 +249,6 @@ def test_figures_and_run_section_and_a_screenshot_that_is_not_blank(page, res, t
     assert (img != 255).any(axis=2).mean() > 0.1          # a tenth of the page is not white (0 when blank)
     colours = {tuple(c) for c in img.reshape(-1, 3)[::7]}
     assert len(colours) > 100
-    # image 3's input tile is the solid colour (3, 21, 39) (browser_results), drawn as is
-    assert (img == (3, 21, 39)).all(axis=2).sum() >= 32 * 32
+    # image 3's mask tile is the solid grey 103 (browser_results, a lossless PNG), drawn as is
+    # on 64 x 64 pixels, of which the tile's 2-px margin and borders take none
+    assert (img == (103, 103, 103)).all(axis=2).sum() >= 64 * 64
