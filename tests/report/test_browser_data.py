@@ -85,3 +85,14 @@ def test_report_keeps_the_tables_and_rewrites_the_page(res):
     assert {p: p.read_bytes() for p in before} == before
     assert not list(res.glob(".index.html.*"))   # no temporary file left (lico_bench.io)
 
+
+
+def test_figures_command_writes_the_page_with_its_figures(tmp_path, capsys):
+    from lico_bench.cli import main
+
+    res = make_results(tmp_path, 20, thumbs=False, methods=("gradcam",))
+    (res / PAGE).unlink()
+    assert main(["figures", str(res), "--format", "png"]) == 0
+    html = (res / PAGE).read_text()
+    assert (res / "figures" / "paired.png").is_file() and 'src="figures/paired.png"' in html
+    assert f"results browser: {res / PAGE}" in capsys.readouterr().out
