@@ -102,10 +102,10 @@ def save_input_thumbs(results: Path, ds, n: int, batch_size: int) -> None:
     """The input images (de-normalised, RGB) and masks of the first ``n`` images of ``ds`` as
     sheets, then ``thumbs/meta.json``; nothing when the meta file already says the same
     (a resumed run). One pass over the data, ``batch_size`` images at a time."""
-    first = ds.get_batch([0]).images   # [1, C, H, W]: the size the maps have too (a grid's)
-    t = tile_size(first.shape[-1])
+    first = ds.get_batch([0])   # images [1, C, H, W]: the size the maps have too (a grid's)
+    t, first_masks = tile_size(first.images.shape[-1]), first.masks
     meta = {"tile": t, "per_row": THUMBS_PER_ROW, "per_sheet": THUMBS_PER_SHEET, "n_images": n,
-            "masks": bool(ds.info.has_masks)}
+            "masks": bool(first_masks is not None)}
     path = results / THUMB_META
     if path.is_file() and sheets_complete(results, "inputs", n):
         try:
@@ -124,5 +124,4 @@ def save_input_thumbs(results: Path, ds, n: int, batch_size: int) -> None:
     write_sheets(results, "inputs", torch.cat(images))
     if masks:
         write_sheets(results, "masks", torch.cat(masks))
-    meta["masks"] = bool(masks)
     write_text(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
