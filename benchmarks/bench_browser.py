@@ -135,7 +135,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--results", type=Path, default=None, help="measure a copy of this results directory")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--tables-from", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "shapes_default",
+    ap.add_argument("--tables-from", type=Path,
+                    default=Path(__file__).resolve().parents[1] / "results" / "shapes_default",
                     help="results directory whose summary.csv and methods.csv the synthetic page shows")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-browser-"))

@@ -423,7 +423,8 @@ def run(spec: RunSpec, log: Callable[[str], None] = print, progress: bool = True
         from ..io import write_json
         from ..report.figure_files import WALL_TIME
 
-        write_json(out / WALL_TIME, {"command": command, "wall_s": round(time.perf_counter() - t0, 1)})
+        write_json(out / WALL_TIME, {"command": command,
+                                     "wall_s": round(time.perf_counter() - t0, 1)})
     if report and runner.dist.is_main:
         from ..report import build_report
 

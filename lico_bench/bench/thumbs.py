@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from ..data.show import denormalise
 from ..io import atomic_path, write_text
-from ..report.figure_files import THUMB_META, THUMBS_PER_ROW, THUMBS_PER_SHEET, thumb_sheet
+from ..report.figure_files import (THUMB_META, THUMBS_PER_ROW, THUMBS_PER_SHEET,  # noqa: F401
+                                   sheets_complete, thumb_sheet)
 
 MAX_TILE = 64
 
@@ -90,12 +91,6 @@ def write_sheets(results: Path, folder: str, tiles: torch.Tensor) -> List[Path]:
                                        "JPEG" if folder == "inputs" else "PNG"))
         paths.append(path)
     return paths
-
-
-def sheets_complete(results: Path, folder: str, n: int) -> bool:
-    """Whether every sheet of ``n`` images of ``thumbs/<folder>/`` is there."""
-    return all(thumb_sheet(results, folder, s).is_file()
-               for s in range(math.ceil(n / THUMBS_PER_SHEET)))
 
 
 def save_input_thumbs(results: Path, ds, n: int, batch_size: int) -> None:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..io import write_text
 from .common import load_manifest, load_rows, metric_directions, pair_models
-from .figure_files import THUMB_META, THUMBS_PER_ROW, THUMBS_PER_SHEET, WALL_TIME, thumb_sheet
+from .figure_files import THUMB_META, THUMBS_PER_ROW, THUMBS_PER_SHEET, WALL_TIME, sheets_complete
 
 PAGE = Path("index.html")
 TEMPLATE = "browser.html.j2"
@@ -70,11 +70,6 @@ def _thumbs(results: Path, n: int) -> Optional[dict]:
     return meta
 
 
-def _has_sheets(results: Path, folder: str, n: int) -> bool:
-    return all(thumb_sheet(results, folder, s).is_file()
-               for s in range(math.ceil(n / THUMBS_PER_SHEET)))
-
-
 def page_data(results: Path, manifest: dict, rows: pd.DataFrame) -> dict:
     """What the page's JavaScript reads (embedded as JSON): images, experiments' columns,
     metric directions, model pairs and the thumbnails' layout."""
@@ -102,7 +97,7 @@ def page_data(results: Path, manifest: dict, rows: pd.DataFrame) -> dict:
             for k, v in zip(at, g[c]):
                 col[k] = _num(v)
         exps.append({"key": key, "model": str(model), "method": str(method), "seed": int(seed),
-                     "thumbs": meta is not None and _has_sheets(results, key, n),
+                     "thumbs": meta is not None and sheets_complete(results, key, n),
                      "pred": pred, "values": values})
     names = (manifest.get("dataset") or {}).get("class_names") or []
     return {"ids": ids, "labels": labels, "class_names": [str(c) for c in names],
@@ -110,8 +105,8 @@ def page_data(results: Path, manifest: dict, rows: pd.DataFrame) -> dict:
             "pairs": [list(p) for p in pair_models(sorted(rows["model"].unique()), manifest)],
             "exps": exps, "tile": meta["tile"] if meta else None, "per_row": THUMBS_PER_ROW,
             "per_sheet": THUMBS_PER_SHEET,
-            "inputs": meta is not None and _has_sheets(results, "inputs", n),
-            "masks": bool(meta and meta.get("masks")) and _has_sheets(results, "masks", n)}
+            "inputs": meta is not None and sheets_complete(results, "inputs", n),
+            "masks": bool(meta and meta.get("masks")) and sheets_complete(results, "masks", n)}
 
 
 def _json_for_script(obj) -> str:

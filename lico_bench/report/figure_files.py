@@ -50,6 +50,11 @@ def thumb_sheet(results: Path, folder: str, sheet: int) -> Path:
     return results / THUMBS / folder / f"{sheet:04d}.{'jpg' if folder == 'inputs' else 'png'}"
 
 
+def sheets_complete(results: Path, folder: str, n: int) -> bool:
+    """Whether every sheet of ``n`` images of ``thumbs/<folder>/`` is there."""
+    return all(thumb_sheet(results, folder, s).is_file() for s in range(-(-n // THUMBS_PER_SHEET)))
+
+
 def maps_path(results: Path, dataset: str, model: str, method: str, seed: int) -> Path:
     """``maps/<experiment>.pt`` of one experiment (the experiment key of bench.spec)."""
     return results / "maps" / f"{dataset}__{model}__{method.replace(':', '-')}__seed{seed}.pt"

@@ -127,7 +127,8 @@ def test_a_table_column_sorts_both_ways(page, res):
         if name == "mean":   # negative differences: numeric order is not the strings' order
             assert asc != sorted(vals)
         th = page.find_element("css selector", f'#table-0 th[data-col="{name}"]')
-        col = f"return [...document.getElementById('table-0').tBodies[0].rows].map((r) => r.cells[{i + 1}].textContent);"
+        col = ("return [...document.getElementById('table-0').tBodies[0].rows]"
+               f".map((r) => r.cells[{i + 1}].textContent);")
         th.click()
         assert th.get_attribute("aria-sort") == "ascending" and page.execute_script(col) == asc
         th.click()
