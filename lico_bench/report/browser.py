@@ -30,7 +30,7 @@ from typing import Dict, List, Optional
 
 import pandas as pd
 
-from ..io import write_text
+from ..io import read_bounded_text, write_text
 from .common import load_manifest, load_rows, metric_directions, pair_models
 from .figure_files import THUMB_META, THUMBS_PER_ROW, THUMBS_PER_SHEET, WALL_TIME, sheets_complete
 
@@ -57,12 +57,21 @@ def _read_csv(path: Path) -> Optional[Dict[str, list]]:
     return {"header": rows[0], "rows": rows[1:]} if rows else None
 
 
+def _small_json(path: Path):
+    """A small JSON file the runner wrote (``thumbs/meta.json``, ``wall_time.json``), or None
+    where it is absent or not JSON; a FIFO, device or a file over 64 KiB is a one-line
+    UserError (lico_bench.io.read_bounded_text)."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(read_bounded_text(path, f"results file {path}", 2 ** 16))
+    except ValueError:
+        return None
+
+
 def _thumbs(results: Path, n: int) -> Optional[dict]:
     """``thumbs/meta.json`` when it covers the ``n`` images, else None."""
-    try:
-        meta = json.loads((results / THUMB_META).read_text())
-    except (OSError, ValueError):
-        return None
+    meta = _small_json(results / THUMB_META)
     if not isinstance(meta, dict) or meta.get("n_images") != n or not isinstance(meta.get("tile"), int):
         return None
     if meta.get("per_row") != THUMBS_PER_ROW or meta.get("per_sheet") != THUMBS_PER_SHEET:
@@ -124,10 +133,9 @@ def build_page(results: str | Path, manifest: Optional[dict] = None,
     manifest = manifest if manifest is not None else load_manifest(results)
     rows = rows if rows is not None else load_rows(results, manifest)
     data = page_data(results, manifest, rows)
-    try:
-        wall = json.loads((results / WALL_TIME).read_text()).get("wall_s")
-    except (OSError, ValueError, AttributeError):
-        wall = None
+    wall = _small_json(results / WALL_TIME)
+    wall = wall.get("wall_s") if isinstance(wall, dict) else None
+    wall = wall if isinstance(wall, (int, float)) and math.isfinite(wall) else None
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     figures = sorted(p.relative_to(results).as_posix() for p in (results / "figures").glob("*.png"))

@@ -96,3 +96,16 @@ def test_figures_command_writes_the_page_with_its_figures(tmp_path, capsys):
     html = (res / PAGE).read_text()
     assert (res / "figures" / "paired.png").is_file() and 'src="figures/paired.png"' in html
     assert f"results browser: {res / PAGE}" in capsys.readouterr().out
+
+
+def test_a_damaged_meta_or_wall_time_file_is_left_out(tmp_path):
+    """Garbage in thumbs/meta.json or wall_time.json: no pictures, no wall time, no error."""
+    res = make_results(tmp_path, 20, methods=("gradcam",))
+    (res / "thumbs" / "meta.json").write_text("{not json")
+    (res / "wall_time.json").write_text('{"wall_s": "12; DROP"}')
+    build_page(res)
+    html, data = embedded(res)
+    assert data["tile"] is None and "no-thumbs" in html and "<td>not recorded</td>" in html
+    (res / "wall_time.json").write_text('{"command": "lico-bench run", "wall_s": 12.5}')
+    build_page(res)
+    assert "<td>12.5 s</td>" in (res / PAGE).read_text()
