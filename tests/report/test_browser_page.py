@@ -238,7 +238,10 @@ def test_a_table_link_shows_the_images_behind_its_row(page, res):
 def test_figures_and_run_section_and_a_screenshot_that_is_not_blank(page, res, tmp_path):
     from PIL import Image
 
-    assert _loaded(page, "figures/paired.png")
+    fig = page.find_element("css selector", "#figures img")   # loading=lazy: shown, then loaded
+    page.execute_script("arguments[0].scrollIntoView()", fig)
+    assert page.execute_async_script("""const img = arguments[0], done = arguments[1];
+        img.decode().then(() => done(img.naturalWidth), () => done(0));""", fig) == 40
     run = page.find_element("id", "run-table").text
     assert "lico-bench run --model baseline_r18 --model lico_r18" in run and "0123abc" in run
     page.execute_script("document.getElementById('images').scrollIntoView()")
