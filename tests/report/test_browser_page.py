@@ -168,6 +168,20 @@ def test_images_filter_by_class_and_by_a_models_correctness(page, res):
     assert [r[0] for r in shown_rows(page)] == [data["ids"][k] for k in wrong[:len(shown_rows(page))]]
 
 
+def test_images_filter_by_a_metric_threshold(page, res):
+    data = data_of(res)
+    v = np.array(next(e for e in data["exps"] if e["model"] == "baseline_r18")["values"]["deletion"])
+    choose(page, "sort", "baseline_r18 gradcam s0: deletion")
+    page.find_element("id", "thr").send_keys("0.25")
+    choose(page, "cmp", "<")
+    assert page.find_element("id", "count").text == f"{int((v < 0.25).sum())} of {N} images"
+    below = [k for k in expected_order(v.tolist(), desc=False) if v[k] < 0.25]
+    rows = shown_rows(page)
+    assert [r[0] for r in rows] == [data["ids"][k] for k in below[:len(rows)]]
+    choose(page, "cmp", ">")
+    assert page.find_element("id", "count").text == f"{int((v > 0.25).sum())} of {N} images"
+
+
 def _loaded(driver, url):
     """Whether the browser loads the image at ``url`` (relative to the page)."""
     return driver.execute_async_script("""const done = arguments[1], img = new Image();
