@@ -285,6 +285,9 @@ def cmd_figures(args) -> int:
             print(f"{name}: {', '.join(str(p) for p in paths)}")
     for note in figs.get("notes", []):
         print(f"skipped {note}")
+    from .report.browser import build_page
+
+    print(f"results browser: {build_page(args.results)}")   # shows the new figures
     return 0
 
 

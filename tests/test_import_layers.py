@@ -18,7 +18,8 @@ The layers, lowest first, from DESIGN.md ("What the package does, as one flow", 
 7. the runner: bench.runner and bench.scoring (a batch's metrics), what it writes for the
    figures (bench.figure_inputs), the reliance of cue models it measures (bench.cue), the
    grid pointing game's qualifying images (bench.grid), the cross-seed agreement it writes
-   (bench.agreement), and bench/__init__ (its ``run``);
+   (bench.agreement), the small images of the results browser (bench.thumbs), and
+   bench/__init__ (its ``run``);
 8. cli and cli_options (flags and config files -> TrainConfig, RunSpec) ("only parses
    arguments and calls one function of the layer below").
 """
@@ -41,14 +42,15 @@ LAYERS = [
     ["lico_bench.report"],
     ["lico_bench.bench.runner", "lico_bench.bench.scoring", "lico_bench.bench.figure_inputs",
      "lico_bench.bench.cue", "lico_bench.bench.grid", "lico_bench.bench.agreement",
-     "lico_bench.bench"],
+     "lico_bench.bench.thumbs", "lico_bench.bench"],
     ["lico_bench.cli", "lico_bench.cli_options"],
 ]
 # What a room must never import, beyond the layer order (the rules DESIGN.md states).
 FORBIDDEN = {
     "lico_bench.report": ("lico_bench.data", "lico_bench.explainers", "lico_bench.metrics",
                           "lico_bench.models", "lico_bench.train", "lico_bench.bench.runner",
-                          "lico_bench.bench.figure_inputs", "lico_bench.cli"),
+                          "lico_bench.bench.figure_inputs", "lico_bench.bench.thumbs",
+                          "lico_bench.cli"),
     "lico_bench.explainers": ("lico_bench.train", "lico_bench.bench", "lico_bench.report",
                               "lico_bench.cli"),
     "lico_bench.metrics": ("lico_bench.train", "lico_bench.bench", "lico_bench.report",

@@ -10,6 +10,10 @@ Layout of ``<out>/``::
     .lock                          locked by the one run writing here (lico_bench.lock)
     parts/<experiment>/NNNNNN.jsonl  rows of one batch of images, while an experiment runs
     parts/<experiment>/NNNNNN.maps.pt  that batch's maps, pooled (for map dependence)
+    parts/<experiment>/NNNNNN.thumbs.pt  that batch's maps as small 8-bit tiles
+    thumbs/...                     every image's input, mask and maps, small (PNG sheets), for
+                                   the results browser (lico_bench.bench.thumbs)
+    wall_time.json                 the last run command's wall time
     pooled/<experiment>.pt         the experiment's pooled maps, kept when its rows are merged
                                    (runs with >= 2 seeds; 4 KB per image at 32 x 32)
     agreement.jsonl                cross-seed agreement per model x method x image, for every
@@ -65,7 +69,7 @@ from ..precision import to_device
 from ..results import part_is_whole, write_rows
 from ..schemas import POOLED_MAPS
 from .. import distributed as dist_
-from . import agreement, cue, figure_inputs, grid as grid_, manifest as manifest_
+from . import agreement, cue, figure_inputs, grid as grid_, manifest as manifest_, thumbs
 from .scoring import apply_metrics, map_status  # noqa: F401  (map_status: public here too)
 from .spec import DEFAULT_METRICS, GRID_METRICS, MASK_METRICS, Experiment, RunSpec, expand
 
@@ -242,6 +246,7 @@ class Runner:
         if self.dist.is_main:
             manifest_.write_manifest(self.out, manifest)
             figure_inputs.save_inputs(self.out, ds, min(spec.save_maps, spec.n_images))
+            thumbs.save_input_thumbs(self.out, ds, spec.n_images, spec.batch_size)
 
         from tqdm import tqdm
 
@@ -288,7 +293,8 @@ class Runner:
                           disable=not self.progress, dynamic_ncols=True, unit="batch"):
             part = parts / f"{start:06d}.jsonl"
             idx = list(range(start, min(start + spec.batch_size, spec.n_images)))
-            if part.exists() and _maps_part(part).exists() and part_is_whole(part, idx):
+            if (part.exists() and _maps_part(part).exists() and _thumbs_part(part).exists()
+                    and part_is_whole(part, idx)):
                 continue
             rows, maps, metric_maps = self.score_batch(exp, model, ds, idx, explainer, metrics)
             if start == 0 and spec.save_maps > 0:
@@ -298,6 +304,7 @@ class Runner:
                     rec["metric_maps"] = {n: m[:k].float().cpu() for n, m in metric_maps.items()}
                 torch_save(rec, self.out / "maps" / f"{exp.key}.pt")
             # maps first: a rows part on disk means its batch is complete
+            torch_save(thumbs.map_tiles(maps, thumbs.tile_size(maps.shape[-1])), _thumbs_part(part))
             torch_save(dependence.pool_maps(maps).cpu(), _maps_part(part))
             write_text(part, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         dist_.barrier()  # every rank's parts are written
@@ -310,6 +317,9 @@ class Runner:
             dep = dependence.map_dependence(pooled, torch.tensor([r["target"] for r in rows]))
             for r, v in zip(rows, dep.tolist()):
                 r[dependence.NAME] = v
+            thumbs.write_sheets(self.out, exp.key, torch.cat(
+                [_read_thumbs_part(_thumbs_part(parts / f"{s:06d}.jsonl"),
+                                   min(spec.batch_size, spec.n_images - s)) for s in starts]))
             # for the cross-seed agreement (also with one seed: a run may grow by seeds);
             # before the rows
             torch_save(pooled, agreement.pooled_path(self.out, exp.key))
@@ -388,6 +398,26 @@ def _read_maps_part(path: Path, n: int) -> torch.Tensor:
     return maps.float()
 
 
+def _read_thumbs_part(path: Path, n: int) -> torch.Tensor:
+    """A batch's map tiles, [n, t, t] uint8; a damaged file is a one-line error as for
+    :func:`_read_maps_part`."""
+    try:
+        tiles = torch.load(path, map_location="cpu", weights_only=True)
+        ok = isinstance(tiles, torch.Tensor) and tiles.dtype == torch.uint8 and tiles.dim() == 3 \
+            and tiles.shape[0] == n
+    except Exception:  # truncated, not a torch file, or holding more than a tensor
+        ok = False
+    if not ok:
+        raise UserError(f"{path} is damaged (not the small maps of its {n} images); delete it "
+                        "and run the same command again: only that batch is recomputed.")
+    return tiles
+
+
+def _thumbs_part(part: Path) -> Path:
+    """``parts/<exp>/NNNNNN.jsonl`` -> its small 8-bit maps, ``parts/<exp>/NNNNNN.thumbs.pt``."""
+    return part.with_name(part.stem + ".thumbs.pt")
+
+
 def _maps_part(part: Path) -> Path:
     """``parts/<exp>/NNNNNN.jsonl`` -> its pooled maps, ``parts/<exp>/NNNNNN.maps.pt``."""
     return part.with_name(part.stem + ".maps.pt")
@@ -401,6 +431,12 @@ def run(spec: RunSpec, log: Callable[[str], None] = print, progress: bool = True
     t0 = time.perf_counter()
     runner = Runner(spec, log=log, progress=progress)
     out = runner.run(command=command)
+    if runner.dist.is_main:
+        from ..io import write_json
+        from ..report.figure_files import WALL_TIME
+
+        write_json(out / WALL_TIME, {"command": command,
+                                     "wall_s": round(time.perf_counter() - t0, 1)})
     if report and runner.dist.is_main:
         from ..report import build_report
 

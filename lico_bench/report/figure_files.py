@@ -13,6 +13,13 @@ results only: no dataset, explainer, metric or checkpoint is needed to draw a fi
                               images [k, H, W, 3] float32 in [0, 1] (de-normalised),
                               masks [k, H, W] bool or None, labels [k] class names
     logs/<model>@seed<s>.csv  a copy of each checkpoint's training log (log.csv)
+    thumbs/meta.json          the small images of every evaluated image, for the results
+    thumbs/inputs/NNNN.jpg    browser (index.html): tile size T (<= 64 px), 16 tiles a row,
+    thumbs/masks/NNNN.png     256 a sheet; image i is tile i % 256 of sheet i // 256, row-major.
+    thumbs/<experiment>/NNNN.png   inputs RGB (JPEG, quality 90, no chroma subsampling),
+                              masks and maps 8-bit grey PNG; each map min-max scaled to
+                              0..255 on its own (its shape, not its scale)
+    wall_time.json            the last 'run' command's wall time in seconds (wall_s)
 
 Results written before these files existed lack ``points``, ``inputs.pt`` or ``logs/``;
 the figures then leave out what needs them, with a one-line note
@@ -32,6 +39,21 @@ from ..schemas import INPUTS_FILE, MAPS_FILE
 
 INPUTS = Path("inputs.pt")
 LOGS = Path("logs")
+THUMBS = Path("thumbs")
+THUMB_META = THUMBS / "meta.json"
+THUMBS_PER_ROW = 16
+THUMBS_PER_SHEET = THUMBS_PER_ROW * 16
+WALL_TIME = Path("wall_time.json")
+
+
+def thumb_sheet(results: Path, folder: str, sheet: int) -> Path:
+    """Sheet ``sheet`` of ``thumbs/<folder>/`` (folder: "inputs", "masks" or an experiment key)."""
+    return results / THUMBS / folder / f"{sheet:04d}.{'jpg' if folder == 'inputs' else 'png'}"
+
+
+def sheets_complete(results: Path, folder: str, n: int) -> bool:
+    """Whether every sheet of ``n`` images of ``thumbs/<folder>/`` is there."""
+    return all(thumb_sheet(results, folder, s).is_file() for s in range(-(-n // THUMBS_PER_SHEET)))
 
 
 def maps_path(results: Path, dataset: str, model: str, method: str, seed: int) -> Path:

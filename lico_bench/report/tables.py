@@ -280,7 +280,8 @@ def to_latex(summary: pd.DataFrame, directions: Dict[str, bool], manifest: dict)
 
 
 def build_report(results: str | Path) -> Dict[str, Path]:
-    """Read ``results``' rows and manifest; write summary.csv/.md/.tex; return their paths.
+    """Read ``results``' rows and manifest; write summary.csv/.md/.tex and the results
+    browser index.html (:mod:`lico_bench.report.browser`); return their paths.
 
     With two or more methods, also the method comparison methods.csv/.md/.tex
     (:func:`lico_bench.report.methods.build_method_report`; keys ``methods_csv``, ...).
@@ -310,4 +311,7 @@ def build_report(results: str | Path) -> Dict[str, Path]:
     from .methods import build_method_report
 
     paths.update(build_method_report(results, rows=rows, manifest=manifest))
+    from .browser import build_page
+
+    paths["html"] = build_page(results, manifest=manifest, rows=rows)   # after the tables it shows
     return paths

@@ -7,6 +7,7 @@ import torch
 import tests.tiny  # noqa: F401  (registers baseline_tiny / lico_tiny)
 from lico_bench import create_dataset, create_model
 from lico_bench.bench import RunSpec, run
+from lico_bench.bench.thumbs import map_tiles
 from lico_bench.explainers import create_explainer
 from lico_bench.metrics.dependence import map_dependence, pool_maps
 from lico_bench.models import load_checkpoint, save_checkpoint
@@ -45,7 +46,7 @@ def test_rows_carry_map_dependence_of_the_whole_experiment(tmp_path):
 
 
 def test_a_damaged_pooled_maps_part_is_one_line_and_only_its_batch_is_redone(tmp_path, capsys):
-    """A killed run leaves parts/<exp>/NNNNNN.jsonl + .maps.pt; if a .maps.pt is damaged the
+    """A killed run leaves parts/<exp>/NNNNNN.jsonl + .maps.pt + .thumbs.pt; if a .maps.pt is damaged the
     merge stops with one line naming it, and deleting it recomputes only that batch, ending
     with the rows of an uninterrupted run."""
     from lico_bench.cli import main
@@ -77,6 +78,7 @@ def test_a_damaged_pooled_maps_part_is_one_line_and_only_its_batch_is_redone(tmp
         targets = torch.tensor([json.loads(line)["target"] for line in lines[start:start + 5]])
         maps = create_explainer("gradcam")(model, batch.images, targets)
         torch.save(pool_maps(maps), parts / f"{start:06d}.maps.pt")
+        torch.save(map_tiles(maps, 32), parts / f"{start:06d}.thumbs.pt")   # the browser's
     for f in (out / "rows").glob(f"{key}*"):
         f.unlink()
     (parts / "000005.maps.pt").write_bytes(b"not a torch file")

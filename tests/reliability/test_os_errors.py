@@ -60,13 +60,15 @@ def _assert_whole(out: Path) -> None:
 
 
 def test_disk_full_during_run_simulated(tmp_path, capsys, monkeypatch, ckpts, reference_run):
-    """The 6th file a run writes (a part file) hits a full disk: one line naming that file
-    and the fix; the parts finished before it are whole and kept; the same command, once
-    there is space, ends with the rows and tables of an uninterrupted run."""
-    calls = _fail_nth_fsync(monkeypatch, 6)
+    """The 10th file a run writes (a part file: after the manifest, inputs.pt, the browser's
+    input and mask sheets and thumbs/meta.json, the maps file, and the first batch's three
+    parts, the second batch's small maps) hits a full disk: one line naming that file and the
+    fix; the parts finished before it are whole and kept; the same command, once there is
+    space, ends with the rows and tables of an uninterrupted run."""
+    calls = _fail_nth_fsync(monkeypatch, 10)
     with chdir(tmp_path):
         line = _one_error_line(capsys, run_argv(ckpts))
-    assert calls["n"] == 6
+    assert calls["n"] == 10
     assert f"res{os.sep}parts{os.sep}" in line and FULL in line, line
     out = tmp_path / "res"
     _assert_whole(out)
