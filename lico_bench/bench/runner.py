@@ -217,17 +217,17 @@ class Runner:
         manifest = self._manifest(explainers, metrics, info, command)
         if spec.grid:
             manifest["grid"] = info.extra["grid"]
-        # Every checkpoint already there that an unfinished experiment needs is loaded (and
-        # checked) before anything is written: a wrong or damaged one is an error that leaves
-        # the results directory as it was. A finished experiment needs none: a grid continued
-        # in another session may hold its finished part's rows without their checkpoints.
+        # Every checkpoint given by path, and every one already in the runs folder that an
+        # unfinished experiment needs, is loaded (and checked) before anything is written: a
+        # wrong or damaged one is an error that leaves the results directory as it was. A
+        # finished experiment needs none from the runs folder: a grid continued in another
+        # session may hold its finished part's rows without their checkpoints.
         needed = {(e.model, e.seed) for e in experiments
                   if not (self.out / "rows" / f"{e.key}.jsonl").exists()}
         for seed in spec.seeds:
             for name in spec.models:
-                if (name, seed) in needed and (
-                        name in spec.checkpoints or not spec.train or "@" in name
-                        or self.checkpoint_for(name, seed).exists()):
+                if name in spec.checkpoints or (name, seed) in needed and (
+                        not spec.train or "@" in name or self.checkpoint_for(name, seed).exists()):
                     self._load_model(name, seed, info.num_classes)   # kept epochs: never trained here
         manifest_.check_out_folder(self.out)
         try:
