@@ -1,5 +1,6 @@
 """The usage examples: every public class of explainers/ and metrics/ has one in its
-docstring, and each runs as written (doctest), as does README's "Python API" block."""
+docstring, and each runs as written (doctest), as does the "Python API" block of
+docs/commands.md."""
 import doctest
 import importlib
 import inspect
@@ -42,12 +43,12 @@ def test_docstring_examples_run(name):
     assert result.attempted > 0 and result.failed == 0, result
 
 
-def test_readme_python_api_runs():
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_documented_python_api_runs():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "commands.md").read_text()
     block = re.search(r"## Python API.*?```python\n(.*?)```", text, re.S).group(1)
     assert len(block.strip().splitlines()) <= 12
     scope: dict = {}
-    exec(compile(block, "README.md", "exec"), scope)
+    exec(compile(block, "docs/commands.md", "exec"), scope)
     assert scope["maps"].shape == (4, 64, 64)
     for name in ("insertion", "deletion"):
         values = scope[name].values

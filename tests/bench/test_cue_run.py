@@ -46,8 +46,8 @@ def test_measured_reliance_of_a_cue_reader_and_of_an_object_blind_model():
 @pytest.mark.parametrize("n_follow,follows", [(500, True), (499, False), (400, False)],
                          ids=["exactly-half", "one-short-of-half", "40-percent"])
 def test_the_follow_rule_at_and_below_half_of_the_swap_images(monkeypatch, n_follow, follows):
-    """README: a model that follows the cue on >= 50 % of the swap images is scored against
-    the cue mask, any other against the object mask. Predictions that follow the swapped cue
+    """docs/datasets.md: a model that follows the cue on >= 50 % of the swap images is scored
+    against the cue mask, any other against the object mask. Predictions that follow the swapped cue
     on exactly n_follow of the 1000 swap images (the true label on the rest)."""
     def predictions(model, ds, device, batch_size, amp):
         if ds.split != "swap":

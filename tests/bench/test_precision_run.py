@@ -17,8 +17,8 @@ def _rows(out):
 
 
 # The documented tolerance of insertion/deletion AUCs with maps and curves in bf16
-# (README "GPU path" table, lico_bench/metrics/causal.py): per image <= 0.008 (insertion) and
-# <= 0.006 (deletion), mean shift <= 0.0008 (AUC of probabilities, 0-1).
+# (docs/recipes.md "GPU path" table, lico_bench/metrics/causal.py): per image <= 0.008
+# (insertion) and <= 0.006 (deletion), mean shift <= 0.0008 (AUC of probabilities, 0-1).
 AUC_BOUND = {"insertion": 0.008, "deletion": 0.006}
 MEAN_SHIFT_BOUND = 0.0008
 

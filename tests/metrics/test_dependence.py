@@ -125,9 +125,9 @@ def test_pool_maps_area_average_and_small_maps_unchanged():
 
 
 
-def _readme_grid() -> int:
-    """The pooling grid README's "Map dependence" section documents ("at most G x G")."""
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def _documented_grid() -> int:
+    """The pooling grid docs/metrics.md's "Map dependence" section documents ("at most G x G")."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
     section = text.split("## Map dependence", 1)[1].split("\n## ", 1)[0]
     found = re.findall(r"average-pooled to at most (\d+) × (\d+)", " ".join(section.split()))
     assert len(found) == 1 and found[0][0] == found[0][1], found
@@ -136,9 +136,9 @@ def _readme_grid() -> int:
 
 def test_default_grid_is_the_documented_one():
     """What every run pools to (the runner calls pool_maps with its default) and records in
-    the manifest is the README's grid: a 224 px map becomes G x G means of its blocks, a map
+    the manifest is the documented grid: a 224 px map becomes G x G means of its blocks, a map
     of G x G or smaller is kept as it is, one pixel more is pooled."""
-    g = _readme_grid()
+    g = _documented_grid()
     assert dependence.describe()["options"]["grid"] == g
     maps = torch.rand(2, 224, 224, generator=torch.Generator().manual_seed(0))
     pooled = pool_maps(maps)

@@ -446,12 +446,12 @@ PAPER_PERCENTAGES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9]
 
 def test_default_percentages_are_the_papers():
     """Every ROAD metric built without options removes the paper's percentages (METRICS.md,
-    README), records them, and its AUC of a curve equal to 1 is their span, 0.9 - 0.1."""
+    docs/metrics.md), records them, and its AUC of a curve equal to 1 is their span, 0.9 - 0.1."""
     for name in ("road", "road_morf", "road_lerf"):
         d = create_metric(name).describe((32, 32))
         assert d["options"]["percentages"] == PAPER_PERCENTAGES, name
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert "at p = " + ", ".join(f"{p:g}" for p in PAPER_PERCENTAGES) in " ".join(readme.split())
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    assert "at p = " + ", ".join(f"{p:g}" for p in PAPER_PERCENTAGES) in " ".join(doc.split())
     ps = create_metric("road_morf").describe((32, 32))["options"]["percentages"]
     auc = trapezoid_auc(torch.ones(1, len(ps)), ps)
     # 6 float64 trapezoids of width <= 0.2 summed, then rounded to float32

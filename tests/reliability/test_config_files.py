@@ -3,6 +3,8 @@ manifest), flags derived from the dataclass fields, flags over the file, and one
 errors for unknown keys and mistyped values."""
 import dataclasses
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -208,34 +210,41 @@ def test_a_manifest_of_another_format_is_no_config(capsys, reference_run, tmp_pa
 
 
 def _documented_commands():
-    """Every ``lico-bench train|run ...`` command of README.md and docs/recipes.md (lines
-    joined at a trailing backslash; ``torchrun ... -m lico_bench.cli`` included)."""
-    import re
-    import shlex
-
+    """Every ``lico-bench train|run|report|figures|dataset ...`` command of README.md and of
+    every docs/*.md page, as (page, argv) (lines joined at a trailing backslash; ``torchrun
+    ... -m lico_bench.cli`` included; a command ends at ``&&``, ``;`` or ``|``)."""
     out = []
-    for doc in (ROOT / "README.md", ROOT / "docs" / "recipes.md"):
+    docs = sorted((ROOT / "docs").glob("*.md"))
+    assert {"commands.md", "metrics.md", "recipes.md", "scaling.md"} <= {d.name for d in docs}
+    for doc in [ROOT / "README.md", *docs]:
         text = re.sub(r"\\\n\s*", " ", doc.read_text())
-        for m in re.finditer(r"(?:lico-bench|-m lico_bench\.cli) ((?:train|run) [^`\n#]*)", text):
+        for m in re.finditer(r"(?:lico-bench|-m lico_bench\.cli) "
+                             r"((?:train|run|report|figures|dataset) [^`\n#&;|]*)", text):
             argv = shlex.split(m.group(1).replace("...", "").replace("$s", "0"))  # a loop's seed
             if len(argv) > 1:
-                out.append(argv)
+                out.append((doc.relative_to(ROOT).as_posix(), argv))
     return out
 
 
 def test_documented_commands_still_parse(monkeypatch):
-    """README and docs/recipes.md commands run as written: every one parses (flag names
+    """README and docs/*.md commands run as written: every one parses (flag names
     and forms kept), and a config file named in them exists. The machine's bounds are those
     of the 8-GPU node the recipes are written for (``--workers 4`` on a 64-core node; on a
     2-core machine it is refused, as it should be there)."""
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     cmds = _documented_commands()
-    assert len(cmds) >= 15 and any("--config" in c for c in cmds)
+    assert len(cmds) >= 15 and any("--config" in argv for _, argv in cmds)
+    # the pages the README's reference moved to are read too
+    assert {"README.md", "docs/commands.md", "docs/datasets.md", "docs/metrics.md",
+            "docs/recipes.md", "docs/scaling.md"} <= {page for page, _ in cmds}
     parser = build_parser()
-    for argv in cmds:
-        args = parser.parse_args(argv)
+    for page, argv in cmds:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{page}: {shlex.join(argv)} does not parse")
         if getattr(args, "config", None) and args.config.startswith("configs/"):
-            assert (ROOT / args.config).is_file(), argv
+            assert (ROOT / args.config).is_file(), (page, argv)
 
 
 @pytest.mark.parametrize("entry,needle", [
