@@ -11,7 +11,7 @@ every seed x model x method cell it takes the mean over that experiment's images
 * per seed and method: whether LICO - baseline has the same sign under the grid score as
   under the mask-based pointing game.
 
-Prints Markdown; the numbers in README.md's "Grid pointing game" paragraph are this output.
+Prints Markdown; the numbers in docs/metrics.md's "Grid pointing game" paragraph are this output.
 Usage::
 
     python experiments/grid_vs_mask.py results/shapes_grid results/shapes_mask_pg

@@ -22,7 +22,7 @@
 # scoring (17 500 model x seed x method x image rows), ~22 CPU-hours in all, i.e. about a day
 # of wall time in one process on a free core. The grid's images can be sharded over
 # processes: `torchrun --standalone --nproc_per_node N -m lico_bench.cli run ...` with the
-# same arguments (README, "Bigger").
+# same arguments (docs/scaling.md).
 set -u
 cd "$(dirname "$0")/.."   # the worktree root
 if [ -n "$(git status --porcelain --untracked-files=no)" ] && [ "${PEERS_ALLOW_DIRTY:-0}" != 1 ]; then
