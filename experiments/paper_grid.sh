@@ -5,9 +5,10 @@
 # itself (--train-option preset=paper ...). Seed by seed: for seed s every part's results
 # directory grows from seeds 0..s-1 to 0..s (`run` accepts seeds appended), so the grid can
 # be trained and committed seed by seed across sessions; run the script again to continue
-# (a finished experiment is skipped and needs no checkpoint; an interrupted training resumes
-# from last.pt). The along-training part needs seed s's kept epochs, so it runs right after
-# the headline has trained seed s.
+# (a pass with fewer seeds than its directory holds is skipped, a finished experiment is
+# skipped and needs no checkpoint, an interrupted training resumes from last.pt). The
+# along-training part needs seed s's kept epochs, so it runs right after the headline has
+# trained seed s.
 #   PAPER_E=10 bash experiments/paper_grid.sh [part ...]   parts: headline epochs slow variants
 #   (SEEDS="0 1 2" limits the seeds; slow stops after 5 seeds, variants after 3)
 # Run it from a clean worktree pinned at one commit (the manifests record git_commit).
@@ -27,8 +28,18 @@ common=(--dataset shapes --n-images 100 --runs "$RUNS" --device "$DEVICE" --quie
         --train-option preset=paper --train-option "epochs=$PAPER_E"
         --train-option "keep_epochs=$KEEP")
 pair=(--model baseline_wrn28_2 --model lico_wrn28_2)
+held() {  # how many seeds results directory $1 already holds (0 if none)
+  $PY -c 'import json, sys
+try: print(len(json.load(open(sys.argv[1]))["spec"]["seeds"]))
+except FileNotFoundError: print(0)' "$RESULTS/$1/manifest.json"
+}
 part() {  # name, then run arguments
   local name=$1; shift
+  # A pass with fewer seeds than the directory holds would be refused (`run` grows a
+  # directory by seeds appended, never shrinks it): a rerun skips the passes already done.
+  if [ "$(held "$name")" -gt "${#sofar[@]}" ]; then
+    echo "$name already holds more than ${#sofar[@]} seeds: pass skipped"; return 0
+  fi
   echo "$(date -u +%FT%TZ) $name start"
   local t0=$SECONDS
   $PY -m lico_bench.cli run "${common[@]}" "$@" --out "$RESULTS/$name" || exit $?

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from .common import md_table, pair_models, tex_table
+from .common import md_table, pair_models, pct, pct_cell, tex_table
 from .stats import CONFIDENCE, bootstrap_ci, wilcoxon_p
 
 FILE = "agreement.jsonl"
@@ -80,24 +80,13 @@ def agreement_summary(df: pd.DataFrame, manifest: Optional[dict] = None) -> pd.D
     return pd.DataFrame(out)
 
 
-def _pct(v) -> str:
-    return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
-
-
-def _cell(r, signed=False) -> str:
-    if not np.isfinite(r["mean"]):
-        return "n/a"
-    m = f"{100 * r['mean']:+.1f}" if signed else _pct(r["mean"])
-    return m if not np.isfinite(r["ci_low"]) else f"{m} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
-
-
 def _agreement_grid(s: pd.DataFrame, df: pd.DataFrame):
     """(header, body) of the per model x method agreement table (kind ``agreement`` rows)."""
     body = []
     for (model, method), g in s.groupby(["model", "method"], sort=True):
         by = {r["metric"]: r for _, r in g.iterrows()}
         differ = df[(df["model"] == model) & (df["method"] == method) & ~df["target_agree"]]
-        body.append([model, method, _cell(by["agreement_spearman"]), _cell(by["agreement_ssim"]),
+        body.append([model, method, pct_cell(by["agreement_spearman"]), pct_cell(by["agreement_ssim"]),
                      str(int(by["agreement_spearman"]["n"])), str(int(by["agreement_spearman"]["n_seeds"])),
                      str(len(differ))])
     return (["model", "method", "Spearman ↑", "SSIM ↑", "images", "seeds",
@@ -107,8 +96,8 @@ def _agreement_grid(s: pd.DataFrame, df: pd.DataFrame):
 def _paired_agreement_grid(p: pd.DataFrame):
     """(header, body) of LICO - baseline (kind ``agreement_paired`` rows)."""
     conf = f"{100 * CONFIDENCE:g}%"
-    body = [[r["model"], r["method"], r["metric"].replace("agreement_", ""), _pct(r["baseline"]),
-             _pct(r["lico"]), _cell(r, signed=True),
+    body = [[r["model"], r["method"], r["metric"].replace("agreement_", ""), pct(r["baseline"]),
+             pct(r["lico"]), pct_cell(r, signed=True),
              "n/a" if not np.isfinite(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}", str(int(r["n"]))]
             for _, r in p.iterrows()]
     return (["comparison", "method", "similarity", "baseline", "LICO", f"Δ [{conf} CI]",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
+import numpy as np
 import pandas as pd
 
 from ..errors import UserError
@@ -26,6 +27,33 @@ NICE = {"insertion": "Insertion", "deletion": "Deletion", "overall": "Overall (i
         "insertion_norm": "Insertion / p(clean)", "deletion_norm": "Deletion / p(clean)",
         "road_morf_gain": "ROAD MoRF gain vs random", "road_lerf_gain": "ROAD LeRF gain vs random"}
 BASELINE = "baseline"
+IMAGE_KEY = ["dataset", "image_id"]   # one image = one column of the seeds x images matrix
+
+
+def seeds_by_images(df: pd.DataFrame, col: str) -> np.ndarray:
+    """[S, N] float64: ``df[col]`` with rows by seed and columns by image (dataset, image_id),
+    both sorted. An image missing under some seed is a NaN cell; so is a NaN value. A
+    one-line UserError when one seed holds an image twice (two runs mixed)."""
+    if df.duplicated(["seed", *IMAGE_KEY]).any():
+        raise UserError(f"the rows hold the same image twice for one seed "
+                        f"({df['model'].iloc[0]}, {df['method'].iloc[0]}); the results "
+                        "directory mixes two runs: rebuild it with 'lico-bench run'.")
+    t = df.pivot(index="seed", columns=IMAGE_KEY, values=col)
+    return t.sort_index().sort_index(axis=1).to_numpy(dtype=np.float64)
+
+
+def pct(v) -> str:
+    """A fraction in % with one decimal ('n/a' for None or NaN)."""
+    return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
+
+
+def pct_cell(r, signed: bool = False) -> str:
+    """``r``'s mean with its CI in %: "12.3 [10.1, 14.2]" (signed: "+1.2 [...]"); the CI is
+    left out where it is not finite, "n/a" where the mean is not."""
+    if not np.isfinite(r["mean"]):
+        return "n/a"
+    m = f"{100 * r['mean']:+.1f}" if signed else pct(r["mean"])
+    return m if not np.isfinite(r["ci_low"]) else f"{m} [{pct(r['ci_low'])}, {pct(r['ci_high'])}]"
 
 
 def load_manifest(results: Path) -> dict:

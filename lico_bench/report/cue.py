@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from .common import md_table
+from .common import md_table, pct
 
 
 def read_reliance(results: Path) -> List[dict]:
@@ -39,10 +39,6 @@ def read_reliance(results: Path) -> List[dict]:
     return sorted(out, key=lambda r: (r["model"], r["seed"]))
 
 
-def _pct(v) -> str:
-    return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
-
-
 def cue_section(results: Path, rows: pd.DataFrame, split: str) -> str:
     """Markdown for summary.md, or "" when the run is not on a cue dataset."""
     rels = read_reliance(results)
@@ -55,8 +51,8 @@ def cue_section(results: Path, rows: pd.DataFrame, split: str) -> str:
              f"when it follows the cue in ≥ {100 * r0['follow_at_least']:.0f} % of swap images "
              f"(chance {100 * r0['chance']:.0f} %), else against the object mask; on the absent "
              "split always against the object mask.", ""]
-    body = [[r["model"], str(r["seed"]), _pct(r["accuracy_agree"]), _pct(r["accuracy_swap"]),
-             _pct(r["accuracy_absent"]), _pct(r["follows_cue"]),
+    body = [[r["model"], str(r["seed"]), pct(r["accuracy_agree"]), pct(r["accuracy_swap"]),
+             pct(r["accuracy_absent"]), pct(r["follows_cue"]),
              "cue" if r["follows"] and split != "absent" else "object"] for r in rels]
     parts += [md_table(["model", "seed", "acc. agree", "acc. swap", "acc. absent",
                          "follows cue (swap)", f"scored against ({split})"], body), ""]
@@ -68,11 +64,11 @@ def cue_section(results: Path, rows: pd.DataFrame, split: str) -> str:
             "energy_pointing_game_cue": "Energy PG cue", "energy_pointing_game_object": "Energy PG object"}
     body, lines = [], []
     for (model, method), g in rows.groupby(["model", "method"], sort=True):
-        body.append([model, method] + [_pct(g[c].mean()) for c in cols] + [str(len(g))])
+        body.append([model, method] + [pct(g[c].mean()) for c in cols] + [str(len(g))])
         if "pointing_game_cue" in g.columns:
             fol = g[g["pred"] == g["cue_label"]]
             found = fol["pointing_game_cue"].mean() if len(fol) else float("nan")
-            lines.append(f"- {model}, {method}: found the cue in {_pct(found)} % of the "
+            lines.append(f"- {model}, {method}: found the cue in {pct(found)} % of the "
                          f"{len(fol)} images where the model followed it.")
     parts += ["## Maps against the cue and against the object", "",
               f"Mean over the evaluated images of the {split} split, in % (both masks for every "

@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from .common import NICE, md_table
+from .common import NICE, md_table, pct, seeds_by_images
 from .figure_files import find_training_logs, read_log
 from .stats import crossed_bootstrap_ci, crossed_mean, seed_means, t_test
 
@@ -61,11 +61,6 @@ def has_kept_epochs(models) -> bool:
     return any(KEPT in m and m.rpartition(KEPT)[2].isdigit() for m in models)
 
 
-def _matrix(g: pd.DataFrame, metric: str) -> np.ndarray:
-    t = g.pivot(index="seed", columns=["dataset", "image_id"], values=metric)
-    return t.sort_index().sort_index(axis=1).to_numpy(dtype=np.float64)
-
-
 def epoch_table(rows: pd.DataFrame, directions: Dict[str, bool], manifest: dict,
                 results: Path) -> pd.DataFrame:
     """Long table: model (trained), epoch (float; NaN = final of unknown epoch), method,
@@ -81,7 +76,7 @@ def epoch_table(rows: pd.DataFrame, directions: Dict[str, bool], manifest: dict,
     for (name, method), g in rows.groupby(["model", "method"], sort=True):
         model, epoch = ep[name]
         for metric in directions:
-            x = _matrix(g, metric)
+            x = seeds_by_images(g, metric)
             d = seed_means(x)
             if len(d) >= 2:
                 _, lo, hi, _ = t_test(d)
@@ -100,10 +95,6 @@ def epoch_table(rows: pd.DataFrame, directions: Dict[str, bool], manifest: dict,
 
 def _epoch_label(e: float) -> str:
     return FINAL if not np.isfinite(e) else str(int(e))
-
-
-def _pct(v: float) -> str:
-    return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
 
 
 def epochs_section(table: pd.DataFrame, summary: pd.DataFrame) -> str:
@@ -128,8 +119,8 @@ def epochs_section(table: pd.DataFrame, summary: pd.DataFrame) -> str:
                 for m in models:
                     r = at[at["model"] == m]
                     cells.append("" if r.empty else
-                                 f"{_pct(r['mean'].iloc[0])} [{_pct(r['band_low'].iloc[0])}, "
-                                 f"{_pct(r['band_high'].iloc[0])}]")
+                                 f"{pct(r['mean'].iloc[0])} [{pct(r['band_low'].iloc[0])}, "
+                                 f"{pct(r['band_high'].iloc[0])}]")
                 names = set(at["run_name"])
                 p = paired[(paired["method"] == method) & (paired["metric"] == metric)
                            & paired["model"].map(lambda s: set(s.split(" - ")) <= names)]
@@ -140,7 +131,7 @@ def epochs_section(table: pd.DataFrame, summary: pd.DataFrame) -> str:
                     seeds = int(r["n_seeds"]) >= 2
                     lo, hi = ((r["seed_ci_low"], r["seed_ci_high"]) if seeds
                               else (r["ci_low"], r["ci_high"]))
-                    delta = f"{100 * r['mean']:+.1f} [{_pct(lo)}, {_pct(hi)}]"
+                    delta = f"{100 * r['mean']:+.1f} [{pct(lo)}, {pct(hi)}]"
                     verdict = r["seed_verdict"] if seeds else r["verdict"]
                 body.append([NICE.get(metric, metric), _epoch_label(e)] + cells + [delta, verdict])
         parts += [f"### {method}", "", md_table(header, body), ""]

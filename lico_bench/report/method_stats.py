@@ -86,7 +86,7 @@ def score_cube(df: pd.DataFrame, col: str, methods: Sequence[str]) -> np.ndarray
     """``X[j, s, i]``: ``col`` of method j, seed s, image i -- [k, S, N] float64, NaN if missing.
 
     Seeds sorted, images sorted by (dataset, image_id) -- the column order of
-    :func:`lico_bench.report.tables._matrix`, so the bootstrap draws are the same images.
+    :func:`lico_bench.report.common.seeds_by_images`, so the bootstrap draws are the same images.
     """
     if df.duplicated(["method", "seed", "dataset", "image_id"]).any():
         raise UserError(f"the rows hold the same image twice for one seed and method "

@@ -38,28 +38,16 @@ import pandas as pd
 
 from ..errors import UserError
 from ..io import write_text
-from .common import (BASELINE, NICE, load_manifest, load_rows, md_table,  # noqa: F401
-                     metric_directions, pair_models, tex_escape, tex_table)
+from .common import (BASELINE, IMAGE_KEY, NICE, load_manifest, load_rows,  # noqa: F401
+                     md_table, metric_directions, pair_models, pct, pct_cell, seeds_by_images,
+                     tex_escape, tex_table)
 from .agreement import (agreement_section, agreement_summary, agreement_tex, grid_note,
                         read_agreement)
 from .stats import (ALPHA, CONFIDENCE, EXACT_MAX_N, add_verdicts, crossed_bootstrap_ci, crossed_mean,
                     paired_wilcoxon_p, seed_level)
 
-IMAGE_KEY = ["dataset", "image_id"]   # one image = one column of the seeds x images matrix
+
 # ----------------------------------------------------------------------------- statistics
-def _matrix(df: pd.DataFrame, col: str) -> np.ndarray:
-    """seeds x images matrix of ``df[col]`` (rows by seed, columns by dataset and image id).
-
-    An image missing under some seed is a NaN cell; so is a NaN value.
-    """
-    if df.duplicated(["seed", *IMAGE_KEY]).any():
-        raise UserError(f"the rows hold the same image twice for one seed "
-                        f"({df['model'].iloc[0]}, {df['method'].iloc[0]}); the results "
-                        "directory mixes two runs: rebuild it with 'lico-bench run'.")
-    t = df.pivot(index="seed", columns=IMAGE_KEY, values=col)
-    return t.sort_index().sort_index(axis=1).to_numpy(dtype=np.float64)
-
-
 def _n_images(x: np.ndarray) -> int:
     """Images with at least one value: the n the CI and the test resample."""
     return int((~np.isnan(x)).any(axis=0).sum()) if x.size else 0
@@ -95,7 +83,7 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
     for (model, method), g in rows.groupby(["model", "method"], sort=True):
         for metric, hib in directions.items():
             out.append(dict(kind="score", model=model, method=method, metric=metric,
-                            **_estimate(_matrix(g, metric)),
+                            **_estimate(seeds_by_images(g, metric)),
                             n_flagged=int((g["map_status"] != "ok").sum()),
                             n_seeds=int(g["seed"].nunique()), higher_is_better=hib))
     # The prediction does not depend on the explanation method: one method's rows suffice.
@@ -103,7 +91,7 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
     for model, g in rows[rows["method"] == first_method].groupby("model", sort=True):
         g = g.assign(accuracy=(g["pred"] == g["label"]).astype(float))
         out.append(dict(kind="accuracy", model=model, method="", metric="accuracy",
-                        **_estimate(_matrix(g, "accuracy")), n_flagged=0,
+                        **_estimate(seeds_by_images(g, "accuracy")), n_flagged=0,
                         n_seeds=int(g["seed"].nunique()), higher_is_better=True))
     # Paired LICO - baseline on the same images under the same seed.
     paired: List[dict] = []
@@ -121,7 +109,7 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
                 jj = j.assign(diff=j[f"{metric}_lico"] - j[f"{metric}_base"],
                               lico_v=j[f"{metric}_lico"].where(both),
                               base_v=j[f"{metric}_base"].where(both))
-                d = _matrix(jj, "diff")
+                d = seeds_by_images(jj, "diff")
                 if matrices is not None:
                     matrices.append(d)
                 paired.append(dict(kind="paired", model=f"{lico} - {base}", method=method,
@@ -129,8 +117,8 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
                                    n_flagged=int(((j["map_status_lico"] != "ok")
                                                   | (j["map_status_base"] != "ok")).sum()),
                                    n_seeds=int(j["seed"].nunique()), higher_is_better=hib,
-                                   baseline=crossed_mean(_matrix(jj, "base_v")),
-                                   lico=crossed_mean(_matrix(jj, "lico_v")),
+                                   baseline=crossed_mean(seeds_by_images(jj, "base_v")),
+                                   lico=crossed_mean(seeds_by_images(jj, "lico_v")),
                                    p_wilcoxon=paired_wilcoxon_p(d), **seed_level(d)))
     # Holm over every comparison of the paired table: with 20+ comparisons, unadjusted
     # p < 0.05 names a side by chance about once per table.
@@ -139,19 +127,6 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
 
 
 # ----------------------------------------------------------------------------- formatting
-def _pct(v: float) -> str:
-    return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
-
-
-def _cell(r, signed: bool = False) -> str:
-    if not np.isfinite(r["mean"]):
-        return "n/a"
-    m = f"{100 * r['mean']:+.1f}" if signed else _pct(r["mean"])
-    if not np.isfinite(r["ci_low"]):
-        return m
-    return f"{m} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
-
-
 def _arrow(hib: bool) -> str:
     return "↑" if hib else "↓"
 
@@ -202,7 +177,7 @@ def _score_grid(summary: pd.DataFrame, directions: Dict[str, bool]):
     body = []
     for (model, method), g in s.groupby(["model", "method"], sort=True):
         by = {r["metric"]: r for _, r in g.iterrows()}
-        body.append([model, method] + [_cell(by[m]) if m in by else "" for m in directions]
+        body.append([model, method] + [pct_cell(by[m]) if m in by else "" for m in directions]
                     + [str(int(g["n_flagged"].max()))])
     return header, body
 
@@ -219,10 +194,10 @@ def _paired_grid(summary: pd.DataFrame):
     body = []
     for _, r in p.iterrows():
         line = [r["model"], r["method"], f"{NICE.get(r['metric'], r['metric'])} {_arrow(r['higher_is_better'])}",
-                _pct(r["baseline"]), _pct(r["lico"]), _cell(r, signed=True),
+                pct(r["baseline"]), pct(r["lico"]), pct_cell(r, signed=True),
                 _p(r["p_wilcoxon"]), _p(r["p_holm"]), str(int(r["n"])), r["verdict"]]
         if several:
-            ci = (f"[{_pct(r['seed_ci_low'])}, {_pct(r['seed_ci_high'])}]"
+            ci = (f"[{pct(r['seed_ci_low'])}, {pct(r['seed_ci_high'])}]"
                   if np.isfinite(r["seed_ci_low"]) else "n/a")
             line += [str(int(r["n_seeds"])), ci, _p(r["p_seed"]), _p(r["p_seed_holm"]),
                      r["seed_verdict"]]
@@ -233,7 +208,7 @@ def _paired_grid(summary: pd.DataFrame):
 def _acc_grid(summary: pd.DataFrame):
     a = summary[summary["kind"] == "accuracy"]
     header = ["model", f"accuracy [{CONF} CI]", "images", "seeds"]
-    body = [[r["model"], _cell(r), str(int(r["n"])), str(int(r["n_seeds"]))] for _, r in a.iterrows()]
+    body = [[r["model"], pct_cell(r), str(int(r["n"])), str(int(r["n_seeds"]))] for _, r in a.iterrows()]
     return header, body
 
 
