@@ -144,10 +144,11 @@ def epochs_csv(table: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
-def plot_epochs(table: pd.DataFrame):
-    """Rows = methods, columns = metrics; x = epoch (log scale), one line per trained model
-    with its band (see the module docstring); the final weights of unknown epoch are left
-    out of the figure (listed in the table). None when there is nothing to draw."""
+def plot_epochs(table: pd.DataFrame, ncols: int = 5):
+    """One panel per (method, metric), wrapped at ``ncols`` panels a row; x = epoch (log
+    scale, ticks at the evaluated epochs), one line per trained model with its band (see the
+    module docstring); the final weights of unknown epoch are left out of the figure (listed
+    in the table). None when there is nothing to draw."""
     from .figure_style import DOUBLE_COLUMN_IN, _colours, _plt, _pretty_model
 
     t = table[np.isfinite(table["epoch"])] if len(table) else table
@@ -155,31 +156,38 @@ def plot_epochs(table: pd.DataFrame):
         return None
     plt = _plt()
     methods = list(dict.fromkeys(t["method"]))
-    metrics = list(dict.fromkeys(t["metric"]))
+    panels = [(method, metric) for method in methods
+              for metric in dict.fromkeys(t.loc[t["method"] == method, "metric"])]
     models = list(dict.fromkeys(t["model"]))
+    epochs = sorted(set(t["epoch"].astype(int)))
     col = _colours(models)
-    fig, axes = plt.subplots(len(methods), len(metrics), squeeze=False,
-                             figsize=(max(DOUBLE_COLUMN_IN, 1.7 * len(metrics)), 1.6 * len(methods) + 0.3))
-    for i, method in enumerate(methods):
-        for j, metric in enumerate(metrics):
-            ax = axes[i][j]
-            for m in models:
-                g = t[(t["method"] == method) & (t["metric"] == metric) & (t["model"] == m)]
-                if g.empty:
-                    continue
-                g = g.sort_values("epoch")
-                x = g["epoch"].to_numpy()
-                ax.plot(x, 100 * g["mean"], marker="o", markersize=2.2, color=col[m],
-                        label=_pretty_model(m))
-                lo, hi = 100 * g["band_low"].to_numpy(), 100 * g["band_high"].to_numpy()
-                ok = np.isfinite(lo) & np.isfinite(hi)
-                if ok.any():
-                    ax.fill_between(x[ok], lo[ok], hi[ok], color=col[m], alpha=0.2, linewidth=0)
-            ax.set_xscale("log")
-            ax.set_title(f"{NICE.get(metric, metric)} ({method})" if len(methods) > 1
-                         else NICE.get(metric, metric))
-            if i == len(methods) - 1:
-                ax.set_xlabel("epoch")
+    nc = min(ncols, len(panels))
+    nr = -(-len(panels) // nc)
+    fig, axes = plt.subplots(nr, nc, squeeze=False,
+                             figsize=(max(DOUBLE_COLUMN_IN, 1.7 * nc), 1.7 * nr + 0.3))
+    for k, (method, metric) in enumerate(panels):
+        ax = axes[k // nc][k % nc]
+        for m in models:
+            g = t[(t["method"] == method) & (t["metric"] == metric) & (t["model"] == m)]
+            if g.empty:
+                continue
+            g = g.sort_values("epoch")
+            x = g["epoch"].to_numpy()
+            ax.plot(x, 100 * g["mean"], marker="o", markersize=2.2, color=col[m],
+                    label=_pretty_model(m))
+            lo, hi = 100 * g["band_low"].to_numpy(), 100 * g["band_high"].to_numpy()
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            if ok.any():
+                ax.fill_between(x[ok], lo[ok], hi[ok], color=col[m], alpha=0.2, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_xticks(epochs, [str(e) for e in epochs])
+        ax.minorticks_off()
+        ax.set_title(f"{NICE.get(metric, metric)} ({method})" if len(methods) > 1
+                     else NICE.get(metric, metric))
+        if k + nc >= len(panels):    # the lowest panel of its column
+            ax.set_xlabel("epoch")
+    for k in range(len(panels), nr * nc):
+        axes[k // nc][k % nc].set_visible(False)
     axes[0][0].legend(loc="best")
     fig.tight_layout()
     return fig

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from lico_bench.report.common import NICE
 from lico_bench.report.epochs import epoch_table, epochs_section, model_epochs, plot_epochs
 from lico_bench.report.tables import compute_summary
 
@@ -114,6 +115,19 @@ def test_figure_draws_one_line_per_model(case):
     x, y = lines["LICO (r18)"].get_data()
     g = t[(t["model"] == "lico_r18") & (t["metric"] == "pointing_game")].sort_values("epoch")
     assert list(x) == [1.0, 5.0, 8.0] and np.array_equal(y, 100 * g["mean"].to_numpy())
+
+
+def test_figure_wraps_panels_and_ticks_the_epochs(case):
+    results, rows, manifest = case
+    t = epoch_table(rows, DIRECTIONS, manifest, results)
+    n = len(t.groupby(["method", "metric"]))          # one panel per (method, metric)
+    fig = plot_epochs(t, ncols=2)
+    shown = [a for a in fig.axes if a.get_visible()]
+    assert len(shown) == n and len(fig.axes) == 2 * -(-n // 2)   # ceil(n / 2) rows of 2
+    assert sorted({a.get_title() for a in shown}) == sorted(
+        {NICE.get(m, m) for m in t["metric"]})       # one method: titles are the metrics
+    ticks = {float(x) for x in shown[0].get_xticks()}
+    assert ticks == {1.0, 5.0, 8.0}                   # the evaluated epochs, nothing else
 
 
 def test_no_kept_epochs_no_section(case):
