@@ -283,6 +283,35 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(rng > 0, out, torch.zeros_like(out))
 
 
+def same_images(images: torch.Tensor):
+    """The batch's items grouped by image: exact equality of every value (``torch.unique``
+    over the flattened images), so two images that differ anywhere are never merged.
+
+    images: [B, 3, H, W] float. Returns ``(items, group)`` on the images' device:
+    items [G, M] int64, row g the items that show the g-th distinct image (groups in order of
+    first appearance, items in batch order), padded to the largest group M by repeating its
+    first item; group [B] int64, each item's row. With no two images equal: items =
+    ``arange(B)[:, None]``, group = ``arange(B)``. Under ``run --grid N`` a composite's n^2
+    cells are one image with n^2 targets: Score-CAM's and RISE's masked forwards do not
+    depend on the explained class, so they run once per row and each item reads its own
+    target from them. One device-to-host read (the groups).
+    """
+    B = images.shape[0]
+    _, inverse = torch.unique(images.reshape(B, -1), dim=0, return_inverse=True)
+    groups: Dict[int, List[int]] = {}
+    for b, u in enumerate(inverse.tolist()):           # dict order = first appearance
+        groups.setdefault(u, []).append(b)
+    width = max(len(v) for v in groups.values())
+    rows = [v + v[:1] * (width - len(v)) for v in groups.values()]
+    group = [0] * B
+    for g, v in enumerate(groups.values()):
+        for b in v:
+            group[b] = g
+    device = images.device
+    return (torch.tensor(rows, dtype=torch.long, device=device),
+            torch.tensor(group, dtype=torch.long, device=device))
+
+
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
