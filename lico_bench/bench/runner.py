@@ -36,7 +36,9 @@ Grid pointing game (``grid=N``, :mod:`lico_bench.bench.grid`): every model is lo
 trained) first, the images every model classifies confidently are found, and the dataset is
 replaced by its composites (:class:`lico_bench.data.grid.GridDataset`); each row is one cell
 of one composite, explained for the cell's class whatever ``target`` says, and records the
-composite's source image ids. The default metrics are then ``GRID_METRICS``. With
+composite's source image ids. The default metrics are then ``GRID_METRICS``. A batch holds
+whole composites (``RunSpec.explain_batch``: ``batch_size`` rounded down to a multiple of
+N²), so Score-CAM and RISE forward a composite's masked copies once for its N² cells. With
 ``grid_variant="difull"`` each experiment's model is seen through
 :func:`lico_bench.bench.grid.difull` (cells through the features separately).
 
