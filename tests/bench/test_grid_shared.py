@@ -4,7 +4,6 @@ call, which forwards the composite's masked copies once for all its cells
 import json
 
 import pytest
-import torch
 
 import tests.colour as colour
 import lico_bench.explainers.cam as cam_module
@@ -12,6 +11,7 @@ import lico_bench.explainers.rise as rise_module
 from lico_bench.bench import RunSpec, run
 from lico_bench.explainers.base import same_images
 from lico_bench.models import save_checkpoint
+from tests.explainers.conftest import per_item
 
 LABELS = [i % 10 for i in range(40)]          # 4 images of each class
 
@@ -31,13 +31,6 @@ def _spec(root, tmp_path, out, **kw):
     args.update(kw)
     args["checkpoints"] = {m: ck[m] for m in args["models"]}
     return RunSpec(**args)
-
-
-def per_item(images):
-    """``same_images`` as if no two images were equal: the computation before sharing."""
-    B = images.shape[0]
-    ar = torch.arange(B, device=images.device)
-    return ar[:, None], ar
 
 
 def test_shared_forwards_give_the_rows_of_the_per_item_computation(root, tmp_path, monkeypatch):

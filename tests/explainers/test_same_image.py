@@ -12,7 +12,7 @@ import torch
 from lico_bench.explainers import create_explainer
 from lico_bench.explainers.base import same_images
 
-from .conftest import contract_tol, double, tiny_net
+from .conftest import contract_tol, double, per_item, tiny_net
 
 SPECS = [("scorecam", {"batch_size": 7}), ("scorecam", {"baseline_subtract": True}),
          ("scorecam", {"variant": "grad-cam", "batch_size": 32}),
@@ -115,13 +115,6 @@ def test_rise_shared_is_bitwise_the_per_item_computation(monkeypatch):
 
     monkeypatch.setattr(rise_module, "same_images", per_item)
     assert torch.equal(shared, rise(model, batch, targets))
-
-
-def per_item(images):
-    """``same_images`` as if no two images were equal: the computation before sharing."""
-    B = images.shape[0]
-    ar = torch.arange(B, device=images.device)
-    return ar[:, None], ar
 
 
 def masked_images(name, options, model, images, targets) -> int:
