@@ -39,7 +39,7 @@ import abc
 import contextlib
 import json
 import math
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -283,7 +283,7 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(rng > 0, out, torch.zeros_like(out))
 
 
-def same_images(images: torch.Tensor):
+def same_images(images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """The batch's items grouped by image: exact equality of every value (``torch.unique``
     over the flattened images), so two images that differ anywhere are never merged.
 
@@ -301,15 +301,15 @@ def same_images(images: torch.Tensor):
     groups: Dict[int, List[int]] = {}
     for b, u in enumerate(inverse.tolist()):           # dict order = first appearance
         groups.setdefault(u, []).append(b)
-    width = max(len(v) for v in groups.values())
-    rows = [v + v[:1] * (width - len(v)) for v in groups.values()]
+    members = list(groups.values())
+    width = max(len(v) for v in members)
+    items = [v + v[:1] * (width - len(v)) for v in members]
     group = [0] * B
-    for g, v in enumerate(groups.values()):
+    for g, v in enumerate(members):
         for b in v:
             group[b] = g
-    device = images.device
-    return (torch.tensor(rows, dtype=torch.long, device=device),
-            torch.tensor(group, dtype=torch.long, device=device))
+    return (torch.tensor(items, dtype=torch.long, device=images.device),
+            torch.tensor(group, dtype=torch.long, device=images.device))
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -209,7 +209,8 @@ class ScoreCAM(BaseCAM):
     (``run --grid N`` explains a composite once per cell) is forwarded once per channel, and
     each of its items reads its own target's score from those outputs
     (:func:`~lico_bench.explainers.base.same_images`: exact equality of the images), n^2
-    times fewer forwards for an n x n composite than one pass per item, the same weights.
+    times fewer forwards for an n x n composite than one pass per item, the same weights up to
+    float reassociation (the masked copies are batched differently).
     The official code instead upsamples first and applies ReLU at input resolution; the two
     differ only where the upsampled sum changes sign between feature cells.
 
