@@ -14,6 +14,11 @@ threshold) cannot resume into the same results directory.
 extractor alone (DiFull, Rao, Böhle, Schiele, CVPR 2022); ``gridpg`` (the default) runs the
 model on the whole composite (GridPG, Böhle et al. 2021). Qualification is on single images
 either way.
+
+Cost: the runner explains whole composites per call (``RunSpec.explain_batch``: the batch
+rounded down to a multiple of n^2), so Score-CAM and RISE, whose masked forwards do not depend
+on the explained class, forward a composite's masked copies once for its n^2 cells
+(:func:`lico_bench.explainers.base.same_images`).
 """
 from __future__ import annotations
 

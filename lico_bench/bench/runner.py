@@ -36,7 +36,9 @@ Grid pointing game (``grid=N``, :mod:`lico_bench.bench.grid`): every model is lo
 trained) first, the images every model classifies confidently are found, and the dataset is
 replaced by its composites (:class:`lico_bench.data.grid.GridDataset`); each row is one cell
 of one composite, explained for the cell's class whatever ``target`` says, and records the
-composite's source image ids. The default metrics are then ``GRID_METRICS``. With
+composite's source image ids. The default metrics are then ``GRID_METRICS``. A batch holds
+whole composites (``RunSpec.explain_batch``: ``batch_size`` rounded down to a multiple of
+N²), so Score-CAM and RISE forward a composite's masked copies once for its N² cells. With
 ``grid_variant="difull"`` each experiment's model is seen through
 :func:`lico_bench.bench.grid.difull` (cells through the features separately).
 
@@ -284,15 +286,16 @@ class Runner:
         from tqdm import tqdm
 
         spec = self.spec
+        size = spec.explain_batch()   # under --grid: whole composites per call
         explainer = self._explainer(exp.method, exp.seed)
         parts = self.out / "parts" / exp.key
         parts.mkdir(parents=True, exist_ok=True)
-        starts = list(range(0, spec.n_images, spec.batch_size))
+        starts = list(range(0, spec.n_images, size))
         mine = starts[self.dist.rank::self.dist.world_size]
         for start in tqdm(mine, desc=f"{exp.model} {exp.method}", leave=False,
                           disable=not self.progress, dynamic_ncols=True, unit="batch"):
             part = parts / f"{start:06d}.jsonl"
-            idx = list(range(start, min(start + spec.batch_size, spec.n_images)))
+            idx = list(range(start, min(start + size, spec.n_images)))
             if (part.exists() and _maps_part(part).exists() and _thumbs_part(part).exists()
                     and part_is_whole(part, idx)):
                 continue
@@ -312,14 +315,14 @@ class Runner:
             rows = [json.loads(line) for s in starts
                     for line in parts.joinpath(f"{s:06d}.jsonl").read_text().splitlines()]
             pooled = torch.cat([_read_maps_part(_maps_part(parts / f"{s:06d}.jsonl"),
-                                                min(self.spec.batch_size, self.spec.n_images - s))
+                                                min(size, spec.n_images - s))
                                 for s in starts])
             dep = dependence.map_dependence(pooled, torch.tensor([r["target"] for r in rows]))
             for r, v in zip(rows, dep.tolist()):
                 r[dependence.NAME] = v
             thumbs.write_sheets(self.out, exp.key, torch.cat(
                 [_read_thumbs_part(_thumbs_part(parts / f"{s:06d}.jsonl"),
-                                   min(spec.batch_size, spec.n_images - s)) for s in starts]))
+                                   min(size, spec.n_images - s)) for s in starts]))
             # for the cross-seed agreement (also with one seed: a run may grow by seeds);
             # before the rows
             torch_save(pooled, agreement.pooled_path(self.out, exp.key))

@@ -60,7 +60,7 @@ class RunSpec:
     train: bool = option(True, help="train a missing checkpoint (--no-train: error instead)")
     target: Literal["pred", "label"] = option("pred", help="explained class")
     batch_size: Annotated[int, Range(1)] = option(  # also the images of one part file
-        50, help="images per batch")
+        50, help="images per batch (with --grid N: rounded down to a multiple of N*N)")
     save_maps: Annotated[int, Range(0)] = option(8, help="maps kept per experiment for figures")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = option(
@@ -101,6 +101,16 @@ class RunSpec:
             split += f"_grid{self.grid}"
         name = f"{self.dataset}{split}_{'+'.join(self.models)}_{'+'.join(m.replace(':', '-') for m in self.methods)}{seeds}"
         return f"results/{name}"
+
+    def explain_batch(self) -> int:
+        """Images (items) per explainer call and per part file: ``batch_size``; with
+        ``--grid N`` rounded down to a multiple of N² (at least N²), so that a composite's N²
+        cells are explained in one call and Score-CAM and RISE forward their masked copies of
+        it once for all its cells (:func:`lico_bench.explainers.base.same_images`)."""
+        if not self.grid:
+            return self.batch_size
+        k = self.grid * self.grid
+        return max(k, self.batch_size // k * k)
 
     def resolved_precision(self, device) -> str:
         """"fp32" or "bf16" for ``device`` (a torch.device)."""

@@ -39,7 +39,7 @@ import abc
 import contextlib
 import json
 import math
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -281,6 +281,35 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
     rng = hi - lo
     out = (m - lo) / torch.where(rng > 0, rng, torch.ones_like(rng))
     return torch.where(rng > 0, out, torch.zeros_like(out))
+
+
+def same_images(images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The batch's items grouped by image: exact equality of every value (``torch.unique``
+    over the flattened images), so two images that differ anywhere are never merged.
+
+    images: [B, 3, H, W] float. Returns ``(items, group)`` on the images' device:
+    items [G, M] int64, row g the items that show the g-th distinct image (groups in order of
+    first appearance, items in batch order), padded to the largest group M by repeating its
+    first item; group [B] int64, each item's row. With no two images equal: items =
+    ``arange(B)[:, None]``, group = ``arange(B)``. Under ``run --grid N`` a composite's n^2
+    cells are one image with n^2 targets: Score-CAM's and RISE's masked forwards do not
+    depend on the explained class, so they run once per row and each item reads its own
+    target from them. One device-to-host read (the groups).
+    """
+    B = images.shape[0]
+    _, inverse = torch.unique(images.reshape(B, -1), dim=0, return_inverse=True)
+    groups: Dict[int, List[int]] = {}
+    for b, u in enumerate(inverse.tolist()):           # dict order = first appearance
+        groups.setdefault(u, []).append(b)
+    members = list(groups.values())
+    width = max(len(v) for v in members)
+    items = [v + v[:1] * (width - len(v)) for v in members]
+    group = [0] * B
+    for g, v in enumerate(members):
+        for b in v:
+            group[b] = g
+    return (torch.tensor(items, dtype=torch.long, device=images.device),
+            torch.tensor(group, dtype=torch.long, device=images.device))
 
 
 def ceil_div(a: int, b: int) -> int:

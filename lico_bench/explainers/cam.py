@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..options import Range, typed_options
 from ..precision import at_least_float32, float32_ops
 from .base import (Explainer, capture_activations, checked_layer_path, layer_path,
-                   resolve_layer, single_activation, upsample)
+                   resolve_layer, same_images, single_activation, upsample)
 
 SCORECAM_VARIANTS = ("official", "grad-cam")
 
@@ -205,6 +205,12 @@ class ScoreCAM(BaseCAM):
       blows up to a [0, 1] noise mask; here such a channel masks to 0, as the formula says.)
 
     map = ReLU(Σ_k w_k A_k) at feature resolution, upsampled bilinearly, like every CAM here.
+    X ∘ H_k does not depend on the target: an image that appears several times in a batch
+    (``run --grid N`` explains a composite once per cell) is forwarded once per channel, and
+    each of its items reads its own target's score from those outputs
+    (:func:`~lico_bench.explainers.base.same_images`: exact equality of the images), n^2
+    times fewer forwards for an n x n composite than one pass per item, the same weights up to
+    float reassociation (the masked copies are batched differently).
     The official code instead upsamples first and applies ReLU at input resolution; the two
     differ only where the upsampled sum changes sign between feature cells.
 
@@ -247,25 +253,31 @@ class ScoreCAM(BaseCAM):
         self.batch_size, self.mask_align_corners = batch_size, mask_align_corners
 
     def _score(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """[n, K] logits, [n] targets -> [n]: probability (official) or logit (grad-cam)."""
+        """[n, K] logits, [n, M] targets -> [n, M]: probability (official) or logit (grad-cam)."""
         if self.variant == "official":
             logits = F.softmax(logits.float(), dim=1)
-        return logits.gather(1, targets[:, None])[:, 0].float()
+        return logits.gather(1, targets).float()
 
     def weights(self, model, images, targets, activations, grads):
         B, C, h, w = activations.shape
         H, W = images.shape[-2:]
+        # X ∘ H_k depends on the image, not on the explained class: an image that appears
+        # several times in the batch (a grid composite, one item per cell) is forwarded once
+        # per channel and each of its items reads its own target (same_images).
+        items, group = same_images(images)                             # [G, M], [B]
+        first = items[:, 0]                                            # [G]
         # A constant channel upsamples to a constant mask and only to one (upsampling is
         # injective), so constancy is checked at feature resolution.
-        flat = activations.flatten(2)
-        const = flat.amax(dim=2) == flat.amin(dim=2)                   # [B, C]
+        flat = activations[first].flatten(2)
+        const = flat.amax(dim=2) == flat.amin(dim=2)                   # [G, C]
         scores = torch.zeros(B, C, device=images.device, dtype=torch.float32)
-        # The one device-to-host read of a call, before the loop: which channels to forward.
-        pairs = (~const).nonzero()                                     # [P, 2] (b, k)
-        any_const = pairs.shape[0] < B * C                             # known on the host now
+        # Device-to-host reads happen before the loop only: same_images, and which channels
+        # to forward.
+        pairs = (~const).nonzero()                                     # [P, 2] (g, k)
+        any_const = pairs.shape[0] < const.numel()                     # known on the host now
         for i in range(0, pairs.shape[0], self.batch_size):
-            b, k = pairs[i:i + self.batch_size].unbind(1)
-            up = F.interpolate(activations[b, k][:, None], size=(H, W), mode="bilinear",
+            g, k = pairs[i:i + self.batch_size].unbind(1)
+            up = F.interpolate(activations[first[g], k][:, None], size=(H, W), mode="bilinear",
                                align_corners=self.mask_align_corners)  # [n, 1, H, W]
             lo = up.amin(dim=(2, 3), keepdim=True)
             hi = up.amax(dim=(2, 3), keepdim=True)
@@ -276,14 +288,16 @@ class ScoreCAM(BaseCAM):
                                    torch.zeros_like(up))
             else:
                 mask = (up - lo) / (hi - lo + 1e-8)  # pytorch-grad-cam's eps
-            scores[b, k] = self._score(model(images[b] * mask), targets[b])   # f(X ∘ H_k)
+            logits = model(images[first[g]] * mask)                    # f(X ∘ H_k): [n, K]
+            scores[items[g], k[:, None]] = self._score(logits, targets[items[g]])  # [n, M]
+        const = const[group]                                           # [B, C]
         need_zero = self.baseline_subtract or (self.variant == "grad-cam" and any_const)
         if need_zero:
             # f(0): the baseline X_b (official, CIC) and, for pytorch-grad-cam, the score of
             # a constant channel, whose mask is 0 so its masked input is the zero image.
             # One zero image: in eval mode every image's output depends on that image only.
             zero_logits = model(torch.zeros_like(images[:1])).expand(B, -1)
-            base = self._score(zero_logits, targets)                          # [B]
+            base = self._score(zero_logits, targets[:, None])[:, 0]           # [B]
         if self.variant == "official":
             if self.baseline_subtract:
                 scores = scores - base[:, None]                                # CIC, Def. 2
