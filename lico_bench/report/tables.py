@@ -13,6 +13,10 @@ Writes ``summary.csv`` (long format, every number), ``summary.md`` (GitHub/termi
   per-seed mean differences, Holm over the table's seed-level tests
   (:func:`lico_bench.report.stats.seed_t_test`).
 
+summary.md also says what each model's checkpoints were trained with ("## Trained with",
+from the manifest's ``trained``: family hyper-parameters and recipe, one row per distinct
+setting with its seeds, so a model whose seeds were trained differently shows as two rows).
+
 With kept epochs (``run --model M@eN``) summary.md also has "## Along training" and the
 results directory epochs.csv: every metric against the epoch (:mod:`lico_bench.report.epochs`).
 
@@ -254,9 +258,37 @@ def to_markdown(summary: pd.DataFrame, directions: Dict[str, bool], manifest: di
         parts += ["## Paired difference LICO − baseline (same images)", "",
                   md_table(*_paired_grid(summary)), "",
                   _verdict_note(summary), ""]
+    parts += trained_section(manifest)
     if manifest.get("command"):
         parts += [f"Command: `{manifest['command']}`", ""]
     return "\n".join(parts)
+
+
+#: the recipe options "## Trained with" shows (every one is in the manifest)
+RECIPE = ("preset", "epochs", "batch_size", "optimizer", "lr", "augment", "n_train")
+
+
+def trained_section(manifest: dict) -> List[str]:
+    """Markdown lines "## Trained with": per model, its checkpoints' family hyper-parameters
+    and recipe (manifest ``trained``, read from the checkpoints by the runner), one row per
+    distinct setting with the seeds that have it; [] for results without that record."""
+    groups: Dict[tuple, List[str]] = {}
+    for key, e in (manifest.get("trained") or {}).items():
+        model, _, seed = key.rpartition("@seed")
+        settings = ", ".join(f"{k} {v}" for k, v in sorted((e.get("settings") or {}).items()))
+        opts = e.get("train_options")
+        recipe = ("not recorded in the checkpoint" if not opts else
+                  ", ".join(f"{k} {opts[k]}" for k in RECIPE if k in opts))
+        groups.setdefault((model, settings or "-", recipe), []).append(seed)
+    if not groups:
+        return []
+    body = [[m, ", ".join(sorted(seeds, key=lambda s: (len(s), s))), st, rc]
+            for (m, st, rc), seeds in sorted(groups.items())]
+    models = [m for m, _, _ in groups]
+    differ = sorted({m for m in models if models.count(m) > 1})
+    return (["## Trained with (read from each checkpoint)", "",
+             md_table(["model", "seeds", "family settings", "recipe"], body), ""]
+            + ([f"**Trained differently across seeds: {', '.join(differ)}.**", ""] if differ else []))
 
 
 def _where(manifest: dict) -> str:
