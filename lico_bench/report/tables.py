@@ -335,7 +335,8 @@ def build_report(results: str | Path) -> Dict[str, Path]:
              "md": write_text(results / "summary.md", to_markdown(summary, directions, manifest)
                               + epochs_section(along, summary)
                               + agreement_section(agree_summary, agree)
-                              + cue_section(results, rows, manifest.get("spec", {}).get("split", "test"))),
+                              + cue_section(results, rows, manifest.get("spec", {}).get("split", "test"),
+                                            manifest)),
              "tex": write_text(results / "summary.tex", to_latex(summary, directions, manifest)
                                + agreement_tex(agree_summary, agree, _where(manifest)))}
     if not along.empty:

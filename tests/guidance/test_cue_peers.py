@@ -93,6 +93,11 @@ def test_a_peer_family_gets_its_reliance_measured_reported_and_paired(tmp_path):
     cue_part = md[md.index("## Reliance on the planted cue"):]
     for m in ckpts:
         assert f"| {m} " in cue_part
+    per_model = cue_part[cue_part.index("Per model, over its seeds"):].split("\n\n")[1]
+    partners = {c[0]: c[4] for c in ([x.strip() for x in line.split("|")[1:-1]]
+                                     for line in per_model.splitlines()[2:])}
+    assert partners == {"baseline_tiny": "-", "guided_tiny": "baseline_tiny",
+                        "sgt_tiny": "baseline_tiny"}
     # saved by hand, not trained: the manifest says the checkpoint records no recipe
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["trained"]["guided_tiny@seed0"]["train_options"] is None
@@ -122,3 +127,24 @@ def test_tiny_train_and_run_on_the_swap_split_with_a_peer(tmp_path):
     section = md[md.index("## Trained with"):].split("\n\n")[1].splitlines()
     assert [[c.strip() for c in line.split("|")[1:4]] for line in section[2:]] == [
         ["baseline_tiny", "0", "-"], ["guided_tiny", "0", "guided_lambda 0.05, guided_share 1.0"]]
+
+
+def test_reliance_per_model_is_paired_with_its_baseline_seed_by_seed():
+    from lico_bench.report.cue import reliance_by_model
+
+    def rel(model, seed, follows, acc_swap):
+        return {"model": model, "seed": seed, "follows_cue": follows, "accuracy_swap": acc_swap}
+
+    rels = [rel("baseline_r18", 0, 0.9, 0.05), rel("baseline_r18", 1, 0.8, 0.15),
+            rel("guided_r18", 0, 0.1, 0.85), rel("guided_r18", 1, 0.3, 0.65),
+            rel("guided_r18", 2, 0.2, 0.75)]     # seed 2 has no baseline: not in the Δ
+    manifest = {"models": {"baseline_r18": {"family": "baseline", "arch": "resnet18"},
+                           "guided_r18": {"family": "guided", "arch": "resnet18"}}}
+    lines = reliance_by_model(rels, manifest).splitlines()
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+    # follows: mean of 0.1, 0.3, 0.2 = 20.0 %; Δ per seed 0.1-0.9 = -80, 0.3-0.8 = -50
+    # (mean -65); acc. swap 0.85-0.05 = +80, 0.65-0.15 = +50 (mean +65); one decimal in %
+    assert cells == [
+        ["baseline_r18", "0, 1", "85.0 [80.0, 90.0]", "10.0 [5.0, 15.0]", "-", "", ""],
+        ["guided_r18", "0, 1, 2", "20.0 [10.0, 30.0]", "75.0 [65.0, 85.0]", "baseline_r18",
+         "-65.0 [-80.0, -50.0]", "+65.0 [+50.0, +80.0]"]]
