@@ -321,18 +321,21 @@ def read_trained(out: Path) -> Dict[str, Any]:
 
 def merge_trained(old: Dict[str, Any], new: Dict[str, Any], out: Path) -> Dict[str, Any]:
     """``old`` (the ``trained`` of the manifest already in ``out``) updated with ``new``
-    (this run's entries). A checkpoint whose settings or recipe differ from what ``old``
-    records for the same model and seed is a one-line :class:`UserError`: the rows already
-    in ``out`` were made with a model trained otherwise, and the two must not be mixed."""
+    (this run's entries). A checkpoint whose settings or recipe differ (in an option both
+    record; ``keep_epochs`` apart, which changes no weight) from what ``old`` records for
+    the same model and seed is a one-line :class:`UserError`: the rows already in ``out``
+    were made with a model trained otherwise, and the two must not be mixed."""
     for key, e in sorted(new.items()):
         o = old.get(key)
         if o is None:
             continue
         was = {**(o.get("settings") or {}), **(o.get("train_options") or {})}
         now = {**(e.get("settings") or {}), **(e.get("train_options") or {})}
-        diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+        # options both record (an option one of them lacks, e.g. one a later lico-bench
+        # counts as a family's, says nothing about a difference)
+        diff = sorted(k for k in set(was) & set(now) - {"keep_epochs"} if was[k] != now[k])
         if diff:
-            show = lambda d: ", ".join(f"{k} {d.get(k, 'unrecorded')}" for k in diff[:4])  # noqa: E731
+            show = lambda d: ", ".join(f"{k} {d[k]}" for k in diff[:4])  # noqa: E731
             raise UserError(f"{out} holds results of {key} made with a checkpoint trained with "
                             f"{show(was)}, but {e['checkpoint']} was trained with {show(now)}; "
                             "use another --out, or the checkpoint those results were made with.")

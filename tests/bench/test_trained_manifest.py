@@ -53,3 +53,26 @@ def test_the_manifest_says_the_lambda_the_checkpoint_was_trained_with(tmp_path):
     assert "\n" not in str(e.value)
     after = json.loads((out / "manifest.json").read_text())["trained"]["guided_tiny@seed0"]
     assert after["settings"]["guided_lambda"] == 0.05       # the manifest was not replaced
+
+
+def test_merge_trained_compares_the_options_both_entries_record(tmp_path):
+    from lico_bench.bench.manifest import merge_trained
+
+    def entry(settings, opts):
+        return {"checkpoint": "m.pt", "family": "guided", "settings": settings,
+                "train_options": opts}
+
+    old = {"guided_r18@seed0": entry({"guided_lambda": 0.01}, {"epochs": 2, "keep_epochs": []})}
+    # an option one side lacks, a hand-saved checkpoint (no recipe), other kept epochs: same
+    for same in (entry({"guided_lambda": 0.01}, {"epochs": 2, "keep_epochs": [1], "new": 3}),
+                 entry({"guided_lambda": 0.01}, None)):
+        merged = merge_trained(old, {"guided_r18@seed0": same, "baseline_r18@seed0": entry({}, None)},
+                               tmp_path)
+        assert merged["guided_r18@seed0"] is same and set(merged) == {"guided_r18@seed0",
+                                                                     "baseline_r18@seed0"}
+    for other, says in ((entry({"guided_lambda": 1.0}, None), "guided_lambda 0.01, but m.pt "
+                         "was trained with guided_lambda 1.0"),
+                        (entry({"guided_lambda": 0.01}, {"epochs": 3}), "epochs 2, but m.pt was "
+                         "trained with epochs 3")):
+        with pytest.raises(UserError, match=says):
+            merge_trained(old, {"guided_r18@seed0": other}, tmp_path)
