@@ -104,13 +104,15 @@ def test_a_peer_family_gets_its_reliance_measured_reported_and_paired(tmp_path):
     assert "not recorded in the checkpoint" in md
 
 
+# 16 s on a 2-core machine at load 5 (four tiny trainings, reliance on 3 x 1000 images each)
 def test_tiny_train_and_run_on_the_swap_split_with_a_peer(tmp_path):
-    spec = RunSpec(models=["baseline_tiny", "guided_tiny"], methods=["gradcam"],
+    spec = RunSpec(models=["baseline_tiny", "guided_tiny", "rrr_tiny", "sgt_tiny"],
+                   methods=["gradcam"],
                    dataset="shapes-cue", split="swap", n_images=4, batch_size=4,
                    runs=str(tmp_path / "runs"), out=str(tmp_path / "res"), device="cpu",
                    metrics=["pointing_game", "energy_pointing_game", "part_rank"],
                    train_options={"n_train": 64, "epochs": 1, "batch_size": 32,
-                                  "guided_lambda": 0.05})
+                                  "guided_lambda": 0.05, "rrr_lambda": 3.0})
     out = run(spec, log=lambda *a: None, progress=False)
     for m in spec.models:
         assert (out / "reliance" / f"{m}__seed0.json").is_file()
@@ -126,7 +128,11 @@ def test_tiny_train_and_run_on_the_swap_split_with_a_peer(tmp_path):
     md = (out / "summary.md").read_text()
     section = md[md.index("## Trained with"):].split("\n\n")[1].splitlines()
     assert [[c.strip() for c in line.split("|")[1:4]] for line in section[2:]] == [
-        ["baseline_tiny", "0", "-"], ["guided_tiny", "0", "guided_lambda 0.05, guided_share 1.0"]]
+        ["baseline_tiny", "0", "-"], ["guided_tiny", "0", "guided_lambda 0.05, guided_share 1.0"],
+        ["rrr_tiny", "0", "rrr_lambda 3.0"], ["sgt_tiny", "0", "sgt_k 0.5, sgt_lambda 1.0, sgt_rank abs"]]
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary.loc[summary["kind"] == "paired", "model"]) == {
+        f"{f}_tiny - baseline_tiny" for f in ("guided", "rrr", "sgt")}
 
 
 def test_reliance_per_model_is_paired_with_its_baseline_seed_by_seed():
