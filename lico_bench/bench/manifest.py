@@ -311,6 +311,16 @@ def trained_entry(model, checkpoint: str) -> Dict[str, Any]:
     return json.loads(json.dumps(entry))
 
 
+def trained_options(entry: Any) -> tuple:
+    """(settings, train_options) of one ``trained`` entry as dicts (train_options None when
+    the checkpoint recorded none); anything else a damaged manifest may hold reads as
+    ``({}, None)``."""
+    entry = entry if isinstance(entry, dict) else {}
+    settings, opts = entry.get("settings"), entry.get("train_options")
+    return (settings if isinstance(settings, dict) else {},
+            opts if isinstance(opts, dict) and opts else None)
+
+
 def read_trained(out: Path) -> Dict[str, Any]:
     """The ``trained`` of the manifest in results directory ``out`` ({} when there is none,
     or it was written before manifests had it)."""
@@ -329,8 +339,8 @@ def merge_trained(old: Dict[str, Any], new: Dict[str, Any], out: Path) -> Dict[s
         o = old.get(key)
         if o is None:
             continue
-        was = {**(o.get("settings") or {}), **(o.get("train_options") or {})}
-        now = {**(e.get("settings") or {}), **(e.get("train_options") or {})}
+        (s0, t0), (s1, t1) = trained_options(o), trained_options(e)
+        was, now = {**s0, **(t0 or {})}, {**s1, **(t1 or {})}
         # options both record (an option one of them lacks, e.g. one a later lico-bench
         # counts as a family's, says nothing about a difference)
         diff = sorted(k for k in set(was) & set(now) - {"keep_epochs"} if was[k] != now[k])

@@ -272,12 +272,14 @@ def trained_section(manifest: dict) -> List[str]:
     """Markdown lines "## Trained with": per model, its checkpoints' family hyper-parameters
     and recipe (manifest ``trained``, read from the checkpoints by the runner), one row per
     distinct setting with the seeds that have it; [] for results without that record."""
+    from ..bench.manifest import trained_options
+
     groups: Dict[tuple, List[str]] = {}
     for key, e in (manifest.get("trained") or {}).items():
         model, _, seed = key.rpartition("@seed")
-        settings = ", ".join(f"{k} {v}" for k, v in sorted((e.get("settings") or {}).items()))
-        opts = e.get("train_options")
-        recipe = ("not recorded in the checkpoint" if not opts else
+        settings, opts = trained_options(e)
+        settings = ", ".join(f"{k} {v}" for k, v in sorted(settings.items()))
+        recipe = ("not recorded in the checkpoint" if opts is None else
                   ", ".join(f"{k} {opts[k]}" for k in RECIPE if k in opts))
         groups.setdefault((model, settings or "-", recipe), []).append(seed)
     if not groups:

@@ -76,3 +76,22 @@ def test_merge_trained_compares_the_options_both_entries_record(tmp_path):
                          "trained with epochs 3")):
         with pytest.raises(UserError, match=says):
             merge_trained(old, {"guided_r18@seed0": other}, tmp_path)
+
+
+def test_summary_says_when_the_seeds_of_a_model_were_trained_differently():
+    from lico_bench.report.tables import trained_section
+
+    def entry(lam, epochs):
+        return {"checkpoint": "m.pt", "family": "guided", "settings": {"guided_lambda": lam},
+                "train_options": {"epochs": epochs, "preset": "quick"}}
+
+    trained = {"guided_r18@seed0": entry(0.01, 2), "guided_r18@seed10": entry(0.01, 2),
+               "guided_r18@seed2": entry(1.0, 2), "baseline_r18@seed0": {"settings": [1]}}
+    lines = trained_section({"trained": trained})
+    table = lines[2].splitlines()
+    assert [[c.strip() for c in line.split("|")[1:-1]] for line in table[2:]] == [
+        ["baseline_r18", "0", "-", "not recorded in the checkpoint"],   # damaged: unrecorded
+        ["guided_r18", "0, 10", "guided_lambda 0.01", "preset quick, epochs 2"],
+        ["guided_r18", "2", "guided_lambda 1.0", "preset quick, epochs 2"]]
+    assert lines[4] == "**Trained differently across seeds: guided_r18.**"
+    assert trained_section({}) == [] and trained_section({"trained": {}}) == []
