@@ -264,7 +264,7 @@ def to_markdown(summary: pd.DataFrame, directions: Dict[str, bool], manifest: di
     return "\n".join(parts)
 
 
-#: the recipe options "## Trained with" shows (every one is in the manifest)
+#: the recipe options "## Trained with" shows when set (every one is in the manifest)
 RECIPE = ("preset", "epochs", "batch_size", "optimizer", "lr", "augment", "n_train")
 
 
@@ -280,7 +280,7 @@ def trained_section(manifest: dict) -> List[str]:
         settings, opts = trained_options(e)
         settings = ", ".join(f"{k} {v}" for k, v in sorted(settings.items()))
         recipe = ("not recorded in the checkpoint" if opts is None else
-                  ", ".join(f"{k} {opts[k]}" for k in RECIPE if k in opts))
+                  ", ".join(f"{k} {opts[k]}" for k in RECIPE if opts.get(k) is not None))
         groups.setdefault((model, settings or "-", recipe), []).append(seed)
     if not groups:
         return []

@@ -83,7 +83,7 @@ def test_summary_says_when_the_seeds_of_a_model_were_trained_differently():
 
     def entry(lam, epochs):
         return {"checkpoint": "m.pt", "family": "guided", "settings": {"guided_lambda": lam},
-                "train_options": {"epochs": epochs, "preset": "quick"}}
+                "train_options": {"epochs": epochs, "preset": "quick", "n_train": None}}
 
     trained = {"guided_r18@seed0": entry(0.01, 2), "guided_r18@seed10": entry(0.01, 2),
                "guided_r18@seed2": entry(1.0, 2), "baseline_r18@seed0": {"settings": [1]}}
