@@ -200,7 +200,8 @@ INPUTS_FILE = Schema("inputs file", {
 _MANIFEST_FIELDS = {"format": integer(1), "spec": MAPPING, "metrics": mapping_of(MAPPING),
                     "models": mapping_of(MAPPING), "methods": mapping_of(MAPPING),
                     "methods_resolved": MAPPING, "checkpoints": mapping_of(TEXT),
-                    "dataset": MAPPING, "versions": MAPPING, "row_checks": FLAG}
+                    "dataset": MAPPING, "versions": MAPPING, "row_checks": FLAG,
+                    "trained": mapping_of(MAPPING)}
 MANIFEST = Schema("manifest", _MANIFEST_FIELDS, optional=tuple(_MANIFEST_FIELDS))
 
 #: bench.manifest: the part of a manifest's spec that says what was run

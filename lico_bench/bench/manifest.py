@@ -16,7 +16,12 @@ Layout (format 2)::
                       and {"<metric>_<suffix>": {"higher_is_better", "column_of"}} per
                       further row column of a metric (randomisation's "_ssim")
     models            {model: family, arch, variant (+ variant_settings; + epoch for a kept
-                      epoch, "lico_wrn28_2@e5")}
+                      epoch, "lico_wrn28_2@e5")}: what the registry says of the name (a
+                      variant's settings are its defaults, not what a checkpoint trained with)
+    trained           {"model@seedN": {"checkpoint", "family", "settings", "train_options"}}:
+                      what each checkpoint the run used was trained with, read from the
+                      checkpoint itself (:func:`trained_entry`); filled as checkpoints are
+                      loaded or trained, kept across resumed runs (:func:`merge_trained`)
     dataset           the DatasetInfo
     checkpoints       {"model@seedN": path}
     row_checks        true: every rows file has its check file (false: a directory resumed
@@ -274,6 +279,77 @@ def write_manifest(out: Path, manifest: Dict[str, Any]) -> Path:
     from ..io import write_json
 
     return write_json(Path(out) / NAME, manifest)
+
+
+# ---------------------------------------------------------------------------- trained
+def _not_recipe() -> frozenset:
+    """Training options that are not the recipe: paths and machine, and every family's
+    hyper-parameters (a checkpoint's own are its ``settings``; the others' are defaults it
+    never used, e.g. a baseline's ``guided_lambda``)."""
+    from ..guidance import FAMILIES
+    from ..train.config import TrainConfig
+
+    return frozenset({"out", "device", "workers", "root", "download", "text_checkpoint",
+                      *TrainConfig().lico_settings(), *(f for fam in FAMILIES.values()
+                                                        for f in fam.fields)})
+
+
+def trained_entry(model, checkpoint: str) -> Dict[str, Any]:
+    """What a loaded checkpoint was trained with, from the checkpoint (the manifest's
+    ``trained``): ``family``; ``settings``, its family's hyper-parameters as its ModelCfg
+    holds them (a peer's ``guidance_settings``, e.g. ``{"guided_lambda": 0.01, ...}``, a LICO
+    model's ``lico_settings``; ``{}`` for a baseline); ``train_options``, the recipe saved
+    with it (``model.train_cfg`` less paths, machine and family hyper-parameters; None when
+    it saved none, as a model saved by hand). JSON types (a round trip), so that an entry
+    compares equal to the same entry read back from a manifest."""
+    cfg, saved = model.cfg, getattr(model, "train_cfg", None) or {}
+    skip = _not_recipe()
+    entry = {"checkpoint": str(checkpoint), "family": cfg.family,
+             "settings": dict(cfg.guidance_settings or cfg.lico_settings or {}),
+             "train_options": {k: v for k, v in sorted(saved.items()) if k not in skip}
+             if saved else None}
+    return json.loads(json.dumps(entry))
+
+
+def trained_options(entry: Any) -> tuple:
+    """(settings, train_options) of one ``trained`` entry as dicts (train_options None when
+    the checkpoint recorded none); anything else a damaged manifest may hold reads as
+    ``({}, None)``."""
+    entry = entry if isinstance(entry, dict) else {}
+    settings, opts = entry.get("settings"), entry.get("train_options")
+    return (settings if isinstance(settings, dict) else {},
+            opts if isinstance(opts, dict) and opts else None)
+
+
+def read_trained(out: Path) -> Dict[str, Any]:
+    """The ``trained`` of the manifest in results directory ``out`` ({} when there is none,
+    or it was written before manifests had it)."""
+    if not (Path(out) / NAME).exists():
+        return {}
+    return dict(read_manifest(out, "resume").get("trained") or {})
+
+
+def merge_trained(old: Dict[str, Any], new: Dict[str, Any], out: Path) -> Dict[str, Any]:
+    """``old`` (the ``trained`` of the manifest already in ``out``) updated with ``new``
+    (this run's entries). A checkpoint whose settings or recipe differ (in an option both
+    record; ``keep_epochs`` apart, which changes no weight) from what ``old`` records for
+    the same model and seed is a one-line :class:`UserError`: the rows already in ``out``
+    were made with a model trained otherwise, and the two must not be mixed."""
+    for key, e in sorted(new.items()):
+        o = old.get(key)
+        if o is None:
+            continue
+        (s0, t0), (s1, t1) = trained_options(o), trained_options(e)
+        was, now = {**s0, **(t0 or {})}, {**s1, **(t1 or {})}
+        # options both record (an option one of them lacks, e.g. one a later lico-bench
+        # counts as a family's, says nothing about a difference)
+        diff = sorted(k for k in set(was) & set(now) - {"keep_epochs"} if was[k] != now[k])
+        if diff:
+            show = lambda d: ", ".join(f"{k} {d[k]}" for k in diff[:4])  # noqa: E731
+            raise UserError(f"{out} holds results of {key} made with a checkpoint trained with "
+                            f"{show(was)}, but {e['checkpoint']} was trained with {show(now)}; "
+                            "use another --out, or the checkpoint those results were made with.")
+    return {**old, **new}
 
 
 # ---------------------------------------------------------------------------- compare

@@ -3,7 +3,8 @@
 Layout of ``<out>/``::
 
     manifest.json                  every option of every method and metric, versions, seeds,
-                                   device, git commit, checkpoints
+                                   device, git commit, checkpoints, and what each checkpoint
+                                   was trained with (read from it: "trained")
     rows/<experiment>.jsonl        one row per image; present = the experiment is complete
     rows/<experiment>.check.json   its row count and sha256, written just before it; run and
                                    report verify both (lico_bench.results)
@@ -93,6 +94,10 @@ class Runner:
         self._models: Dict[Tuple[str, int], torch.nn.Module] = {}
         self.image_size: Optional[int] = None  # the dataset's, set by run(); checkpoints must match
         self._reliance: Dict[Tuple[str, int], dict] = {}  # cue datasets only (bench/cue.py)
+        # what each loaded checkpoint was trained with ("model@seedN": manifest "trained"),
+        # and what the manifest already in the results directory recorded
+        self._trained: Dict[str, dict] = {}
+        self._trained_before: Dict[str, dict] = {}
 
     # ------------------------------------------------------------------ setup
     def _metrics(self, has_masks: bool, has_parts: bool = False):
@@ -163,6 +168,7 @@ class Runner:
                 train(cfg, resume=last.exists(), progress=self.progress, log=self.log)
             m = load_checkpoint(path, name=name, num_classes=num_classes, dataset=self.spec.dataset,
                                 image_size=self.image_size, epoch=epoch)
+            self._trained[f"{model}@seed{seed}"] = manifest_.trained_entry(m, str(path))
             m = m.to(self.device).eval()
             if self.device.type == "cuda":
                 m = m.to(memory_format=torch.channels_last)
@@ -242,6 +248,8 @@ class Runner:
         # One writer per results directory, from before the old manifest is read.
         hold_lock(self.out, "writing results to", "pass another --out")
         need_checks = manifest_.check_resumable(self.out, manifest)
+        self._trained_before = manifest_.read_trained(self.out)
+        manifest["trained"] = manifest_.merge_trained(self._trained_before, self._trained, self.out)
         if self.dist.is_main:
             self._set_aside_damaged_rows(experiments, need_checks)
         dist_.barrier()  # every rank has read the old manifest before rank 0 replaces it
@@ -262,7 +270,13 @@ class Runner:
         bar = tqdm(todo, desc="experiments", disable=not self.progress, dynamic_ncols=True)
         for exp in bar:
             bar.set_postfix_str(f"{exp.model} {exp.method} seed {exp.seed}", refresh=True)
+            loaded = len(self._trained)
             model = self._load_model(exp.model, exp.seed, info.num_classes)
+            if len(self._trained) > loaded:   # trained or loaded only now: recorded now
+                manifest["trained"] = manifest_.merge_trained(self._trained_before,
+                                                              self._trained, self.out)
+                if self.dist.is_main:
+                    manifest_.write_manifest(self.out, manifest)
             if cue.is_cue_dataset(ds) and (exp.model, exp.seed) not in self._reliance:
                 self._reliance[(exp.model, exp.seed)] = cue.reliance_for(
                     self.out, exp.model, exp.seed, str(self.checkpoint_for(exp.model, exp.seed)),

@@ -277,6 +277,9 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
     ``epoch``: the file must be the weights kept after that epoch (``train --keep-epochs``
     writes it in ``extra["epoch"]``).
 
+    The model carries ``model.cfg`` (its :class:`ModelCfg`) and ``model.train_cfg``, the
+    training options saved with it (``extra["train_cfg"]``, a dict; ``{}`` when it has none).
+
     A checkpoint of another architecture, class count, dataset or image size is a one-line
     error (a CNN with global pooling *runs* on any size, but its numbers mean nothing on
     images of a size it was not trained for).
@@ -307,6 +310,10 @@ def load_checkpoint(path: str | os.PathLike, name: Optional[str] = None,
                             if k not in ("name", "arch", "num_classes", "image_size", "cam_layer",
                                          "family", "variant")})
     model.cfg = cfg
+    # the training options the checkpoint saved (TrainConfig.to_dict(); {} when it has none,
+    # e.g. a model saved by hand): what the run's manifest records as trained
+    train_cfg = (obj.get("extra") or {}).get("train_cfg")
+    model.train_cfg = dict(train_cfg) if isinstance(train_cfg, dict) else {}
     try:
         model.load_state_dict(obj["state_dict"])
     except RuntimeError as e:   # the keys or shapes that differ, not just torch's first line

@@ -13,6 +13,10 @@ Writes ``summary.csv`` (long format, every number), ``summary.md`` (GitHub/termi
   per-seed mean differences, Holm over the table's seed-level tests
   (:func:`lico_bench.report.stats.seed_t_test`).
 
+summary.md also says what each model's checkpoints were trained with ("## Trained with",
+from the manifest's ``trained``: family hyper-parameters and recipe, one row per distinct
+setting with its seeds, so a model whose seeds were trained differently shows as two rows).
+
 With kept epochs (``run --model M@eN``) summary.md also has "## Along training" and the
 results directory epochs.csv: every metric against the epoch (:mod:`lico_bench.report.epochs`).
 
@@ -229,9 +233,39 @@ def to_markdown(summary: pd.DataFrame, directions: Dict[str, bool], manifest: di
         parts += ["## Paired difference LICO − baseline (same images)", "",
                   md_table(*_paired_grid(summary)), "",
                   _verdict_note(summary), ""]
+    parts += trained_section(manifest)
     if manifest.get("command"):
         parts += [f"Command: `{manifest['command']}`", ""]
     return "\n".join(parts)
+
+
+#: the recipe options "## Trained with" shows when set (every one is in the manifest)
+RECIPE = ("preset", "epochs", "batch_size", "optimizer", "lr", "augment", "n_train")
+
+
+def trained_section(manifest: dict) -> List[str]:
+    """Markdown lines "## Trained with": per model, its checkpoints' family hyper-parameters
+    and recipe (manifest ``trained``, read from the checkpoints by the runner), one row per
+    distinct setting with the seeds that have it; [] for results without that record."""
+    from ..bench.manifest import trained_options
+
+    groups: Dict[tuple, List[str]] = {}
+    for key, e in (manifest.get("trained") or {}).items():
+        model, _, seed = key.rpartition("@seed")
+        settings, opts = trained_options(e)
+        settings = ", ".join(f"{k} {v}" for k, v in sorted(settings.items()))
+        recipe = ("not recorded in the checkpoint" if opts is None else
+                  ", ".join(f"{k} {opts[k]}" for k in RECIPE if opts.get(k) is not None))
+        groups.setdefault((model, settings or "-", recipe), []).append(seed)
+    if not groups:
+        return []
+    body = [[m, ", ".join(sorted(seeds, key=lambda s: (len(s), s))), st, rc]
+            for (m, st, rc), seeds in sorted(groups.items())]
+    models = [m for m, _, _ in groups]
+    differ = sorted({m for m in models if models.count(m) > 1})
+    return (["## Trained with (read from each checkpoint)", "",
+             md_table(["model", "seeds", "family settings", "recipe"], body), ""]
+            + ([f"**Trained differently across seeds: {', '.join(differ)}.**", ""] if differ else []))
 
 
 def _where(manifest: dict) -> str:
@@ -278,7 +312,8 @@ def build_report(results: str | Path) -> Dict[str, Path]:
              "md": write_text(results / "summary.md", to_markdown(summary, directions, manifest)
                               + epochs_section(along, summary)
                               + agreement_section(agree_summary, agree)
-                              + cue_section(results, rows, manifest.get("spec", {}).get("split", "test"))),
+                              + cue_section(results, rows, manifest.get("spec", {}).get("split", "test"),
+                                            manifest)),
              "tex": write_text(results / "summary.tex", to_latex(summary, directions, manifest)
                                + agreement_tex(agree_summary, agree, _where(manifest)))}
     if not along.empty:

@@ -20,6 +20,10 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
+#: the generated datasets, whose training split has the size --n-train asks for
+GENERATED = ("shapes", "shapes-cue", "shapes-cue-clean")
+
+
 @dataclass
 class TrainConfig:
     """One training run; each field is one option: its ``train`` flag (``--field-name``),
@@ -33,7 +37,8 @@ class TrainConfig:
     download: bool = option(False, help="fetch CIFAR/SVHN files into --root")
     image_size: Optional[Annotated[int, IMAGE_SIZE]] = option(  # None: the dataset's default
         None, help="image size in pixels (default: the dataset's)")
-    n_train: Optional[Annotated[int, Range(1)]] = option(None, help="shapes: training-split size")
+    n_train: Optional[Annotated[int, Range(1)]] = option(
+        None, help="shapes, shapes-cue, shapes-cue-clean: training-split size")
     epochs: Annotated[int, Range(1)] = option(2, help="training epochs")
     # Kept epochs: after each epoch E listed, <run dir>/model_e<E>.pt, a complete inference
     # checkpoint of the weights evaluated at that epoch (EMA, BatchNorm recalibrated), which
@@ -200,9 +205,9 @@ def make_config(preset: Optional[str] = None, **overrides) -> TrainConfig:
         raise UserError(f"unknown optimizer {cfg.optimizer!r}; use sgd or adamw.")
     if cfg.lr <= 0:
         raise UserError(f"lr must be > 0, got {cfg.lr}.")
-    if cfg.n_train is not None and cfg.dataset != "shapes":
-        raise UserError(f"--n-train sets the size of the generated shapes training split; "
-                        f"{cfg.dataset!r} has a fixed one: drop --n-train.")
+    if cfg.n_train is not None and cfg.dataset not in GENERATED:
+        raise UserError(f"--n-train sets the size of a generated training split "
+                        f"({', '.join(GENERATED)}); {cfg.dataset!r} has a fixed one: drop --n-train.")
     if cfg.is_lico:
         from ..lico.head import OT_GRADS
         from ..lico.prompts import TEXT_TARGETS

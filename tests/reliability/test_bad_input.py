@@ -132,7 +132,7 @@ def test_n_train_on_a_real_dataset(capsys, tmp_path):
     """--n-train (the size of the generated shapes split) given for CIFAR-10."""
     cli_error(capsys, ["train", "--model", "baseline_tiny", "--dataset", "cifar10", "--n-train", "100",
                        "--out", str(tmp_path / "runs")],
-              "--n-train sets the size of the generated shapes training split", "drop --n-train",
+              "--n-train sets the size of a generated training split", "drop --n-train",
               watch=[tmp_path])
 
 
