@@ -50,10 +50,8 @@
 # N -m lico_bench.cli run ...` with the same arguments (docs/scaling.md).
 set -u
 cd "$(dirname "$0")/.."   # the worktree root
-if [ -n "$(git status --porcelain --untracked-files=no)" ] && [ "${CUE_PEERS_ALLOW_DIRTY:-0}" != 1 ]; then
-  echo "experiments/cue_peers.sh: the worktree has uncommitted changes; commit them or run from a clean worktree (CUE_PEERS_ALLOW_DIRTY=1 to run anyway)." >&2
-  exit 2
-fi
+. experiments/train_families.sh
+require_clean experiments/cue_peers.sh CUE_PEERS_ALLOW_DIRTY
 PY=${PY:-/work/main/.venv/bin/python}
 export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 DATASET=${CUE_PEERS_DATASET:-shapes-cue}
@@ -68,21 +66,8 @@ METRICS="insertion,deletion,pointing_game,energy_pointing_game,part_rank,part_hi
 GUIDED_OPTS=${CUE_PEERS_GUIDED_OPTS:-"--guided-lambda 0.01"}
 RRR_OPTS=${CUE_PEERS_RRR_OPTS:-"--rrr-lambda 3"}
 
-# 1. Training, one checkpoint at a time, so that an interruption loses one epoch at most.
-for s in $SEEDS; do
-  for m in $MODELS; do
-    if [ -f "$RUNS/$DATASET/$m/seed$s/model.pt" ]; then
-      echo "$m seed $s already trained"
-      continue
-    fi
-    opts=""
-    case $m in guided_*) opts=$GUIDED_OPTS ;; rrr_*) opts=$RRR_OPTS ;; esac
-    echo "$(date -u +%FT%TZ) train $m on $DATASET seed $s $opts"
-    # shellcheck disable=SC2086  # the options are words
-    $PY -m lico_bench.cli train --model "$m" --dataset "$DATASET" --preset quick --seed "$s" \
-        --out "$RUNS" --device cpu --quiet --resume $opts || exit $?
-  done
-done
+# 1. Training (experiments/train_families.sh: one checkpoint at a time, resumable).
+train_families "$DATASET" || exit $?
 
 # 2. The grid on the swap split: every model x method x seed on the same 100 images,
 # reliance measured per checkpoint, then the tables (summary.md: reliance, both masks,

@@ -25,10 +25,8 @@
 # same arguments (docs/scaling.md).
 set -u
 cd "$(dirname "$0")/.."   # the worktree root
-if [ -n "$(git status --porcelain --untracked-files=no)" ] && [ "${PEERS_ALLOW_DIRTY:-0}" != 1 ]; then
-  echo "experiments/peers.sh: the worktree has uncommitted changes; commit them or run from a clean worktree (PEERS_ALLOW_DIRTY=1 to run anyway)." >&2
-  exit 2
-fi
+. experiments/train_families.sh
+require_clean experiments/peers.sh PEERS_ALLOW_DIRTY
 PY=${PY:-/work/main/.venv/bin/python}
 export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 RUNS=${PEERS_RUNS:-$PWD/runs/peers}
@@ -53,21 +51,8 @@ METHODS="gradcam gradcampp scorecam rise saliency inputxgrad intgrad"
 GUIDED_OPTS=${PEERS_GUIDED_OPTS:-"--guided-lambda 0.01"}
 RRR_OPTS=${PEERS_RRR_OPTS:-"--rrr-lambda 3"}
 
-# 1. Training, one checkpoint at a time, so that an interruption loses one epoch at most.
-for s in $SEEDS; do
-  for m in $MODELS; do
-    if [ -f "$RUNS/shapes/$m/seed$s/model.pt" ]; then
-      echo "$m seed $s already trained"
-      continue
-    fi
-    opts=""
-    case $m in guided_*) opts=$GUIDED_OPTS ;; rrr_*) opts=$RRR_OPTS ;; esac
-    echo "$(date -u +%FT%TZ) train $m seed $s $opts"
-    # shellcheck disable=SC2086  # the options are words
-    $PY -m lico_bench.cli train --model "$m" --dataset shapes --preset quick --seed "$s" \
-        --out "$RUNS" --device cpu --quiet --resume $opts || exit $?
-  done
-done
+# 1. Training (experiments/train_families.sh: one checkpoint at a time, resumable).
+train_families shapes || exit $?
 
 # 2. The grid: every model x method x seed on the same 100 test images, then the tables.
 margs=""; for m in $MODELS; do margs="$margs --model $m"; done
