@@ -11,13 +11,16 @@
 # trained seed s.
 #   PAPER_E=10 bash experiments/paper_grid.sh [part ...]   parts: headline epochs slow variants
 #   (SEEDS="0 1 2" limits the seeds; slow stops after 5 seeds, variants after 3)
-# Run it from a clean worktree pinned at one commit (the manifests record git_commit).
+# Run it from a clean worktree pinned at one commit (the manifests record git_commit), or
+# GRID_ROOT=/path/to/that/worktree bash experiments/paper_grid.sh ... from a newer checkout.
 # Results: results/paper_headline (Grad-CAM, Grad-CAM++; seeds 0-9), results/paper_slow
 # (Score-CAM, RISE; seeds 0-4), results/paper_epochs (Grad-CAM at epochs 1 2 5 10 E; seeds
 # 0-9), results/paper_variants (released, OT-only, rolled LICO; four methods; seeds 0-2).
 set -u
 : "${PAPER_E:?set PAPER_E to the epoch count chosen by experiments/echoice_table.py}"
-cd "$(dirname "$0")/.."
+# GRID_ROOT: the pinned worktree to run in (default: this script's own); lets a newer copy of
+# this script continue a grid whose worktree is pinned at an older commit.
+cd "${GRID_ROOT:-$(dirname "$0")/..}" || exit 2
 PY=${PY:-.venv/bin/python}
 DEVICE=${DEVICE:-cpu}            # cuda on a lent GPU: then use RESULTS=results_gpu
 RESULTS=${RESULTS:-results}
