@@ -1,0 +1,65 @@
+"""The README's per-seed tables (issue 25), read from a results directory's summary.csv.
+
+For every paired comparison (each LICO-family model - its baseline) and each chosen method and
+metric: the baseline's and the other model's means over seeds and images, the per-seed mean
+differences (points, in seed order) and the seed-level verdict (t-test over those differences,
+Holm over the summary's table: lico_bench.report.stats). Nothing is recomputed here: the
+numbers are the summary's, rounded as the tables print them, so the README cannot drift from
+`lico-bench report`.
+
+    python experiments/seed_table.py results/paper_headline
+    python experiments/seed_table.py results/paper_variants --method gradcampp \
+        --metric pointing_game --metric insertion_gain
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from lico_bench.report.common import NICE, md_table
+
+METHODS = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM",
+           "rise": "RISE"}
+METRICS = ("pointing_game", "energy_pointing_game", "insertion", "insertion_gain", "deletion",
+           "map_dependence")
+
+
+def points(v, sign: str = "") -> str:
+    """A fraction in points with one decimal, a typographic minus ("−2.9", "+1.0")."""
+    return f"{100 * float(v):{sign}.1f}".replace("-", "−")
+
+
+def seed_table(results: Path, methods=None, metrics=METRICS) -> str:
+    """Markdown: comparison | method | metric | baseline | other | Δ per seed | over seeds."""
+    s = pd.read_csv(results / "summary.csv")
+    p = s[s["kind"] == "paired"]
+    methods = methods or [m for m in METHODS if m in set(p["method"])]
+    body = []
+    for comp in dict.fromkeys(p["model"]):   # in the summary's order
+        for me in methods:
+            for mt in metrics:
+                r = p[(p["model"] == comp) & (p["method"] == me) & (p["metric"] == mt)]
+                if r.empty:
+                    continue
+                r = r.iloc[0]
+                arrow = "↑" if r["higher_is_better"] else "↓"
+                diffs = ", ".join(points(d, "+") for d in str(r["seed_diffs"]).split(";"))
+                body.append([comp.split(" - ")[0], METHODS.get(me, me), f"{NICE.get(mt, mt)} {arrow}",
+                             points(r["baseline"]), points(r["lico"]), diffs, r["seed_verdict"]])
+    return md_table(["model", "method", "metric", "baseline", "model's", "Δ per seed (points)",
+                     "over seeds"], body)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path)
+    ap.add_argument("--method", action="append", help="default: every method of the run")
+    ap.add_argument("--metric", action="append", help=f"default: {', '.join(METRICS)}")
+    a = ap.parse_args()
+    print(seed_table(a.results, a.method, a.metric or METRICS))
+
+
+if __name__ == "__main__":
+    main()
