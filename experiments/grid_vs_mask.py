@@ -1,9 +1,13 @@
 """How well the grid pointing game agrees with the mask-based pointing game (issue 27, item 4).
 
-Reads two results directories of the same models, methods and seeds on ``shapes``: one run
-with ``--grid N`` (rows: ``grid_score``, ``pointing_game`` and ``energy_pointing_game`` of the
-explained cell) and one without (rows: the pointing games on the real object masks). For
-every seed x model x method cell it takes the mean over that experiment's images, then
+Reads results directories of the same models on ``shapes``: those run with ``--grid N``
+(rows: ``grid_score``, ``pointing_game`` and ``energy_pointing_game`` of the explained cell)
+and those without (rows: the pointing games on the real object masks); each directory's
+manifest says which it is, and either side may be split over several directories (e.g. the
+cheap methods and RISE, or a headline run and its Score-CAM/RISE run). Every seed x model x
+method cell of the grid side must be on the mask side (the mask side may hold more seeds or
+methods: they are left out). For every cell it takes the mean over that experiment's images,
+then
 
 * per seed: Spearman's rho and Kendall's tau-b over the model x method cells between the
   grid score and each mask-based score (pointing game, energy pointing game);
@@ -11,16 +15,21 @@ every seed x model x method cell it takes the mean over that experiment's images
 * per seed and method: whether LICO - baseline has the same sign under the grid score as
   under the mask-based pointing game.
 
+A mask-side run that explained the prediction (``--target pred``, the default) is the label's
+pointing game only where the model is right: the count of wrong predictions is printed.
 Prints Markdown; the numbers in docs/metrics.md's "Grid pointing game" paragraph are this output.
 Usage::
 
     python experiments/grid_vs_mask.py results/shapes_grid results/shapes_mask_pg
+    python experiments/grid_vs_mask.py results/paper_gridpg results/paper_gridpg_rise \
+        results/paper_headline results/paper_slow
 """
 from __future__ import annotations
 
 import argparse
 import math
 from pathlib import Path
+from typing import List
 
 import pandas as pd
 from scipy import stats
@@ -32,11 +41,28 @@ GRID = {"grid_score": "grid score", "pointing_game": "grid PG",
 MASK = {"pointing_game": "mask PG", "energy_pointing_game": "mask energy PG"}
 
 
-def cell_means(results: Path, metrics: dict) -> pd.DataFrame:
-    """Mean over images per (seed, model, method) of each metric, columns renamed."""
-    rows = load_rows(results)
-    means = rows.groupby(["seed", "model", "method"])[list(metrics)].mean()
-    return means.rename(columns=metrics)
+def cell_means(dirs: List[Path], metrics: dict) -> pd.DataFrame:
+    """Mean over images per (seed, model, method) of each metric, columns renamed; the rows
+    of several directories together (a cell in two of them is an error)."""
+    key = ["seed", "model", "method"]
+    parts = [load_rows(d).groupby(key)[list(metrics)].mean() for d in dirs]
+    means = pd.concat(parts)
+    if means.index.duplicated().any():
+        raise SystemExit(f"{', '.join(map(str, dirs))}: two directories hold the same "
+                         "seed x model x method; pass each cell once")
+    return means.rename(columns=metrics).sort_index()
+
+
+def wrong_predictions(dirs: List[Path], cells: pd.Index) -> int:
+    """Rows of the given (seed, model, method) cells that the mask-side runs explained for a
+    wrong prediction (``--target pred``)."""
+    n = 0
+    for d in dirs:
+        if load_manifest(d)["spec"].get("target", "pred") == "pred":
+            r = load_rows(d).set_index(["seed", "model", "method"])
+            r = r[r.index.isin(cells)]
+            n += int((r["pred"] != r["label"]).sum())
+    return n
 
 
 def _corr(x: pd.Series, y: pd.Series) -> str:
@@ -49,14 +75,20 @@ def _corr(x: pd.Series, y: pd.Series) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("grid", type=Path, help="results directory of the --grid run")
-    ap.add_argument("mask", type=Path, help="results directory of the run on the masks")
+    ap.add_argument("dirs", type=Path, nargs="+",
+                    help="results directories: --grid runs and runs on the masks (in any order)")
     a = ap.parse_args()
-    g, m = cell_means(a.grid, GRID), cell_means(a.mask, MASK)
+    grid = [d for d in a.dirs if load_manifest(d)["spec"].get("grid")]
+    mask = [d for d in a.dirs if d not in grid]
+    if not grid or not mask:
+        raise SystemExit("give at least one --grid run and one run on the masks")
+    g, m = cell_means(grid, GRID), cell_means(mask, MASK)
     j = g.join(m, how="inner")
-    if len(j) < len(g) or len(j) < len(m):
-        raise SystemExit("the two runs differ in seeds, models or methods")
-    print(f"Per seed x model x method: mean over images in % ({a.grid} vs {a.mask}).\n")
+    if len(j) < len(g):
+        raise SystemExit("the mask-side runs lack some seed x model x method cells of the grid runs")
+    names = lambda ds: " + ".join(map(str, ds))   # noqa: E731
+    print(f"Per seed x model x method: mean over images in % ({names(grid)} vs {names(mask)}; "
+          f"{wrong_predictions(mask, j.index)} mask-side rows explain a wrong prediction).\n")
     body = [[str(s), mo, me] + [f"{100 * v:.1f}" for v in r]
             for (s, mo, me), r in j.iterrows()]
     print(md_table(["seed", "model", "method"] + list(j.columns), body) + "\n")
@@ -68,7 +100,7 @@ def main() -> None:
     print("Rank correlation of the grid score with the mask-based scores over model x method "
           "cells:\n")
     print(md_table(["cells", *[f"grid score vs {c}" for c in MASK.values()]], corr) + "\n")
-    pairs = pair_models(j.index.get_level_values("model").unique(), load_manifest(a.grid))
+    pairs = pair_models(j.index.get_level_values("model").unique(), load_manifest(grid[0]))
     same, total, body = 0, 0, []
     for lico, base in pairs:
         for seed in sorted(j.index.get_level_values("seed").unique()):

@@ -1,0 +1,42 @@
+#!/bin/bash
+# Issue 27's committed grid pointing game at the paper's geometry: the headline pair of issue 25
+# (baseline_wrn28_2 vs lico_wrn28_2, WRN-28-2, the `paper` recipe, checkpoints trained by
+# experiments/paper_grid.sh), seeds 0-2, 2 x 2 composites of `shapes` test images (each cell
+# classified correctly with probability >= 0.99 by all six models, B-cos's threshold), every
+# cell's class explained with the network on the whole composite (GridPG), 100 cells (25
+# composites). Two results directories, so the cheap part can be committed before RISE ends:
+#   results/paper_gridpg       Grad-CAM, Grad-CAM++, Score-CAM  (about 0.5 h of one CPU core)
+#   results/paper_gridpg_rise  RISE, 4000 masks at 64 px         (about 13 h of one CPU core)
+# Both draw the same composites (same models, seeds, threshold and grid seed). Then the grid
+# score against the mask-based pointing games of the same checkpoints (results/paper_headline,
+# results/paper_slow: the prediction explained, which is the label on these images):
+#   python experiments/grid_vs_mask.py results/paper_gridpg [results/paper_gridpg_rise] \
+#       results/paper_headline results/paper_slow
+# Resumable (`run` skips finished experiments); run it from a clean worktree pinned at one
+# commit (the manifests record git_commit). Parts: `cams`, `rise` (default both).
+#   RUNS=/path/to/paper_grid/runs/paper bash experiments/paper_gridpg.sh [cams] [rise]
+#   DEVICE=cuda RESULTS=results_gpu ... on a lent GPU (minutes).
+set -u
+cd "$(dirname "$0")/.." || exit 2
+PY=${PY:-.venv/bin/python}
+DEVICE=${DEVICE:-cpu}
+RESULTS=${RESULTS:-results}
+RUNS=${RUNS:-runs/paper}
+export PYTHONPATH=$PWD HF_HUB_OFFLINE=1
+common=(--dataset shapes --model baseline_wrn28_2 --model lico_wrn28_2 --seeds 0 1 2
+        --grid 2 --grid-threshold 0.99 --n-images 100 --runs "$RUNS" --no-train
+        --device "$DEVICE" --quiet)
+part() {  # name, then run arguments
+  local name=$1; shift
+  echo "$(date -u +%FT%TZ) $name start"
+  local t0=$SECONDS
+  $PY -m lico_bench.cli run "${common[@]}" "$@" --out "$RESULTS/$name" || exit $?
+  echo "$(date -u +%FT%TZ) $name done in $((SECONDS - t0)) s"
+}
+for p in ${@:-cams rise}; do
+  case $p in
+    cams) part paper_gridpg --method gradcam --method gradcampp --method scorecam ;;
+    rise) part paper_gridpg_rise --method rise ;;
+    *) echo "unknown part $p (cams rise)" >&2; exit 2 ;;
+  esac
+done
