@@ -5,11 +5,14 @@ metric: the baseline's and the other model's means over seeds and images, the pe
 differences (points, in seed order) and the seed-level verdict (t-test over those differences,
 Holm over the summary's table: lico_bench.report.stats). Nothing is recomputed here: the
 numbers are the summary's, rounded as the tables print them, so the README cannot drift from
-`lico-bench report`.
+`lico-bench report`. With ``--confidence``: each model's mean probability of the explained
+class on the full image (the rows' ``target_prob``, what insertion / p(clean) divides by) per
+seed, for one method's rows (every method explains the same images with the same models).
 
     python experiments/seed_table.py results/paper_headline
     python experiments/seed_table.py results/paper_variants --method gradcampp \
         --metric pointing_game --metric insertion_gain
+    python experiments/seed_table.py results/paper_slow --confidence
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lico_bench.report.common import NICE, md_table
+from lico_bench.report.common import NICE, load_rows, md_table
 
 METHODS = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM",
            "rise": "RISE"}
@@ -52,13 +55,25 @@ def seed_table(results: Path, methods=None, metrics=METRICS) -> str:
                      "over seeds"], body)
 
 
+def confidence_table(results: Path) -> str:
+    """Markdown: model | mean p(explained class | full image) per seed (%) | over seeds."""
+    rows = load_rows(results)
+    rows = rows[rows["method"] == sorted(rows["method"].unique())[0]]
+    t = rows.groupby(["model", "seed"])["target_prob"].mean().unstack("seed")
+    body = [[m, ", ".join(points(v) for v in r), points(r.mean())] for m, r in t.iterrows()]
+    return md_table(["model", "p(explained class), per seed (%)", "mean"], body)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path)
     ap.add_argument("--method", action="append", help="default: every method of the run")
     ap.add_argument("--metric", action="append", help=f"default: {', '.join(METRICS)}")
+    ap.add_argument("--confidence", action="store_true",
+                    help="print each model's mean probability of the explained class per seed")
     a = ap.parse_args()
-    print(seed_table(a.results, a.method, a.metric or METRICS))
+    print(confidence_table(a.results) if a.confidence
+          else seed_table(a.results, a.method, a.metric or METRICS))
 
 
 if __name__ == "__main__":

@@ -33,3 +33,21 @@ def test_rows_are_the_summary_rounded(tmp_path):
          "baseline better"],
         ["lico_x", "Grad-CAM", "Deletion ↓", "13.5", "18.1", "+3.7, +0.0", "no clear difference"],
     ]
+
+
+def test_confidence_is_the_mean_target_prob_per_model_and_seed(monkeypatch):
+    mod = _module()
+    rows = pd.DataFrame(
+        [dict(model=m, seed=s, method=me, image_id=i, target_prob=p)
+         for m, s, me, i, p in [
+             ("baseline_x", 0, "gradcam", 0, 1.0), ("baseline_x", 0, "gradcam", 1, 0.9),
+             ("baseline_x", 1, "gradcam", 0, 0.8), ("baseline_x", 1, "gradcam", 1, 0.8),
+             ("lico_x", 0, "gradcam", 0, 0.5), ("lico_x", 0, "gradcam", 1, 0.7),
+             ("lico_x", 1, "gradcam", 0, 0.6), ("lico_x", 1, "gradcam", 1, 0.6),
+             # another method's rows are the same images again: left out, not double-counted
+             ("lico_x", 0, "rise", 0, 0.0), ("lico_x", 1, "rise", 0, 0.0)]])
+    monkeypatch.setattr(mod, "load_rows", lambda results: rows)
+    lines = mod.confidence_table(Path("unused")).splitlines()
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+    # baseline: seeds 0.95, 0.80 -> mean 0.875 -> "87.5"; lico: 0.60, 0.60 -> 60.0
+    assert cells == [["baseline_x", "95.0, 80.0", "87.5"], ["lico_x", "60.0, 60.0", "60.0"]]
