@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import List
+from typing import Dict
 
 import pandas as pd
 from scipy import stats
@@ -41,25 +41,27 @@ GRID = {"grid_score": "grid score", "pointing_game": "grid PG",
 MASK = {"pointing_game": "mask PG", "energy_pointing_game": "mask energy PG"}
 
 
-def cell_means(dirs: List[Path], metrics: dict) -> pd.DataFrame:
+KEY = ["seed", "model", "method"]
+
+
+def cell_means(runs: Dict[Path, pd.DataFrame], metrics: dict) -> pd.DataFrame:
     """Mean over images per (seed, model, method) of each metric, columns renamed; the rows
     of several directories together (a cell in two of them is an error)."""
-    key = ["seed", "model", "method"]
-    parts = [load_rows(d).groupby(key)[list(metrics)].mean() for d in dirs]
-    means = pd.concat(parts)
+    means = pd.concat([rows.groupby(KEY)[list(metrics)].mean() for rows in runs.values()])
     if means.index.duplicated().any():
-        raise SystemExit(f"{', '.join(map(str, dirs))}: two directories hold the same "
+        raise SystemExit(f"{', '.join(map(str, runs))}: two directories hold the same "
                          "seed x model x method; pass each cell once")
     return means.rename(columns=metrics).sort_index()
 
 
-def wrong_predictions(dirs: List[Path], cells: pd.Index) -> int:
+def wrong_predictions(runs: Dict[Path, pd.DataFrame], targets: Dict[Path, str],
+                      cells: pd.Index) -> int:
     """Rows of the given (seed, model, method) cells that the mask-side runs explained for a
     wrong prediction (``--target pred``)."""
     n = 0
-    for d in dirs:
-        if load_manifest(d)["spec"].get("target", "pred") == "pred":
-            r = load_rows(d).set_index(["seed", "model", "method"])
+    for d, rows in runs.items():
+        if targets[d] == "pred":
+            r = rows.set_index(KEY)
             r = r[r.index.isin(cells)]
             n += int((r["pred"] != r["label"]).sum())
     return n
@@ -78,17 +80,18 @@ def main() -> None:
     ap.add_argument("dirs", type=Path, nargs="+",
                     help="results directories: --grid runs and runs on the masks (in any order)")
     a = ap.parse_args()
-    grid = [d for d in a.dirs if load_manifest(d)["spec"].get("grid")]
-    mask = [d for d in a.dirs if d not in grid]
+    specs = {d: load_manifest(d)["spec"] for d in a.dirs}
+    grid = {d: load_rows(d) for d in a.dirs if specs[d].get("grid")}
+    mask = {d: load_rows(d) for d in a.dirs if not specs[d].get("grid")}
     if not grid or not mask:
         raise SystemExit("give at least one --grid run and one run on the masks")
     g, m = cell_means(grid, GRID), cell_means(mask, MASK)
     j = g.join(m, how="inner")
     if len(j) < len(g):
         raise SystemExit("the mask-side runs lack some seed x model x method cells of the grid runs")
-    names = lambda ds: " + ".join(map(str, ds))   # noqa: E731
-    print(f"Per seed x model x method: mean over images in % ({names(grid)} vs {names(mask)}; "
-          f"{wrong_predictions(mask, j.index)} mask-side rows explain a wrong prediction).\n")
+    wrong = wrong_predictions(mask, {d: specs[d].get("target", "pred") for d in mask}, j.index)
+    print(f"Per seed x model x method: mean over images in % ({' + '.join(map(str, grid))} vs "
+          f"{' + '.join(map(str, mask))}; {wrong} mask-side rows explain a wrong prediction).\n")
     body = [[str(s), mo, me] + [f"{100 * v:.1f}" for v in r]
             for (s, mo, me), r in j.iterrows()]
     print(md_table(["seed", "model", "method"] + list(j.columns), body) + "\n")
@@ -100,7 +103,7 @@ def main() -> None:
     print("Rank correlation of the grid score with the mask-based scores over model x method "
           "cells:\n")
     print(md_table(["cells", *[f"grid score vs {c}" for c in MASK.values()]], corr) + "\n")
-    pairs = pair_models(j.index.get_level_values("model").unique(), load_manifest(grid[0]))
+    pairs = pair_models(j.index.get_level_values("model").unique(), load_manifest(next(iter(grid))))
     same, total, body = 0, 0, []
     for lico, base in pairs:
         for seed in sorted(j.index.get_level_values("seed").unique()):
