@@ -1,7 +1,8 @@
 # Sourced by experiments/peers.sh and experiments/cue_peers.sh: the training step they share.
 # train_families DATASET: every model of $MODELS at every seed of $SEEDS on DATASET with the
-# quick recipe into $RUNS, one checkpoint at a time (an interruption loses one epoch at most;
-# a trained model.pt is not retrained, an interrupted one resumes), guided_* with
+# recipe $PRESET (default quick) on $DEVICE (default cpu) into $RUNS, one checkpoint at a time
+# (an interruption loses one epoch at most; a trained model.pt is not retrained, an
+# interrupted one resumes), guided_* with
 # $GUIDED_OPTS and rrr_* with $RRR_OPTS. Needs PY, RUNS, MODELS, SEEDS, GUIDED_OPTS, RRR_OPTS.
 train_families() {
   local dataset=$1 s m opts
@@ -15,8 +16,8 @@ train_families() {
       case $m in guided_*) opts=$GUIDED_OPTS ;; rrr_*) opts=$RRR_OPTS ;; esac
       echo "$(date -u +%FT%TZ) train $m on $dataset seed $s $opts"
       # shellcheck disable=SC2086  # the options are words
-      $PY -m lico_bench.cli train --model "$m" --dataset "$dataset" --preset quick --seed "$s" \
-          --out "$RUNS" --device cpu --quiet --resume $opts || return $?
+      $PY -m lico_bench.cli train --model "$m" --dataset "$dataset" --preset "${PRESET:-quick}" \
+          --seed "$s" --out "$RUNS" --device "${DEVICE:-cpu}" --quiet --resume $opts || return $?
     done
   done
 }
