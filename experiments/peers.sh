@@ -22,8 +22,8 @@
 # manifest records the git sha; PEERS_ALLOW_DIRTY=1 overrides the check).
 #
 # Cost (CPU seconds of one core, OMP_NUM_THREADS=1; "ESTIMATE" at the end): about 5.5
-# CPU-hours of training the 15 peer checkpoints and about 6 CPU-hours of explaining and
-# scoring (17 500 model x seed x method x image rows). The grid's images can be sharded over
+# CPU-hours of training the 15 peer checkpoints and about 1.5 CPU-hours of explaining and
+# scoring (17 500 model x seed x method x image rows; 6 in float32). The grid's images can be sharded over
 # processes: `torchrun --standalone --nproc_per_node N -m lico_bench.cli run ...` with the
 # same arguments (docs/scaling.md). With a GPU: PEERS_DEVICE=cuda and a results_gpu folder.
 set -u
@@ -35,6 +35,11 @@ export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 RUNS=${PEERS_RUNS:-$PWD/runs/paper}
 OUT=${PEERS_OUT:-$PWD/results/paper_peers}
 DEVICE=${PEERS_DEVICE:-cpu}
+# Explainers' and metrics' forwards under bf16 autocast (training stays float32): about 4x
+# faster on a CPU with AMX (WRN-28-2, batch 64: 4.6x at 64 px), maps and scores float32, the
+# tolerance documented in lico_bench/explainers/base.py. PEERS_PRECISION=fp32 (or auto) turns
+# it off, e.g. on a CPU without bf16 units, where it only costs.
+PRECISION=${PEERS_PRECISION:-bf16}
 PRESET=paper
 MODELS=${PEERS_MODELS:-"baseline_wrn28_2 lico_wrn28_2 guided_wrn28_2 rrr_wrn28_2 sgt_wrn28_2"}
 SEEDS=${PEERS_SEEDS:-"0 1 2 3 4"}
@@ -83,7 +88,8 @@ for s in $all_seeds; do
   t0=$SECONDS
   # shellcheck disable=SC2086
   $PY -m lico_bench.cli run $margs $xargs_ --dataset shapes --seeds $sofar --n-images 100 \
-      --runs "$RUNS" --no-train --out "$OUT" --device "$DEVICE" --quiet || exit $?
+      --runs "$RUNS" --no-train --out "$OUT" --device "$DEVICE" --precision "$PRECISION" \
+      --quiet || exit $?
   echo "$(date -u +%FT%TZ) run seeds$sofar done in $((SECONDS - t0)) s"
 done
 $PY -m lico_bench.cli figures "$OUT" || exit $?
@@ -101,4 +107,5 @@ echo "$(date -u +%FT%TZ) figures done: $OUT/summary.md"
 # a pass less its training): ~0.75 s an image for Grad-CAM and Grad-CAM++ (taken for the
 # other gradient methods too; intgrad runs 16 backward passes), ~5.3 s for Score-CAM and
 # RISE together -> ~9 s per image for the 7 methods; x 100 images x 5 models x 5 seeds =
-# ~22 500 s (6.3 h). About 12 CPU-hours in all.
+# ~22 500 s (6.3 h) in float32; bf16 on AMX (PRECISION) about a quarter of that. About 7
+# CPU-hours in all.
