@@ -13,8 +13,9 @@
 # (2.14 s -> 0.39 s, Xeon with amx_bf16, one thread; CPUs without bf16 units gain nothing).
 # Maps and scores stay float32; the documented bf16 tolerance of the maps is in
 # lico_bench/explainers/base.py (RISE: max |difference| of min-max normalised maps <= 0.0025,
-# no pointed pixel changed). The manifest records the precision.
-# Both draw the same composites (same models, seeds, threshold and grid seed). Then the grid
+# no pointed pixel changed). The manifest records the precision. Which images qualify is
+# decided in float32 whatever the precision (lico_bench/bench/grid.py), so
+# both draw the same composites (same models, seeds, threshold and grid seed). Then the grid
 # score against the mask-based pointing games of the same checkpoints (results/paper_headline,
 # results/paper_slow: the prediction explained, which is the label on these images):
 #   python experiments/grid_vs_mask.py results/paper_gridpg [results/paper_gridpg_rise] \

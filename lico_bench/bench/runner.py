@@ -212,7 +212,7 @@ class Runner:
             models = [self._load_model(m, s, ds.info.num_classes)
                       for s in spec.seeds for m in spec.models]
             ds = grid_.make_grid(ds, models, spec.grid, spec.n_images, spec.grid_threshold,
-                                 spec.grid_seed, self.device, spec.batch_size, self._amp(), self.log)
+                                 spec.grid_seed, self.device, spec.batch_size, self.log)
             if spec.grid_variant == "difull":   # checked before anything is written
                 grid_.check_difull(models, spec.grid, spec.method_options)
         if spec.n_images > len(ds):

@@ -101,6 +101,52 @@ def test_only_images_every_model_classifies_confidently_enter(root, tmp_path):
     assert not (tmp_path / "none").exists()
 
 
+class _ConfidentOnlyInFloat32(torch.nn.Module):
+    """Gives a batch of all ``labels`` (in order) the logit 20 on its label, 0 elsewhere, so
+    p = e^20 / (e^20 + 9) > 0.9999, but all logits 0 (p = 0.1) under an enabled autocast: by
+    construction, an image qualifies at threshold 0.99 only if the qualifying forwards run
+    with autocast off."""
+
+    def __init__(self, labels):
+        super().__init__()
+        self.register_buffer("labels", torch.as_tensor(labels))
+
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 10)
+        if not torch.is_autocast_enabled(x.device.type):
+            logits[torch.arange(x.shape[0]), self.labels[: x.shape[0]]] = 20.0
+        return logits
+
+
+def test_qualifying_runs_in_float32_under_an_ambient_bf16_autocast(root):
+    """The same images qualify with and without an enclosing bf16 autocast (a bf16 run draws
+    the composites of a float32 run): the model is confident only when autocast is off."""
+    from lico_bench.bench.grid import qualifying
+
+    test = create_dataset("cifar10", "test", root=str(root))
+    model = _ConfidentOnlyInFloat32(LABELS)
+    cpu = torch.device("cpu")
+    plain, labels = qualifying([model], test, cpu, batch_size=len(LABELS), threshold=0.99)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")        # the construction's premise holds here
+        under, _ = qualifying([model], test, cpu, batch_size=len(LABELS), threshold=0.99)
+    assert plain.all() and torch.equal(under, plain) and labels.tolist() == LABELS
+
+
+def test_a_bf16_run_draws_the_composites_of_a_float32_run(root, tmp_path):
+    ck = {"baseline_colour": _ckpt(tmp_path / "b.pt")}
+    common = dict(models=list(ck), methods=["gradcam"], dataset="cifar10", root=str(root),
+                  n_images=8, batch_size=8, grid=2, checkpoints=ck, train=False, device="cpu")
+    grids = []
+    for precision in ("fp32", "bf16"):
+        out = run(RunSpec(**common, precision=precision, out=str(tmp_path / precision)),
+                  log=lambda *a: None, progress=False)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["precision"] == precision
+        grids.append(manifest["grid"])
+    assert grids[0] == grids[1]          # counts and the composites' sha256
+
+
 def test_cross_seed_agreement_equals_the_kernel_on_the_explainers_maps(root, tmp_path):
     """Seed 1's model mixes each class with the next (fc = s (I + P/2)), so its maps differ
     from seed 0's; agreement.jsonl must equal seed_agreement of the pooled maps computed here
