@@ -1,6 +1,6 @@
 """The README's per-seed tables (issue 25), read from a results directory's summary.csv.
 
-For every paired comparison (each LICO-family model - its baseline) and each chosen method and
+For every paired comparison (each LICO-family or peer model - its baseline) and each chosen method and
 metric: the baseline's and the other model's means over seeds and images, the per-seed mean
 differences (points, in seed order) and the seed-level verdict (t-test over those differences,
 Holm over the summary's table: lico_bench.report.stats). Nothing is recomputed here: the
@@ -24,7 +24,8 @@ import pandas as pd
 from lico_bench.report.common import NICE, load_rows, md_table
 
 METHODS = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM",
-           "rise": "RISE"}
+           "rise": "RISE", "saliency": "Saliency", "inputxgrad": "Input × gradient",
+           "intgrad": "Integrated gradients"}
 METRICS = ("pointing_game", "energy_pointing_game", "insertion", "insertion_gain", "deletion",
            "map_dependence")
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from .common import md_table, pair_models, pct, pct_cell, tex_table
+from .common import md_table, pair_models, pct, pct_cell, tex_table, trained_side
 from .stats import CONFIDENCE, bootstrap_ci, wilcoxon_p
 
 FILE = "agreement.jsonl"
@@ -100,7 +100,7 @@ def _paired_agreement_grid(p: pd.DataFrame):
              pct(r["lico"]), pct_cell(r, signed=True),
              "n/a" if not np.isfinite(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}", str(int(r["n"]))]
             for _, r in p.iterrows()]
-    return (["comparison", "method", "similarity", "baseline", "LICO", f"Δ [{conf} CI]",
+    return (["comparison", "method", "similarity", "baseline", trained_side(p["model"]), f"Δ [{conf} CI]",
              "Wilcoxon p", "n"], body)
 
 
@@ -119,7 +119,7 @@ def agreement_section(summary: pd.DataFrame, df: Optional[pd.DataFrame]) -> str:
              _note(), "", md_table(*_agreement_grid(summary[summary["kind"] == "agreement"], df)), ""]
     p = summary[summary["kind"] == "agreement_paired"]
     if len(p):
-        parts += ["Paired over images, LICO − baseline:", "",
+        parts += [f"Paired over images, {trained_side(p['model'])} − baseline:", "",
                   md_table(*_paired_agreement_grid(p)), ""]
     return "\n".join(parts)
 
@@ -135,7 +135,8 @@ def agreement_tex(summary: Optional[pd.DataFrame], df: Optional[pd.DataFrame], w
     p = summary[summary["kind"] == "agreement_paired"]
     if len(p):
         out.append(tex_table(*_paired_agreement_grid(p),
-                             f"Cross-seed agreement, LICO - baseline paired over images ({where}); "
+                             f"Cross-seed agreement, {trained_side(p['model'])} - baseline paired "
+                             f"over images ({where}); "
                              "two-sided Wilcoxon signed-rank p."))
     return "\n".join(out)
 

@@ -161,6 +161,26 @@ def pair_models(models: Iterable[str], manifest: Optional[dict] = None) -> List[
     return pairs
 
 
+def side_name(model: str, manifest: Optional[dict] = None) -> str:
+    """What a verdict calls the trained side of the comparison ``model`` - its baseline:
+    "LICO" for LICO and its variants (so LICO's tables read as they always have), the family
+    name for LICO's peers ("guided", "rrr", "sgt"; manifest ``models``, else the name's first
+    word), the model's own name for anything else (a plugin's model)."""
+    family = ((manifest or {}).get("models") or {}).get(model, {}).get("family")
+    if family is None:
+        from ..guidance.families import family_of   # no torch import: names only
+
+        family = "lico" if model.startswith("lico") else family_of(model.split("@")[0])
+    return "LICO" if family == "lico" else (family or model)
+
+
+def trained_side(comparisons: Iterable[str]) -> str:
+    """How a table heads its trained side, from its comparisons ("M - B" names): "LICO"
+    when every M is a LICO model, else "model" (a table with LICO's peers in it)."""
+    return ("LICO" if all(side_name(str(c).split(" - ")[0]) == "LICO" for c in set(comparisons))
+            else "model")
+
+
 # ----------------------------------------------------------------------------- markup
 def md_table(header: List[str], body: List[List[str]]) -> str:
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]

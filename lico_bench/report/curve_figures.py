@@ -9,7 +9,7 @@ import numpy as np
 
 from .figure_style import (BASELINE_COLOUR, DOUBLE_COLUMN_IN, LICO_COLOUR, SINGLE_COLUMN_IN, _colours,
                            _pair_label, _plt, _short_names)
-from .common import NICE
+from .common import NICE, trained_side
 
 
 def _mean_band(curves: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,6 +84,7 @@ def plot_paired(summary) -> Optional[object]:
     metrics = list(dict.fromkeys(p["metric"]))
     methods = sorted(p["method"].unique())
     comps = list(dict.fromkeys(p["model"]))
+    side = trained_side(comps)
     ncols = len(metrics)
     width = min(DOUBLE_COLUMN_IN, max(SINGLE_COLUMN_IN, 1.45 * ncols + 0.8))
     height = 0.9 + 0.22 * len(methods) * len(comps)
@@ -117,8 +118,8 @@ def plot_paired(summary) -> Optional[object]:
                         markerfacecolor=colour if sig else "white", markeredgewidth=0.9,
                         label=comp if (c == 0 and y == 0) else None)
         ax.set_title(f"{NICE.get(metric, metric)} {'↑' if hib else '↓'}")
-        # The better direction, under the axis, pointing to the side where LICO wins.
-        ax.set_xlabel("LICO better →" if hib else "← LICO better", color=LICO_COLOUR,
+        # The better direction, under the axis, pointing to the side where the trained model wins.
+        ax.set_xlabel(f"{side} better →" if hib else f"← {side} better", color=LICO_COLOUR,
                       loc="right" if hib else "left", fontsize=6)
         lo_x, hi_x = ax.get_xlim()
         span = max(abs(lo_x), abs(hi_x))
@@ -129,7 +130,7 @@ def plot_paired(summary) -> Optional[object]:
     axes[0, 0].invert_yaxis()
     if len(comps) > 1:
         axes[0, 0].legend(loc="lower left", fontsize=5)
-    fig.suptitle("Paired difference LICO − baseline (same images), % points: mean and 95 % CI; "
+    fig.suptitle(f"Paired difference {side} − baseline (same images), % points: mean and 95 % CI; "
                  "filled = a side named (CI excludes 0 and Holm p < 0.05)", fontsize=7)
     fig.tight_layout()
     return fig

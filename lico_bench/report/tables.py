@@ -44,7 +44,7 @@ from ..errors import UserError
 from ..io import write_text
 from .common import (BASELINE, IMAGE_KEY, NICE, load_manifest, load_rows,  # noqa: F401
                      md_table, metric_directions, pair_models, pct, pct_cell, seeds_by_images,
-                     tex_escape, tex_table)
+                     side_name, tex_escape, tex_table, trained_side)
 from .agreement import (agreement_section, agreement_summary, agreement_tex, grid_note,
                         read_agreement)
 from .stats import (ALPHA, CONFIDENCE, EXACT_MAX_N, add_verdicts, crossed_bootstrap_ci, crossed_mean,
@@ -127,6 +127,11 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
     # Holm over every comparison of the paired table: with 20+ comparisons, unadjusted
     # p < 0.05 names a side by chance about once per table.
     add_verdicts(paired)
+    for r in paired:   # the side a verdict names: LICO, or the peer family ("guided better")
+        side = side_name(r["model"].split(" - ")[0], manifest)
+        for k in ("verdict", "seed_verdict"):
+            if r[k] == "LICO better" and side != "LICO":
+                r[k] = f"{side} better"
     return pd.DataFrame(out + paired)
 
 
@@ -186,11 +191,17 @@ def _score_grid(summary: pd.DataFrame, directions: Dict[str, bool]):
     return header, body
 
 
+def _trained_side(summary: pd.DataFrame) -> str:
+    """The paired table's name for its trained side (:func:`~.common.trained_side`)."""
+    return trained_side(summary.loc[summary["kind"] == "paired", "model"])
+
+
 def _paired_grid(summary: pd.DataFrame):
     """The paired table; with several seeds, the seed-level columns after the image-level ones."""
     p = summary[summary["kind"] == "paired"]
     several = _several_seeds(summary)
-    header = ["comparison", "method", "metric", "baseline", "LICO", f"Δ LICO − baseline [{CONF} CI]",
+    side = _trained_side(summary)
+    header = ["comparison", "method", "metric", "baseline", side, f"Δ {side} − baseline [{CONF} CI]",
               "Wilcoxon p", "Holm p", "n", "verdict (images)" if several else "verdict"]
     if several:
         header += ["seeds", f"{CONF} t-CI over seeds", "t-test p", "Holm p (seeds)",
@@ -230,7 +241,7 @@ def to_markdown(summary: pd.DataFrame, directions: Dict[str, bool], manifest: di
     if not manifest.get("grid"):   # a composite's prediction is one class of its n^2 cells
         parts += ["## Accuracy on the evaluated images", "", md_table(*_acc_grid(summary)), ""]
     if (summary["kind"] == "paired").any():
-        parts += ["## Paired difference LICO − baseline (same images)", "",
+        parts += [f"## Paired difference {_trained_side(summary)} − baseline (same images)", "",
                   md_table(*_paired_grid(summary)), "",
                   _verdict_note(summary), ""]
     parts += trained_section(manifest)
@@ -284,7 +295,8 @@ def to_latex(summary: pd.DataFrame, directions: Dict[str, bool], manifest: dict)
         out.append(tex_table(*_acc_grid(summary), f"Accuracy in % on the evaluated images ({where})."))
     if (summary["kind"] == "paired").any():
         out.append(tex_table(*_paired_grid(summary),
-                              f"Paired difference LICO - baseline ({where}). {_verdict_note(summary)}"))
+                              f"Paired difference {_trained_side(summary)} - baseline ({where}). "
+                              f"{_verdict_note(summary)}"))
     return "\n".join(out)
 
 

@@ -452,3 +452,30 @@ def test_pair_models_pairs_the_peer_families_with_their_baseline():
     assert pair_models(present, {"models": info}) == want
     # results without "models" in the manifest: the same pairs by name
     assert pair_models(["baseline_r18", "lico_r18"] + peers) == want
+
+
+def test_a_peer_comparison_names_its_family_not_lico(tmp_path):
+    """The guided model is better on insertion by construction (+0.3 on every image): its
+    verdicts say "guided better" at both levels, LICO's comparison in the same table still
+    says "LICO better", and the paired table heads its trained side "model"; a table of LICO
+    comparisons alone keeps "LICO" (test_report_files_three_seeds)."""
+    rng = np.random.default_rng(5)
+    recs = []
+    for model, bonus in (("baseline_r18", 0.0), ("lico_r18", 0.3), ("guided_r18", 0.3)):
+        recs = add_rows(recs, model, "gradcam", [0, 1, 2],
+                        {"insertion": rng.uniform(0.3, 0.6, (3, N)) + bonus})
+    info = {m: {"family": m.split("_")[0], "arch": "resnet18", "variant": None}
+            for m in ("baseline_r18", "lico_r18", "guided_r18")}
+    s = compute_summary(frame(recs), {"insertion": True}, {"models": info})
+    p = s[s["kind"] == "paired"].set_index("model")
+    assert p.loc["guided_r18 - baseline_r18", ["verdict", "seed_verdict"]].tolist() == ["guided better"] * 2
+    assert p.loc["lico_r18 - baseline_r18", ["verdict", "seed_verdict"]].tolist() == [LICO] * 2
+    # without the manifest's families the names say the same
+    s2 = compute_summary(frame(recs), {"insertion": True})
+    assert s2.loc[s2["kind"] == "paired", "verdict"].tolist() == p["verdict"].tolist()
+    md = to_markdown(s, {"insertion": True}, {"spec": {}, "models": info})
+    assert "## Paired difference model − baseline (same images)" in md
+    header = [c.strip() for c in next(l for l in md.splitlines() if l.startswith("| comparison")).strip("|").split("|")]
+    assert header[4:6] == ["model", "Δ model − baseline [95% CI]"]
+    lico_only = s[~s["model"].str.startswith("guided")]
+    assert "## Paired difference LICO − baseline" in to_markdown(lico_only, {"insertion": True}, {"spec": {}})
