@@ -13,6 +13,11 @@ seed, for one method's rows (every method explains the same images with the same
     python experiments/seed_table.py results/paper_variants --method gradcampp \
         --metric pointing_game --metric insertion_gain
     python experiments/seed_table.py results/paper_slow --confidence
+    python experiments/seed_table.py results/paper_peers --matrix energy_pointing_game
+
+``--matrix METRIC``: one metric, methods down and comparisons across; each cell the mean
+difference (points) and both verdicts from the trained model's side, "(images / seeds)":
+better, worse (the baseline better) or – (no clear difference).
 """
 from __future__ import annotations
 
@@ -56,6 +61,32 @@ def seed_table(results: Path, methods=None, metrics=METRICS) -> str:
                      "over seeds"], body)
 
 
+def _side(verdict: str) -> str:
+    """A verdict read from the trained model's side: better, worse or –."""
+    return "–" if verdict == "no clear difference" else "worse" if verdict == "baseline better" else "better"
+
+
+def matrix_table(results: Path, metric: str, methods=None) -> str:
+    """Markdown: method | Δ (images / seeds) per comparison, for one metric."""
+    s = pd.read_csv(results / "summary.csv")
+    p = s[(s["kind"] == "paired") & (s["metric"] == metric)]
+    if p.empty:
+        raise SystemExit(f"no paired rows for metric {metric!r} in {results / 'summary.csv'}")
+    methods = methods or [m for m in METHODS if m in set(p["method"])]
+    comps = list(dict.fromkeys(p["model"]))
+    body = []
+    for me in methods:
+        line = [METHODS.get(me, me)]
+        for comp in comps:
+            r = p[(p["model"] == comp) & (p["method"] == me)]
+            line.append("" if r.empty else
+                        f"{points(r.iloc[0]['mean'], '+')} ({_side(r.iloc[0]['verdict'])} / "
+                        f"{_side(r.iloc[0]['seed_verdict'])})")
+        body.append(line)
+    arrow = "↑" if p["higher_is_better"].iloc[0] else "↓"
+    return md_table([f"{NICE.get(metric, metric)} {arrow}"] + [c.split(" - ")[0] for c in comps], body)
+
+
 def confidence_table(results: Path) -> str:
     """Markdown: model | mean p(explained class | full image) per seed (%) | over seeds."""
     rows = load_rows(results)
@@ -72,9 +103,14 @@ def main() -> None:
     ap.add_argument("--metric", action="append", help=f"default: {', '.join(METRICS)}")
     ap.add_argument("--confidence", action="store_true",
                     help="print each model's mean probability of the explained class per seed")
+    ap.add_argument("--matrix", metavar="METRIC",
+                    help="one metric: methods x comparisons, Δ (image / seed verdicts)")
     a = ap.parse_args()
-    print(confidence_table(a.results) if a.confidence
-          else seed_table(a.results, a.method, a.metric or METRICS))
+    if a.matrix:
+        print(matrix_table(a.results, a.matrix, a.method))
+    else:
+        print(confidence_table(a.results) if a.confidence
+              else seed_table(a.results, a.method, a.metric or METRICS))
 
 
 if __name__ == "__main__":

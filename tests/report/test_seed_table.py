@@ -51,3 +51,23 @@ def test_confidence_is_the_mean_target_prob_per_model_and_seed(monkeypatch):
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
     # baseline: seeds 0.95, 0.80 -> mean 0.875 -> "87.5"; lico: 0.60, 0.60 -> 60.0
     assert cells == [["baseline_x", "95.0, 80.0", "87.5"], ["lico_x", "60.0, 60.0", "60.0"]]
+
+
+def test_matrix_reads_both_verdicts_from_the_trained_models_side(tmp_path):
+    cols = ["kind", "model", "method", "metric", "mean", "higher_is_better", "verdict",
+            "seed_verdict"]
+    pd.DataFrame([
+        ["paired", "guided_x - baseline_x", "gradcam", "energy_pointing_game", 0.606, True,
+         "guided better", "guided better"],
+        ["paired", "lico_x - baseline_x", "gradcam", "energy_pointing_game", -0.111, True,
+         "baseline better", "no clear difference"],
+        ["paired", "guided_x - baseline_x", "rise", "energy_pointing_game", 0.0004, True,
+         "no clear difference", "no clear difference"],
+        ["paired", "guided_x - baseline_x", "gradcam", "insertion", 0.5, True, "x", "x"],
+    ], columns=cols).to_csv(tmp_path / "summary.csv", index=False)
+    lines = _module().matrix_table(tmp_path, "energy_pointing_game").splitlines()
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    assert cells[0] == ["Energy PG ↑", "guided_x", "lico_x"]
+    # methods in the script's order; lico_x has no RISE row: an empty cell
+    assert cells[2:] == [["Grad-CAM", "+60.6 (better / better)", "−11.1 (worse / –)"],
+                         ["RISE", "+0.0 (– / –)", ""]]
