@@ -21,10 +21,10 @@
 # and recomputes only a damaged one. Run it from a clean worktree pinned at one commit (the
 # manifest records the git sha; PEERS_ALLOW_DIRTY=1 overrides the check).
 #
-# Cost (CPU seconds of one core, OMP_NUM_THREADS=1; "ESTIMATE" at the end): about 5.5
-# CPU-hours of training the 15 peer checkpoints and about 1.5 CPU-hours of explaining and
-# scoring (17 500 model x seed x method x image rows; 6 in float32). The grid's images can be sharded over
-# processes: `torchrun --standalone --nproc_per_node N -m lico_bench.cli run ...` with the
+# Cost (CPU seconds of one core, OMP_NUM_THREADS=1; "ESTIMATE" at the end): about 5
+# CPU-hours of training the 15 peer checkpoints and about 4 CPU-hours of explaining and
+# scoring in bf16 (17 500 model x seed x method x image rows; measured, "ESTIMATE"). The
+# grid's images can be sharded over processes: `torchrun --standalone --nproc_per_node N -m lico_bench.cli run ...` with the
 # same arguments (docs/scaling.md). With a GPU: PEERS_DEVICE=cuda and a results_gpu folder.
 set -u
 cd "$(dirname "$0")/.."   # the worktree root
@@ -95,8 +95,8 @@ done
 $PY -m lico_bench.cli figures "$OUT" || exit $?
 echo "$(date -u +%FT%TZ) figures done: $OUT/summary.md"
 
-# ESTIMATE. Training, CPU seconds of one core (the other core busy): guided_wrn28_2 with
-# the paper recipe 517 s (10 epochs of ~51 s, the check under "WEIGHTS"), baseline_wrn28_2
+# ESTIMATE (before the grid), then MEASURED. Training, CPU seconds of one core (the other
+# core busy): guided_wrn28_2 with the paper recipe 517 s (10 epochs of ~51 s, the check under "WEIGHTS"), baseline_wrn28_2
 # ~470 s (issue 25's log.csv: ~47 s an epoch). The peers' step costs relative to the
 # baseline's, from `python benchmarks/bench_train.py --peers --batch-size 64 --steps 6` on
 # ResNet-18 (medians of steps alternating between the kinds in one process, a 2-core machine
@@ -107,5 +107,7 @@ echo "$(date -u +%FT%TZ) figures done: $OUT/summary.md"
 # a pass less its training): ~0.75 s an image for Grad-CAM and Grad-CAM++ (taken for the
 # other gradient methods too; intgrad runs 16 backward passes), ~5.3 s for Score-CAM and
 # RISE together -> ~9 s per image for the 7 methods; x 100 images x 5 models x 5 seeds =
-# ~22 500 s (6.3 h) in float32; bf16 on AMX (PRECISION) about a quarter of that. About 7
-# CPU-hours in all.
+# ~22 500 s (6.3 h) in float32; bf16 on AMX (PRECISION) about a quarter of that.
+# MEASURED for seed 0 (commit 042b7a3, Xeon with AMX, one core each for two jobs): epochs of
+# guided 49 s, rrr 231 s, sgt 92 s (~62 min of training a seed), and the run pass of seed 0
+# (5 models x 7 methods x 100 images, bf16) 2980 s wall: about 1.9 h a seed, 9-10 h in all.
