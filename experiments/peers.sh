@@ -24,7 +24,8 @@
 # Cost (CPU seconds of one core, OMP_NUM_THREADS=1; "ESTIMATE" at the end): about 5
 # CPU-hours of training the 15 peer checkpoints and about 4 CPU-hours of explaining and
 # scoring in bf16 (17 500 model x seed x method x image rows; measured, "ESTIMATE"). The
-# grid's images can be sharded over processes: `torchrun --standalone --nproc_per_node N -m lico_bench.cli run ...` with the
+# grid's images can be sharded over processes: `torchrun --standalone --nproc_per_node N -m
+# lico_bench.cli run ...` with the
 # same arguments (docs/scaling.md). With a GPU: PEERS_DEVICE=cuda and a results_gpu folder.
 set -u
 cd "$(dirname "$0")/.."   # the worktree root
@@ -96,7 +97,8 @@ $PY -m lico_bench.cli figures "$OUT" || exit $?
 echo "$(date -u +%FT%TZ) figures done: $OUT/summary.md"
 
 # ESTIMATE (before the grid), then MEASURED. Training, CPU seconds of one core (the other
-# core busy): guided_wrn28_2 with the paper recipe 517 s (10 epochs of ~51 s, the check under "WEIGHTS"), baseline_wrn28_2
+# core busy): guided_wrn28_2 with the paper recipe 517 s (10 epochs of ~51 s, the check under
+# "WEIGHTS"), baseline_wrn28_2
 # ~470 s (issue 25's log.csv: ~47 s an epoch). The peers' step costs relative to the
 # baseline's, from `python benchmarks/bench_train.py --peers --batch-size 64 --steps 6` on
 # ResNet-18 (medians of steps alternating between the kinds in one process, a 2-core machine
