@@ -168,7 +168,7 @@ def side_name(model: str, manifest: Optional[dict] = None) -> str:
     word), the model's own name for anything else (a plugin's model)."""
     family = ((manifest or {}).get("models") or {}).get(model, {}).get("family")
     if family is None:
-        from ..guidance.families import family_of   # no torch import: names only
+        from ..guidance.families import family_of   # a lower layer; only for old manifests
 
         family = "lico" if model.startswith("lico") else family_of(model.split("@")[0])
     return "LICO" if family == "lico" else (family or model)
