@@ -48,7 +48,7 @@ from .common import (BASELINE, IMAGE_KEY, NICE, load_manifest, load_rows,  # noq
 from .agreement import (agreement_section, agreement_summary, agreement_tex, grid_note,
                         read_agreement)
 from .stats import (ALPHA, CONFIDENCE, EXACT_MAX_N, add_verdicts, crossed_bootstrap_ci, crossed_mean,
-                    paired_wilcoxon_p, seed_level)
+                    paired_wilcoxon_p, seed_level, verdict)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -126,12 +126,13 @@ def compute_summary(rows: pd.DataFrame, directions: Dict[str, bool],
                                    p_wilcoxon=paired_wilcoxon_p(d), **seed_level(d)))
     # Holm over every comparison of the paired table: with 20+ comparisons, unadjusted
     # p < 0.05 names a side by chance about once per table.
-    add_verdicts(paired)
-    for r in paired:   # the side a verdict names: LICO, or the peer family ("guided better")
-        side = side_name(r["model"].split(" - ")[0], manifest)
-        for k in ("verdict", "seed_verdict"):
-            if r[k] == "LICO better" and side != "LICO":
-                r[k] = f"{side} better"
+    sides = {r["model"]: side_name(r["model"].split(" - ")[0], manifest) for r in paired}
+
+    def verdict_of(r, lo, hi, q):   # names the trained side: LICO, or the peer's family
+        v = verdict(lo, hi, q, r["higher_is_better"])
+        return f"{sides[r['model']]} better" if v == "LICO better" else v
+
+    add_verdicts(paired, verdict_of)
     return pd.DataFrame(out + paired)
 
 
