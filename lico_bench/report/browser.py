@@ -31,7 +31,7 @@ from typing import Dict, List, Optional
 import pandas as pd
 
 from ..io import read_bounded_text, write_text
-from .common import load_manifest, load_rows, metric_directions, pair_models
+from .common import load_manifest, load_rows, metric_directions, pair_models, side_name
 from .figure_files import THUMB_META, THUMBS_PER_ROW, THUMBS_PER_SHEET, WALL_TIME, sheets_complete
 
 PAGE = Path("index.html")
@@ -81,7 +81,8 @@ def _thumbs(results: Path, n: int) -> Optional[dict]:
 
 def page_data(results: Path, manifest: dict, rows: pd.DataFrame) -> dict:
     """What the page's JavaScript reads (embedded as JSON): images, experiments' columns,
-    metric directions, model pairs and the thumbnails' layout."""
+    metric directions, model pairs, the names their verdicts give the trained side ("LICO",
+    "guided", ...: common.side_name) and the thumbnails' layout."""
     directions = metric_directions(manifest, rows)
     ids = sorted(int(i) for i in rows["image_id"].unique())
     pos = {i: k for k, i in enumerate(ids)}
@@ -109,9 +110,11 @@ def page_data(results: Path, manifest: dict, rows: pd.DataFrame) -> dict:
                      "thumbs": meta is not None and sheets_complete(results, key, n),
                      "pred": pred, "values": values})
     names = (manifest.get("dataset") or {}).get("class_names") or []
+    pairs = pair_models(sorted(rows["model"].unique()), manifest)
     return {"ids": ids, "labels": labels, "class_names": [str(c) for c in names],
             "columns": value_cols, "higher": {c: directions.get(c) for c in value_cols},
-            "pairs": [list(p) for p in pair_models(sorted(rows["model"].unique()), manifest)],
+            "pairs": [list(p) for p in pairs],
+            "sides": sorted({side_name(m, manifest) for m, _ in pairs}),
             "exps": exps, "tile": meta["tile"] if meta else None, "per_row": THUMBS_PER_ROW,
             "per_sheet": THUMBS_PER_SHEET,
             "inputs": meta is not None and sheets_complete(results, "inputs", n),

@@ -1,5 +1,5 @@
 """A results directory for the results-browser tests, built by hand so its answers are known:
-two models (baseline_r18, lico_r18) x two methods (gradcam, rise) or one, one seed, ``n`` images
+two models (baseline_r18, lico_r18; or any of FAMILIES) x two methods (gradcam, rise) or one, one seed, ``n`` images
 with labels, predictions and three metrics drawn from a seeded generator, and thumbs/ sheets
 whose tiles are distinct (image i's input and mask tiles are solid colours derived from i)."""
 import json
@@ -23,24 +23,27 @@ def key(model, method, seed=0):
     return f"shapes__{model}__{method}__seed{seed}"
 
 
-def make_results(root: Path, n: int, thumbs: bool = True, methods=METHODS) -> Path:
+FAMILIES = {"baseline_r18": "baseline", "lico_r18": "lico", "guided_r18": "guided"}
+
+
+def make_results(root: Path, n: int, thumbs: bool = True, methods=METHODS, models=MODELS) -> Path:
     """Write the rows, manifest (and thumbs/) under ``root/res``, then build_report (tables
     and index.html); return the results directory. One method is ~10 times faster to report
-    than two (no method comparison, whose bootstraps dominate)."""
+    than two (no method comparison, whose bootstraps dominate). ``models``: from FAMILIES."""
     rng = np.random.default_rng(28)
     res = Path(root) / "res"
     (res / "rows").mkdir(parents=True)
-    manifest = {"format": 1, "command": "lico-bench run --model baseline_r18 --model lico_r18",
+    manifest = {"format": 1, "command": "lico-bench run" + "".join(f" --model {m}" for m in models),
                 "git_commit": "0123abc", "versions": {"torch": "9.9"}, "device": "cpu",
                 "dataset": {"class_names": CLASSES},
                 "spec": {"dataset": "shapes", "split": "test", "n_images": n, "seeds": [0],
-                         "models": list(MODELS), "methods": list(methods)},
+                         "models": list(models), "methods": list(methods)},
                 "metrics": {k: {"higher_is_better": v} for k, v in METRICS.items()},
-                "models": {"baseline_r18": {"family": "baseline", "arch": "resnet18", "variant": None},
-                           "lico_r18": {"family": "lico", "arch": "resnet18", "variant": "paper"}}}
+                "models": {m: {"family": FAMILIES[m], "arch": "resnet18",
+                               "variant": "paper" if FAMILIES[m] == "lico" else None} for m in models}}
     (res / "manifest.json").write_text(json.dumps(manifest))
     labels = rng.integers(0, len(CLASSES), n)
-    for model in MODELS:
+    for model in models:
         pred = np.where(rng.random(n) < 0.8, labels, (labels + 1) % len(CLASSES))
         prob = rng.uniform(0.3, 1.0, n)
         for method in methods:
@@ -59,7 +62,7 @@ def make_results(root: Path, n: int, thumbs: bool = True, methods=METHODS) -> Pa
         grey = (100 + ids % 100).to(torch.uint8)   # image i's mask tile: solid grey 100 + i % 100
         write_sheets(res, "masks", grey[:, None, None].expand(n, TILE, TILE).contiguous())
         ramp = torch.arange(TILE * TILE).reshape(TILE, TILE).to(torch.uint8) * 4   # 0..252
-        for model in MODELS:
+        for model in models:
             for method in methods:
                 write_sheets(res, key(model, method), ramp.expand(n, TILE, TILE).contiguous())
         (res / THUMB_META).write_text(json.dumps({"tile": TILE, "per_row": THUMBS_PER_ROW,

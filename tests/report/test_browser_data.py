@@ -30,6 +30,7 @@ def test_embedded_values_are_the_rows_to_six_digits(res):
     rows = load_rows(res, load_manifest(res))
     assert data["ids"] == list(range(N)) and data["class_names"] == CLASSES
     assert data["pairs"] == [["lico_r18", "baseline_r18"]]   # (LICO, baseline), as pair_models
+    assert data["sides"] == ["LICO"]   # what the verdicts call the trained side
     assert [(e["model"], e["method"]) for e in data["exps"]] == [(m, "gradcam") for m in MODELS]
     assert data["columns"][:4] == ["prob", "insertion", "deletion", "pointing_game"]
     for e in data["exps"]:
@@ -109,3 +110,12 @@ def test_a_damaged_meta_or_wall_time_file_is_left_out(tmp_path):
     (res / "wall_time.json").write_text('{"command": "lico-bench run", "wall_s": 12.5}')
     build_page(res)
     assert "<td>12.5 s</td>" in (res / PAGE).read_text()
+
+
+def test_a_peer_family_is_a_trained_side_of_its_own(tmp_path):
+    # guided_r18 pairs with the baseline too; its verdicts say "guided better" (side_name)
+    res = make_results(tmp_path, 12, thumbs=False, methods=("gradcam",),
+                       models=("baseline_r18", "guided_r18", "lico_r18"))
+    data = embedded(res)[1]
+    assert data["pairs"] == [["guided_r18", "baseline_r18"], ["lico_r18", "baseline_r18"]]
+    assert data["sides"] == ["LICO", "guided"]

@@ -112,9 +112,20 @@ def test_tables_show_the_csv_values_with_verdicts_coloured(page, res):
     head = want[0]
     cls = page.execute_script("""return [...document.getElementById('table-0').tBodies[0].rows]
         .map((r) => r.cells[arguments[0] + 1].className);""", head.index("verdict"))
-    colour = {"": "", "no clear difference": "v-none", "LICO better": "v-lico", "baseline better": "v-base"}
+    colour = {"": "", "no clear difference": "v-none", "LICO better": "v-trained", "baseline better": "v-base"}
     assert cls == [colour[r[head.index("verdict")]] for r in want[1:]]
     assert any(c for c in cls)
+
+
+def test_a_peers_verdict_is_coloured_as_its_trained_side(browser, tmp_path):
+    # a table of LICO's peers says "guided better"; an explainer pair says "rise better"
+    res = make_results(tmp_path, 12, thumbs=False, methods=("gradcam",),
+                       models=("baseline_r18", "guided_r18", "lico_r18"))
+    browser.get((res / PAGE).as_uri())
+    verdicts = ["guided better", "LICO better", "baseline better", "rise better",
+                "no clear difference", ""]
+    got = browser.execute_script("return arguments[0].map(verdictClass);", verdicts)
+    assert got == ["v-trained", "v-trained", "v-base", "v-other", "v-none", ""]
 
 
 def test_a_table_column_sorts_both_ways(page, res):
