@@ -7,6 +7,10 @@ each, and on ``swap`` the share of predictions that are the class whose cue is p
 ("follows the cue"; chance: 1 / number of classes). Written to
 ``<results>/reliance/<model>__seed<seed>.json`` for the report.
 
+Reliance is measured in float32 whatever the run's ``--precision`` (like the grid's
+qualification, :mod:`lico_bench.bench.grid`): it is the checkpoint's, and the 50 % rule
+below must not pick another mask for a bf16 run of the same checkpoint.
+
 Rule: a model that follows the cue in at least :data:`FOLLOW_AT_LEAST` of the swap images
 is scored against the cue mask (on every split with a cue); any other model, and every model
 on the ``absent`` split, against the object mask. Each row says which (``evidence``), and
@@ -35,24 +39,25 @@ def is_cue_dataset(ds) -> bool:
     return hasattr(ds, "cue_masks") and hasattr(ds, "cue_labels")
 
 
-def predictions(model, ds, device: torch.device, batch_size: int, amp) -> torch.Tensor:
-    """[N] int64 on the CPU: ``model``'s predicted class for every image of ``ds``."""
+def predictions(model, ds, device: torch.device, batch_size: int) -> torch.Tensor:
+    """[N] int64 on the CPU: ``model``'s predicted class for every image of ``ds``, its
+    forwards in float32 with any ambient autocast switched off (module docstring)."""
     out = []
     for start in range(0, len(ds), batch_size):
         batch = ds.get_batch(list(range(start, min(start + batch_size, len(ds)))))
-        with torch.no_grad(), amp:
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
             out.append(model(to_device(batch.images, device)).float().argmax(1).cpu())
     return torch.cat(out)
 
 
 def measure_reliance(model, dataset: str, image_size: int, device: torch.device,
-                     batch_size: int, amp) -> Dict:
+                     batch_size: int) -> Dict:
     """Accuracy on the agree/swap/absent splits and the share of swap predictions that
     follow the cue, for ``model`` (eval mode) on cue dataset ``dataset``."""
     rel: Dict = {"dataset": dataset}
     for split in CUE_SPLITS:
         ds = create_dataset(dataset, split, image_size=image_size, seed=0)
-        pred = predictions(model, ds, device, batch_size, amp)
+        pred = predictions(model, ds, device, batch_size)
         rel[f"accuracy_{split}"] = float((pred == ds.labels).float().mean())
         rel[f"n_{split}"] = len(ds)
         if split == "swap":

@@ -281,7 +281,7 @@ class Runner:
                 self._reliance[(exp.model, exp.seed)] = cue.reliance_for(
                     self.out, exp.model, exp.seed, str(self.checkpoint_for(exp.model, exp.seed)),
                     lambda: cue.measure_reliance(model, spec.dataset, info.image_size, self.device,
-                                                 spec.batch_size, self._amp()), self.dist.is_main)
+                                                 spec.batch_size), self.dist.is_main)
             if spec.grid and spec.grid_variant == "difull":   # cells through the features alone
                 model = grid_.difull(model, spec.grid)
             self.run_experiment(exp, model, ds, metrics)

@@ -32,9 +32,8 @@ class CueReader(nn.Module):
 
 def test_measured_reliance_of_a_cue_reader_and_of_an_object_blind_model():
     info = create_dataset("shapes-cue", "absent", n=8).info
-    amp = torch.autocast("cpu", enabled=False)
     rel = cue.measure_reliance(CueReader(info.mean, info.std), "shapes-cue", 32,
-                               torch.device("cpu"), 250, amp)
+                               torch.device("cpu"), 250)
     # (a few background pixels fall near a cue colour: not quite 100 %)
     assert rel["follows_cue"] > 0.99 and rel["accuracy_agree"] > 0.99
     assert rel["accuracy_swap"] < 0.01 and rel["n_swap"] == 1000 and rel["follows"]
@@ -43,20 +42,42 @@ def test_measured_reliance_of_a_cue_reader_and_of_an_object_blind_model():
 
 
 
+class CueReaderOnlyInFloat32(CueReader):
+    """The cue reader with autocast off; under an enabled autocast every logit is 0, so the
+    prediction is class 0 and follows the swapped cue only where that cue is class 0's: by
+    construction, the reader is scored as following the cue only if its forwards run in float32."""
+
+    def forward(self, x):
+        if torch.is_autocast_enabled(x.device.type):
+            return torch.zeros(x.shape[0], 10)
+        return super().forward(x)
+
+
+def test_reliance_is_measured_in_float32_under_an_ambient_bf16_autocast():
+    """A bf16 run (--precision bf16 puts its forwards under autocast) measures the reliance
+    of a float32 run: the same numbers, so the same mask is the evidence."""
+    info = create_dataset("shapes-cue", "absent", n=8).info
+    model = CueReaderOnlyInFloat32(info.mean, info.std)
+    plain = cue.measure_reliance(model, "shapes-cue", 32, torch.device("cpu"), 250)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")        # the construction's premise holds here
+        under = cue.measure_reliance(model, "shapes-cue", 32, torch.device("cpu"), 250)
+    assert plain["follows_cue"] > 0.99 and under == plain
+
+
 @pytest.mark.parametrize("n_follow,follows", [(500, True), (499, False), (400, False)],
                          ids=["exactly-half", "one-short-of-half", "40-percent"])
 def test_the_follow_rule_at_and_below_half_of_the_swap_images(monkeypatch, n_follow, follows):
     """docs/datasets.md: a model that follows the cue on >= 50 % of the swap images is scored
     against the cue mask, any other against the object mask. Predictions that follow the swapped cue
     on exactly n_follow of the 1000 swap images (the true label on the rest)."""
-    def predictions(model, ds, device, batch_size, amp):
+    def predictions(model, ds, device, batch_size):
         if ds.split != "swap":
             return ds.labels.clone()
         return torch.where(torch.arange(len(ds)) < n_follow, ds.cue_labels, ds.labels)
 
     monkeypatch.setattr(cue, "predictions", predictions)
-    rel = cue.measure_reliance(None, "shapes-cue", 32, torch.device("cpu"), 250,
-                               torch.autocast("cpu", enabled=False))
+    rel = cue.measure_reliance(None, "shapes-cue", 32, torch.device("cpu"), 250)
     # a float32 mean of 0/1 values: the exact count divided once, correctly rounded
     assert rel["n_swap"] == 1000
     assert rel["follows_cue"] == (torch.tensor(float(n_follow)) / 1000).item()
