@@ -1,7 +1,8 @@
 """A results directory for the results-browser tests, built by hand so its answers are known:
-two models (baseline_r18, lico_r18; or any of FAMILIES) x two methods (gradcam, rise) or one, one seed, ``n`` images
-with labels, predictions and three metrics drawn from a seeded generator, and thumbs/ sheets
-whose tiles are distinct (image i's input and mask tiles are solid colours derived from i)."""
+two models (baseline_r18, lico_r18; or any of FAMILIES) x two methods (gradcam, rise) or one,
+one seed, ``n`` images with labels, predictions and three metrics drawn from a seeded
+generator, and thumbs/ sheets whose tiles are distinct (image i's input and mask tiles are
+solid colours derived from i)."""
 import json
 from pathlib import Path
 
